@@ -1,0 +1,125 @@
+import PonderBase
+import PonderJSON
+import PonderModel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The CLI builds the same JSON requests the C ABI takes, so every option is parsed and
+// validated in one place (GenerateRequest / ModelOptions).
+
+let usage = """
+usage:
+  ponder generate --model PATH (--prompt TEXT | --messages JSON) [--chat] [--max-tokens N]
+                  [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R]
+                  [--seed S] [--stop TEXT]... [--n N] [--threads N] [--json]
+  ponder tokenize --model PATH --text TEXT [--no-special] [--json]
+  ponder version
+"""
+
+func fail(_ message: String, code: Int32 = 2) -> Never {
+    fputs("ponder: \(message)\n", stderr)
+    exit(code)
+}
+
+/// flag → (request key, value kind)
+enum Kind { case string, number, strings, flag, json }
+let generateFlags: [String: (String, Kind)] = [
+    "--prompt": ("prompt", .string), "--messages": ("messages", .json), "--chat": ("chat", .flag),
+    "--max-tokens": ("max_tokens", .number), "--temperature": ("temperature", .number),
+    "--top-p": ("top_p", .number), "--top-k": ("top_k", .number), "--min-p": ("min_p", .number),
+    "--repetition-penalty": ("repetition_penalty", .number), "--seed": ("seed", .number),
+    "--stop": ("stop", .strings), "--n": ("n", .number),
+]
+
+struct Parsed {
+    var model: String?
+    var threads: Int?
+    var json = false
+    var fields: [(String, JSONValue)] = []
+    var text: String?
+    var noSpecial = false
+}
+
+func parse(_ args: ArraySlice<String>, flags: [String: (String, Kind)]) -> Parsed {
+    var p = Parsed()
+    var stops: [JSONValue] = []
+    var it = args.makeIterator()
+    func next(_ flag: String) -> String {
+        guard let v = it.next() else { fail("\(flag) needs a value") }
+        return v
+    }
+    while let a = it.next() {
+        switch a {
+        case "--model": p.model = next(a)
+        case "--threads":
+            guard let t = Int(next(a)) else { fail("--threads: expected an integer") }
+            p.threads = t
+        case "--json": p.json = true
+        case "--text": p.text = next(a)
+        case "--no-special": p.noSpecial = true
+        case "-h", "--help": print(usage); exit(0)
+        default:
+            guard let (key, kind) = flags[a] else { fail("unknown option \(a)\n\(usage)") }
+            switch kind {
+            case .flag: p.fields.append((key, true))
+            case .string: p.fields.append((key, .string(next(a))))
+            case .strings: stops.append(.string(next(a)))
+            case .number, .json:
+                let v = next(a)
+                do { p.fields.append((key, try JSONValue.parse(v, what: a))) } catch { fail("\(error)") }
+            }
+        }
+    }
+    if !stops.isEmpty { p.fields.append(("stop", .array(stops))) }
+    return p
+}
+
+func loadModel(_ p: Parsed) -> LlamaModel {
+    guard let path = p.model else { fail("--model PATH is required") }
+    do { return try ModelOptions(path: path, threads: p.threads).load() } catch { fail("\(error)", code: 1) }
+}
+
+let args = CommandLine.arguments
+guard args.count >= 2 else { fail(usage) }
+switch args[1] {
+case "version":
+    print(ponderVersion)
+case "generate":
+    let p = parse(args[2...], flags: generateFlags)
+    let request: GenerateRequest
+    do { request = try GenerateRequest(json: .object(p.fields)) } catch { fail("\(error)") }
+    let model = loadModel(p)
+    do {
+        let result = try model.generate(request) { seq, _, piece in
+            if !p.json && request.n == 1 {
+                fputs(piece, stdout)
+                fflush(stdout)
+            }
+            return true
+        }
+        if p.json {
+            print(result.json.serialized())
+        } else if request.n == 1 {
+            print("")
+        } else {
+            for (i, c) in result.completions.enumerated() { print("--- \(i) (\(c.finishReason.rawValue))\n\(c.text)") }
+        }
+        let t = result.json["timings"]!
+        if !p.json {
+            fputs("[prompt \(result.promptTokens) tokens, \(Int(t["prefill_tokens_per_second"]!.asDouble!)) tok/s prefill, \(Int(t["decode_tokens_per_second"]!.asDouble!)) tok/s decode]\n", stderr)
+        }
+    } catch { fail("\(error)", code: 1) }
+case "tokenize":
+    let p = parse(args[2...], flags: [:])
+    guard let text = p.text else { fail("--text TEXT is required") }
+    let model = loadModel(p)
+    let ids = model.tokenizer.encode(text, parseSpecial: !p.noSpecial)
+    if p.json {
+        print(JSONValue.object([("ids", .array(ids.map { .int(Int64($0)) }))]).serialized())
+    } else {
+        print(ids.map(String.init).joined(separator: " "))
+    }
+default:
+    fail("unknown command \(args[1])\n\(usage)")
+}

@@ -1,0 +1,204 @@
+import CJSONC
+import PonderBase
+
+/// A parsed JSON document. Objects keep their key order, so error messages and round trips
+/// follow what the caller wrote.
+public enum JSONValue: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([(String, JSONValue)])
+
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.int(x), .int(y)): return x == y
+        case let (.double(x), .double(y)): return x == y
+        case let (.string(x), .string(y)): return x == y
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: return false
+        }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        if case let .object(fields) = self { return fields.last { $0.0 == key }?.1 }
+        return nil
+    }
+
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .int, .double: return "a number"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+
+    public var asString: String? { if case let .string(s) = self { return s } else { return nil } }
+    public var asArray: [JSONValue]? { if case let .array(a) = self { return a } else { return nil } }
+    public var asInt: Int64? {
+        switch self {
+        case let .int(i): return i
+        case let .double(d) where d.rounded() == d && abs(d) < 9.0e15: return Int64(d)
+        default: return nil
+        }
+    }
+    public var asDouble: Double? {
+        switch self {
+        case let .int(i): return Double(i)
+        case let .double(d): return d
+        default: return nil
+        }
+    }
+}
+
+// MARK: - Parsing (json-c: strict RFC 8259 with UTF-8 validation, errors carry byte offsets)
+
+extension JSONValue {
+    /// Parses a complete JSON text. `what` names the input in error messages ("request",
+    /// "tokenizer.json").
+    public static func parse(_ bytes: UnsafeRawBufferPointer, what: String = "JSON") throws -> JSONValue {
+        guard let tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH) else {
+            throw PonderError(.outOfMemory, "\(what): cannot allocate a JSON parser")
+        }
+        defer { json_tokener_free(tok) }
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8)
+        if bytes.count >= Int(Int32.max) { throw PonderError(.parse, "\(what): larger than 2 GiB") }
+        guard bytes.count > 0 else { throw PonderError(.parse, "\(what): invalid JSON at byte offset 0: empty input") }
+        // json-c completes a top-level number only when it sees the terminating NUL, so the
+        // text is parsed from a NUL-terminated copy.
+        var buf = [CChar](repeating: 0, count: bytes.count + 1)
+        buf.withUnsafeMutableBytes { $0.copyMemory(from: bytes) }
+        let obj = buf.withUnsafeBufferPointer { json_tokener_parse_ex(tok, $0.baseAddress!, Int32(bytes.count + 1)) }
+        let err = json_tokener_get_error(tok)
+        let end = Int(json_tokener_get_parse_end(tok))
+        if err != json_tokener_success || (obj == nil && !isLiteralNull(bytes)) {
+            json_object_put(obj)
+            let reason = err == json_tokener_continue ? "unexpected end of input"
+                : String(cString: json_tokener_error_desc(err))
+            throw PonderError(.parse, "\(what): invalid JSON at byte offset \(min(end, bytes.count)): \(reason)")
+        }
+        defer { json_object_put(obj) }
+        var i = end
+        while i < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 }
+        if i == bytes.count - 1 && bytes[i] == 0 { i += 1 }
+        if i < bytes.count {
+            throw PonderError(.parse, "\(what): invalid JSON at byte offset \(i): trailing characters after the value")
+        }
+        return convert(obj)
+    }
+
+    public static func parse(_ text: String, what: String = "JSON") throws -> JSONValue {
+        var t = text
+        return try t.withUTF8 { try parse(UnsafeRawBufferPointer($0), what: what) }
+    }
+
+    private static func isLiteralNull(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let s = bytes.filter { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
+        return s == Array("null".utf8)
+    }
+
+    private static func convert(_ obj: OpaquePointer?) -> JSONValue {
+        guard let obj else { return .null }
+        switch json_object_get_type(obj) {
+        case json_type_null: return .null
+        case json_type_boolean: return .bool(json_object_get_boolean(obj) != 0)
+        case json_type_int: return .int(json_object_get_int64(obj))
+        case json_type_double: return .double(json_object_get_double(obj))
+        case json_type_string:
+            let n = Int(json_object_get_string_len(obj))
+            let p = json_object_get_string(obj)!
+            return .string(String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self))
+        case json_type_array:
+            let n = json_object_array_length(obj)
+            var out: [JSONValue] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { out.append(convert(json_object_array_get_idx(obj, i))) }
+            return .array(out)
+        case json_type_object:
+            var out: [(String, JSONValue)] = []
+            var it = json_object_iter_begin(obj)
+            var end = json_object_iter_end(obj)
+            while json_object_iter_equal(&it, &end) == 0 {
+                let key = String(cString: json_object_iter_peek_name(&it))
+                out.append((key, convert(json_object_iter_peek_value(&it))))
+                json_object_iter_next(&it)
+            }
+            return .object(out)
+        default: return .null
+        }
+    }
+}
+
+// MARK: - Writing
+
+extension JSONValue {
+    /// Compact JSON text. Non-finite numbers become null: JSON has no NaN or infinity.
+    public func serialized() -> String {
+        var out = ""
+        write(into: &out)
+        return out
+    }
+
+    public func write(into out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case let .bool(b): out += b ? "true" : "false"
+        case let .int(i): out += String(i)
+        case let .double(d): out += d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)") : "null"
+        case let .string(s): JSONValue.writeString(s, into: &out)
+        case let .array(a):
+            out += "["
+            for (i, v) in a.enumerated() {
+                if i > 0 { out += "," }
+                v.write(into: &out)
+            }
+            out += "]"
+        case let .object(fields):
+            out += "{"
+            for (i, (k, v)) in fields.enumerated() {
+                if i > 0 { out += "," }
+                JSONValue.writeString(k, into: &out)
+                out += ":"
+                v.write(into: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func writeString(_ s: String, into out: inout String) {
+        out += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20:
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        out += "\""
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByFloatLiteral, ExpressibleByArrayLiteral, ExpressibleByNilLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int64) { self = .int(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(floatLiteral value: Double) { self = .double(value) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public init(nilLiteral: ()) { self = .null }
+}

@@ -1,0 +1,66 @@
+/// Causal grouped-query attention over a span of new tokens (prefill), with sgemm per head.
+///
+/// q:   [t × qStride]   new queries (already rotated), heads·d used per row
+/// k,v: [past+t × kvHeads·d]  keys/values of all positions, the new ones last
+/// out: [t × heads·d]
+/// scores: scratch of at least t·(past+t) floats.
+/// probs (optional): [heads × t × (past+t)] receives the attention weights, for backward.
+public func attentionPrefill(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
+                             k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                             t: Int, past: Int, heads: Int, kvHeads: Int, headDim d: Int, qStride: Int,
+                             scores: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>? = nil) {
+    let total = past + t
+    let outStride = heads * d, kvStride = kvHeads * d
+    let group = heads / kvHeads
+    let scale = 1 / Float(d).squareRoot()
+    for h in 0..<heads {
+        let g = h / group
+        let s = probs.map { $0 + h * t * total } ?? scores
+        sgemm(transB: true, m: t, n: total, k: d, alpha: scale, a: q + h * d, lda: qStride,
+              b: k + g * d, ldb: kvStride, c: s, ldc: total)
+        for i in 0..<t {
+            let row = s + i * total
+            let visible = past + i + 1
+            softmaxInPlace(row, visible)
+            for j in visible..<total { row[j] = 0 }
+        }
+        sgemm(m: t, n: d, k: total, a: s, lda: total, b: v + g * d, ldb: kvStride,
+              c: out + h * d, ldc: outStride)
+    }
+}
+
+/// One contiguous run of cached keys and values ([count × kvHeads·d] each).
+public struct KVSpan {
+    public var keys: UnsafePointer<Float>
+    public var values: UnsafePointer<Float>
+    public var count: Int
+    public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int) {
+        self.keys = keys
+        self.values = values
+        self.count = count
+    }
+}
+
+/// Attention of one query head over cached spans (decode). A sequence of a sampled group reads
+/// the prompt's span, shared by the whole group, then its own span: no copy of the prompt cache.
+/// scores: scratch of Σ span.count floats.
+public func attendOne(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, head: Int, kvHead: Int,
+                      headDim d: Int, kvHeads: Int, spans: (KVSpan, KVSpan), scores: UnsafeMutablePointer<Float>) {
+    let scale = 1 / Float(d).squareRoot()
+    let stride = kvHeads * d
+    let total = spans.0.count + spans.1.count
+    @inline(__always) func score(_ span: KVSpan, from n: Int) {
+        let kp = span.keys + kvHead * d
+        for j in 0..<span.count { scores[n + j] = dot(q, kp + j * stride, d) * scale }
+    }
+    @inline(__always) func accumulate(_ span: KVSpan, from n: Int) {
+        let vp = span.values + kvHead * d
+        for j in 0..<span.count { axpy(out, scores[n + j], vp + j * stride, d) }
+    }
+    score(spans.0, from: 0)
+    score(spans.1, from: spans.0.count)
+    softmaxInPlace(scores, total)
+    out.update(repeating: 0, count: d)
+    accumulate(spans.0, from: 0)
+    accumulate(spans.1, from: spans.0.count)
+}

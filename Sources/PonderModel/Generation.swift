@@ -1,0 +1,313 @@
+import PonderBase
+import PonderJSON
+import PonderKernels
+import PonderText
+
+/// One generation request. Its JSON keys are the contract shared by the C ABI, the CLI flags
+/// and the Python binding.
+public struct GenerateRequest: Sendable {
+    public var prompt: String?
+    public var messages: [ChatTemplate.Message]?
+    /// Wrap `prompt` as a user message in the model's chat template.
+    public var chat = false
+    public var maxTokens = 256
+    public var sampling = SamplingParams()
+    /// nil: a seed drawn from the clock. Sequence i of a request uses seed + i, so a group of n
+    /// reproduces n single requests.
+    public var seed: UInt64?
+    public var stop: [String] = []
+    public var n = 1
+    /// Special-token text in the prompt ("<|im_end|>") becomes its token.
+    public var parseSpecial = true
+
+    public init(prompt: String? = nil) { self.prompt = prompt }
+
+    public static let keys = ["prompt", "messages", "chat", "max_tokens", "temperature", "top_p", "top_k", "min_p",
+                              "repetition_penalty", "seed", "stop", "n", "parse_special"]
+
+    public init(json: JSONValue) throws {
+        let r = JSONReader(json)
+        prompt = r.string("prompt")
+        if let msgs = r.array("messages") {
+            var out: [ChatTemplate.Message] = []
+            for (i, m) in msgs.enumerated() {
+                let mr = r.element("messages", i, m)
+                let role = mr.string("role"), content = mr.string("content")
+                if role == nil && !mr.has("role") { mr.failHere("missing \"role\"") }
+                if content == nil && !mr.has("content") { mr.failHere("missing \"content\"") }
+                mr.rejectUnknownKeys()
+                if let role, let content { out.append(.init(role: role, content: content)) }
+            }
+            messages = out
+        }
+        if prompt == nil && messages == nil { r.failHere("needs \"prompt\" (a string) or \"messages\" (an array)") }
+        if prompt != nil && messages != nil { r.fail("messages", "give either \"prompt\" or \"messages\", not both") }
+        chat = r.bool("chat") ?? false
+        maxTokens = r.int("max_tokens", in: 0...1_048_576) ?? maxTokens
+        sampling.temperature = Float(r.double("temperature", "a number in [0, 100]") { $0 >= 0 && $0 <= 100 } ?? 1)
+        sampling.topP = Float(r.double("top_p", "a number in (0, 1]") { $0 > 0 && $0 <= 1 } ?? 1)
+        sampling.topK = r.int("top_k", in: 0...10_000_000) ?? 0
+        sampling.minP = Float(r.double("min_p", "a number in [0, 1]") { $0 >= 0 && $0 <= 1 } ?? 0)
+        sampling.repetitionPenalty = Float(r.double("repetition_penalty", "a number in (0, 100]") { $0 > 0 && $0 <= 100 } ?? 1)
+        if let s = r.value("seed") {
+            if let i = s.asInt, i >= 0 { seed = UInt64(i) } else { r.fail("seed", "expected a non-negative integer, got \(s.serialized())") }
+        }
+        stop = r.strings("stop") ?? []
+        for (i, s) in stop.enumerated() where s.isEmpty { r.fail("stop[\(i)]", "empty stop string") }
+        n = r.int("n", in: 1...1024) ?? 1
+        parseSpecial = r.bool("parse_special") ?? true
+        try r.finish()
+    }
+}
+
+public enum FinishReason: String, Sendable {
+    case stop, eos, length, cancelled
+}
+
+public struct Completion: Sendable {
+    public var text: String
+    /// Generated ids, including the EOS or stop-string token that ended the sequence.
+    public var tokenIDs: [Int32]
+    /// Log-probability of each generated id under the model (raw logits, temperature 1).
+    public var logprobs: [Float]
+    public var finishReason: FinishReason
+}
+
+public struct GenerateResult: Sendable {
+    public var completions: [Completion]
+    public var promptTokens: Int
+    public var prefillSeconds: Double
+    public var decodeSeconds: Double
+
+    public var json: JSONValue {
+        let generated = completions.reduce(0) { $0 + $1.tokenIDs.count }
+        return .object([
+            ("completions", .array(completions.map { c in
+                .object([("text", .string(c.text)),
+                         ("token_ids", .array(c.tokenIDs.map { .int(Int64($0)) })),
+                         ("logprobs", .array(c.logprobs.map { .double(Double($0)) })),
+                         ("finish_reason", .string(c.finishReason.rawValue))])
+            })),
+            ("prompt_tokens", .int(Int64(promptTokens))),
+            ("timings", .object([
+                ("prefill_seconds", .double(prefillSeconds)),
+                ("decode_seconds", .double(decodeSeconds)),
+                ("prefill_tokens_per_second", .double(prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0)),
+                ("decode_tokens_per_second", .double(decodeSeconds > 0 ? Double(generated) / decodeSeconds : 0)),
+            ])),
+        ])
+    }
+}
+
+/// Called after each generated token: (sequence index, token id, newly final text). Returning
+/// false cancels the whole request.
+public typealias TokenCallback = (Int, Int32, String) -> Bool
+
+extension LlamaModel {
+    /// The prompt's token ids as `request` describes them (chat template applied if asked).
+    public func promptTokens(_ request: GenerateRequest) throws -> [Int32] {
+        var text: String
+        if let messages = request.messages ?? (request.chat ? [.init(role: "user", content: request.prompt ?? "")] : nil) {
+            guard let rendered = tokenizer.chatTemplate.render(messages) else {
+                throw PonderError(.unsupported, "messages: this model has no chat template Ponder recognises (ChatML, Llama-3)")
+            }
+            text = rendered
+        } else {
+            text = request.prompt ?? ""
+        }
+        let ids = tokenizer.encode(text, parseSpecial: request.parseSpecial || request.messages != nil || request.chat)
+        guard !ids.isEmpty else { throw PonderError.invalid("prompt: empty (it must encode to at least one token)") }
+        return ids
+    }
+
+    /// Generates `request.n` completions of one prompt. The prompt is prefilled once; the n
+    /// sequences then decode together as one batch of rows, each attending to the shared
+    /// prompt cache and its own cache.
+    public func generate(_ request: GenerateRequest, onToken: TokenCallback? = nil) throws -> GenerateResult {
+        let c = config
+        let prompt = try promptTokens(request)
+        let p = prompt.count, n = request.n
+        guard p + request.maxTokens <= c.maxPositions else {
+            throw PonderError.invalid("max_tokens: prompt (\(p) tokens) + max_tokens (\(request.maxTokens)) exceeds the context length \(c.maxPositions)")
+        }
+        let maxNew = request.maxTokens
+        let seed = request.seed ?? UInt64(monotonicSeconds() * 1e9)
+        var result = GenerateResult(completions: [], promptTokens: p, prefillSeconds: 0, decodeSeconds: 0)
+        if maxNew == 0 {
+            result.completions = Array(repeating: Completion(text: "", tokenIDs: [], logprobs: [], finishReason: .length), count: n)
+            return result
+        }
+
+        // All buffers for the whole request, allocated once.
+        let s = try Scratch(c, rows: max(p, n))
+        let promptK = try Arena(count: c.numLayers * p * c.kvDim), promptV = try Arena(count: c.numLayers * p * c.kvDim)
+        let seqK = try Arena(count: c.numLayers * n * maxNew * c.kvDim), seqV = try Arena(count: c.numLayers * n * maxNew * c.kvDim)
+        let ctx = p + maxNew
+        let tasks = n * c.numHeads
+        let scores = try Arena(count: max(p * p, tasks * ctx))
+        let logitsBuf = try Arena(count: n * c.vocabSize)
+        var positions = [Int32](repeating: 0, count: max(p, n))
+        var inputs = [Int32](repeating: 0, count: n)
+
+        let t0 = monotonicSeconds()
+        for i in 0..<p { positions[i] = Int32(i) }
+        prompt.withUnsafeBufferPointer { embed($0.baseAddress!, rows: p, into: s.x) }
+        positions.withUnsafeBufferPointer { pos in
+            blocks(rows: p, positions: pos.baseAddress!, s) { l in
+                let kl = promptK.pointer + l * p * c.kvDim, vl = promptV.pointer + l * p * c.kvDim
+                for r in 0..<p {
+                    (kl + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim, count: c.kvDim)
+                    (vl + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
+                }
+                attentionPrefill(out: s.attn, q: s.qkv, k: kl, v: vl, t: p, past: 0, heads: c.numHeads,
+                                 kvHeads: c.numKVHeads, headDim: c.headDim, qStride: c.qkvDim, scores: scores.pointer)
+            }
+        }
+        logits(s, first: p - 1, rows: 1, into: logitsBuf.pointer)
+        for i in 1..<n { (logitsBuf.pointer + i * c.vocabSize).update(from: logitsBuf.pointer, count: c.vocabSize) }
+        let t1 = monotonicSeconds()
+        result.prefillSeconds = t1 - t0
+
+        var seqs = (0..<n).map { i in
+            SequenceState(sampler: TokenSampler(params: request.sampling, seed: seed &+ UInt64(i), vocab: c.vocabSize,
+                                                history: request.sampling.repetitionPenalty != 1 ? prompt : []),
+                          stop: request.stop)
+        }
+        var active = Array(0..<n)  // row r of a decode step is sequence active[r]
+        let stopIDs = tokenizer.stopIds
+        var cancelled = false
+        var step = 0
+        while true {
+            // Sample the next token of every active sequence from its row of logits.
+            var still: [Int] = []
+            for (r, i) in active.enumerated() {
+                let (tok, lp) = seqs[i].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize)
+                let done = seqs[i].append(tok, logprob: lp, isStop: stopIDs.contains(tok), tokenizer: tokenizer,
+                                          limitReached: step + 1 >= maxNew)
+                if let cb = onToken, !cancelled {
+                    if !cb(i, tok, seqs[i].takeStreamable(final: done)) { cancelled = true }
+                }
+                if !done { still.append(i) }
+            }
+            if cancelled {
+                for i in active where seqs[i].finish == nil { seqs[i].finish = .cancelled }
+                break
+            }
+            active = still
+            if active.isEmpty { break }
+            // One decode step for all active sequences: their new token at position p + step.
+            for (r, i) in active.enumerated() {
+                inputs[r] = seqs[i].tokens[step]
+                positions[r] = Int32(p + step)
+            }
+            let rows = active.count, t = step
+            inputs.withUnsafeBufferPointer { embed($0.baseAddress!, rows: rows, into: s.x) }
+            positions.withUnsafeBufferPointer { pos in
+                blocks(rows: rows, positions: pos.baseAddress!, s) { l in
+                    let kl = promptK.pointer + l * p * c.kvDim, vl = promptV.pointer + l * p * c.kvDim
+                    for (r, i) in active.enumerated() {
+                        let slot = ((l * n + i) * maxNew + t) * c.kvDim
+                        (seqK.pointer + slot).update(from: s.qkv + r * c.qkvDim + c.qDim, count: c.kvDim)
+                        (seqV.pointer + slot).update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
+                    }
+                    let group = c.numHeads / c.numKVHeads
+                    let work = rows * c.numHeads * (p + t + 1) * c.headDim
+                    parallelFor(rows * c.numHeads, serial: work < 200_000) { task in
+                        let r = task / c.numHeads, h = task % c.numHeads, i = active[r]
+                        let own = ((l * n + i) * maxNew) * c.kvDim
+                        attendOne(out: s.attn + r * c.qDim + h * c.headDim, q: s.qkv + r * c.qkvDim + h * c.headDim,
+                                  head: h, kvHead: h / group, headDim: c.headDim, kvHeads: c.numKVHeads,
+                                  spans: (KVSpan(keys: kl, values: vl, count: p),
+                                          KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1)),
+                                  scores: scores.pointer + task * ctx)
+                    }
+                }
+            }
+            logits(s, first: 0, rows: rows, into: logitsBuf.pointer)
+            step += 1
+        }
+        result.decodeSeconds = monotonicSeconds() - t1
+        result.completions = seqs.map { Completion(text: $0.finalText, tokenIDs: $0.tokens, logprobs: $0.logprobs, finishReason: $0.finish ?? .length) }
+        if cancelled { throw PonderError(.cancelled, "generation cancelled by the token callback") }
+        return result
+    }
+}
+
+/// Per-sequence bookkeeping: ids, logprobs, text bytes, stop strings and what has been
+/// streamed so far.
+struct SequenceState {
+    let sampler: TokenSampler
+    let stop: [[UInt8]]
+    let holdBack: Int
+    var tokens: [Int32] = []
+    var logprobs: [Float] = []
+    var bytes: [UInt8] = []
+    var streamed = 0
+    var finish: FinishReason?
+
+    init(sampler: TokenSampler, stop: [String]) {
+        self.sampler = sampler
+        self.stop = stop.map { Array($0.utf8) }
+        holdBack = max(0, (self.stop.map(\.count).max() ?? 0) - 1)
+    }
+
+    /// Records a token; returns true when the sequence is finished.
+    mutating func append(_ tok: Int32, logprob: Float, isStop: Bool, tokenizer: Tokenizer, limitReached: Bool) -> Bool {
+        tokens.append(tok)
+        logprobs.append(logprob)
+        if isStop {
+            finish = .eos
+            return true
+        }
+        let before = bytes.count
+        bytes.append(contentsOf: tokenizer.bytes(of: tok))
+        if let cut = firstStop(searchFrom: max(0, before - holdBack)) {
+            bytes.removeLast(bytes.count - cut)
+            finish = .stop
+            return true
+        }
+        if limitReached {
+            finish = .length
+            return true
+        }
+        return false
+    }
+
+    private func firstStop(searchFrom: Int) -> Int? {
+        var best: Int? = nil
+        for s in stop where s.count <= bytes.count {
+            var i = searchFrom
+            while i + s.count <= bytes.count {
+                if bytes[i] == s[0] && bytes[i..<(i + s.count)].elementsEqual(s) {
+                    if best == nil || i < best! { best = i }
+                    break
+                }
+                i += 1
+            }
+        }
+        return best
+    }
+
+    /// Text that can no longer change: all of it once finished, else all but a possible stop
+    /// string prefix and an incomplete UTF-8 character.
+    mutating func takeStreamable(final: Bool) -> String {
+        var end = bytes.count
+        if !final {
+            end = max(streamed, bytes.count - holdBack)
+            // Never cut inside a character: step back over continuation bytes, and over a
+            // trailing character whose remaining bytes have not been generated yet.
+            while end > streamed && end < bytes.count && bytes[end] & 0xC0 == 0x80 { end -= 1 }
+            if end == bytes.count, let lead = bytes.lastIndex(where: { $0 & 0xC0 != 0x80 }), lead >= streamed {
+                let b = bytes[lead]
+                let width = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
+                if bytes.count - lead < width { end = lead }
+            }
+        }
+        guard end > streamed else { return "" }
+        let text = String(decoding: bytes[streamed..<end], as: UTF8.self)
+        streamed = end
+        return text
+    }
+
+    var finalText: String { String(decoding: bytes, as: UTF8.self) }
+}

@@ -1,0 +1,104 @@
+import PonderBase
+import PonderKernels
+import PonderText
+
+/// A Llama-family model: config, weights in one arena, tokenizer. Immutable after load, so one
+/// instance may serve generation on several threads at once (each call owns its scratch).
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    public let layout: ParameterLayout
+    public let weights: Arena
+    public let tokenizer: Tokenizer
+    public let rope: RoPETable
+    let w: ModelWeights
+
+    public init(config: LlamaConfig, layout: ParameterLayout, weights: Arena, tokenizer: Tokenizer) throws {
+        try config.validate("model")
+        self.config = config
+        self.layout = layout
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositions, theta: config.ropeTheta)
+        self.w = ModelWeights(layout: layout, config: config, base: weights.pointer)
+    }
+
+    /// Activation buffers for `rows` tokens at a time, allocated once per call and reused for
+    /// every layer and every decode step.
+    final class Scratch {
+        let x, xn, qkv, attn, gateUp, h: UnsafeMutablePointer<Float>
+        let storage: Arena
+
+        init(_ c: LlamaConfig, rows: Int) throws {
+            let sizes = [c.hiddenSize, c.hiddenSize, c.qkvDim, c.qDim, 2 * c.intermediateSize, c.intermediateSize]
+            storage = try Arena(count: sizes.reduce(0) { $0 + ($1 * rows + 15) / 16 * 16 })
+            var p = storage.pointer
+            var views: [UnsafeMutablePointer<Float>] = []
+            for s in sizes {
+                views.append(p)
+                p += (s * rows + 15) / 16 * 16
+            }
+            (x, xn, qkv, attn, gateUp, h) = (views[0], views[1], views[2], views[3], views[4], views[5])
+        }
+    }
+
+    /// Writes the embeddings of `tokens` into s.x.
+    func embed(_ tokens: UnsafePointer<Int32>, rows: Int, into x: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
+        for r in 0..<rows { (x + r * d).update(from: w.embed + Int(tokens[r]) * d, count: d) }
+    }
+
+    /// The transformer blocks over `rows` tokens held in s.x. `attend(layer)` reads the
+    /// rotated q/k/v in s.qkv ([rows × qkvDim]), stores k/v in its cache, and writes the
+    /// attention output to s.attn ([rows × qDim]).
+    func blocks(rows: Int, positions: UnsafePointer<Int32>, _ s: Scratch, attend: (Int) -> Void) {
+        let c = config
+        let d = c.hiddenSize, inter = c.intermediateSize
+        for (l, lw) in w.layers.enumerated() {
+            rmsnormForward(s.xn, rstd: nil, s.x, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
+            linear(s.qkv, s.xn, lw.qkv, rows: rows, out: c.qkvDim, in: d)
+            if let b = lw.qkvBias { for r in 0..<rows { addInPlace(s.qkv + r * c.qkvDim, b, c.qkvDim) } }
+            rope.forward(s.qkv, rows: rows, heads: c.numHeads, rowStride: c.qkvDim, positions: positions)
+            rope.forward(s.qkv + c.qDim, rows: rows, heads: c.numKVHeads, rowStride: c.qkvDim, positions: positions)
+            attend(l)
+            linear(s.x, s.attn, lw.o, rows: rows, out: d, in: c.qDim, accumulate: true)
+            rmsnormForward(s.xn, rstd: nil, s.x, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
+            linear(s.gateUp, s.xn, lw.gateUp, rows: rows, out: 2 * inter, in: d)
+            swigluForward(s.h, gateUp: s.gateUp, rows: rows, hidden: inter)
+            linear(s.x, s.h, lw.down, rows: rows, out: d, in: inter, accumulate: true)
+        }
+    }
+
+    /// logits[rows × vocab] for rows `first..<first+rows` of s.x (final norm, then LM head).
+    func logits(_ s: Scratch, first: Int, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
+        rmsnormForward(s.xn, rstd: nil, s.x + first * d, w.norm, rows: rows, dim: d, eps: config.rmsNormEps)
+        linear(out, s.xn, w.lmHead, rows: rows, out: config.vocabSize, in: d)
+    }
+
+    /// Logits at every position of `tokens` (one sequence from position 0), [n × vocab].
+    /// The plain full forward: used by tests and scoring, not by generation.
+    public func forwardLogits(_ tokens: [Int32]) throws -> [Float] {
+        try tokenizer.validate(tokens, what: "tokens")
+        let n = tokens.count, c = config
+        guard n > 0, n <= c.maxPositions else { throw PonderError.invalid("tokens: length \(n) not in [1, \(c.maxPositions)]") }
+        let s = try Scratch(c, rows: n)
+        let k = try Arena(count: n * c.kvDim), v = try Arena(count: n * c.kvDim)
+        let scores = try Arena(count: n * n)
+        let positions = (0..<Int32(n)).map { $0 }
+        tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: n, into: s.x) }
+        positions.withUnsafeBufferPointer { pos in
+            blocks(rows: n, positions: pos.baseAddress!, s) { _ in
+                for r in 0..<n {
+                    (k.pointer + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim, count: c.kvDim)
+                    (v.pointer + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
+                }
+                attentionPrefill(out: s.attn, q: s.qkv, k: k.pointer, v: v.pointer, t: n, past: 0,
+                                 heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, qStride: c.qkvDim,
+                                 scores: scores.pointer)
+            }
+        }
+        var out = [Float](repeating: 0, count: n * c.vocabSize)
+        out.withUnsafeMutableBufferPointer { logits(s, first: 0, rows: n, into: $0.baseAddress!) }
+        return out
+    }
+}

@@ -1,0 +1,144 @@
+import PonderBase
+import PonderJSON
+import PonderText
+
+extension LlamaModel {
+    /// Loads a model from a `.gguf` file or a Hugging Face directory (config.json,
+    /// *.safetensors, tokenizer.json).
+    public static func load(path: String) throws -> LlamaModel {
+        if isDirectory(path) { return try loadHF(directory: path) }
+        return try loadGGUF(path: path)
+    }
+
+    static func loadGGUF(path: String) throws -> LlamaModel {
+        let f = try GGUFFile(path: path)
+        let config = try LlamaConfig(gguf: f)
+        let tokenizer = try Tokenizer(gguf: f)
+        guard tokenizer.vocabSize == config.vocabSize else {
+            throw PonderError.format("\(path): tokenizer has \(tokenizer.vocabSize) tokens, model vocab_size is \(config.vocabSize)")
+        }
+        let layout = ParameterLayout(config)
+        let arena = try Arena(count: layout.count)
+        let permuteQK = f["general.architecture"]?.string == "llama"
+        for e in layout.entries {
+            let g = ggufName(e.name)
+            guard let t = f.tensorsByName[g] else { throw PonderError.format("\(path): tensor \(g) (\(e.name)) missing") }
+            guard t.elementCount == e.count, t.dims == Array(e.shape.reversed()) else {
+                throw PonderError.format("\(path): tensor \(g) has shape \(t.dims.reversed()), expected \(e.shape)")
+            }
+            let dst = arena.pointer + e.offset
+            f.read(t, into: dst)
+            if permuteQK && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
+                let heads = e.name.hasSuffix("q_proj.weight") ? config.numHeads : config.numKVHeads
+                try unpermuteRows(dst, heads: heads, headDim: config.headDim, cols: config.hiddenSize)
+            }
+        }
+        return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
+    }
+
+    static func loadHF(directory dir: String) throws -> LlamaModel {
+        let cfgPath = dir + "/config.json"
+        let cfgJSON = try readFile(cfgPath).withUnsafeBytes { try JSONValue.parse($0, what: cfgPath) }
+        let config = try LlamaConfig(hfConfig: cfgJSON, what: cfgPath)
+        let tokPath = dir + "/tokenizer.json"
+        guard fileExists(tokPath) else { throw PonderError(.io, "\(dir): no tokenizer.json") }
+        let tokenizer = try Tokenizer.load(tokenizerJSON: tokPath, config: dir + "/tokenizer_config.json")
+        var files: [SafetensorsFile] = []
+        if fileExists(dir + "/model.safetensors") {
+            files = [try SafetensorsFile(path: dir + "/model.safetensors")]
+        } else if fileExists(dir + "/model.safetensors.index.json") {
+            let idx = try readFile(dir + "/model.safetensors.index.json").withUnsafeBytes {
+                try JSONValue.parse($0, what: "model.safetensors.index.json")
+            }
+            guard case let .object(map)? = idx["weight_map"] else { throw PonderError.format("\(dir): index has no weight_map") }
+            let names = Set(map.compactMap { $0.1.asString })
+            files = try names.sorted().map { name in
+                guard !name.contains("/") else { throw PonderError.format("\(dir): shard name \(name) must be a plain file name") }
+                return try SafetensorsFile(path: dir + "/" + name)
+            }
+        } else {
+            throw PonderError(.io, "\(dir): no model.safetensors")
+        }
+        let layout = ParameterLayout(config)
+        let arena = try Arena(count: layout.count)
+        for e in layout.entries {
+            guard let (file, t) = files.lazy.compactMap({ f in f.tensors[e.name].map { (f, $0) } }).first else {
+                throw PonderError.format("\(dir): tensor \(e.name) missing")
+            }
+            guard t.shape == e.shape else {
+                throw PonderError.format("\(dir): tensor \(e.name) has shape \(t.shape), expected \(e.shape)")
+            }
+            file.read(t, into: arena.pointer + e.offset)
+        }
+        return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
+    }
+
+    /// llama.cpp's converter reorders each head's Q/K rows so RoPE rotates adjacent pairs;
+    /// this restores Hugging Face's rotate-half order: HF row h·d + half·d/2 + i is GGUF row
+    /// h·d + 2i + half.
+    static func unpermuteRows(_ w: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int, cols: Int) throws {
+        let tmp = try Arena(count: d * cols)
+        for h in 0..<heads {
+            let head = w + h * d * cols
+            tmp.pointer.update(from: head, count: d * cols)
+            for half in 0..<2 {
+                for i in 0..<(d / 2) {
+                    (head + (half * d / 2 + i) * cols).update(from: tmp.pointer + (2 * i + half) * cols, count: cols)
+                }
+            }
+        }
+    }
+}
+
+/// Hugging Face tensor name → GGUF tensor name (llama.cpp's convention).
+func ggufName(_ hf: String) -> String {
+    if hf == "model.embed_tokens.weight" { return "token_embd.weight" }
+    if hf == "model.norm.weight" { return "output_norm.weight" }
+    if hf == "lm_head.weight" { return "output.weight" }
+    let parts = hf.split(separator: ".", maxSplits: 3).map(String.init)  // model layers N rest
+    guard parts.count == 4, parts[0] == "model", parts[1] == "layers" else { return hf }
+    let map = ["input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+               "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+               "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+               "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
+               "self_attn.v_proj.bias": "attn_v.bias",
+               "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+               "mlp.down_proj.weight": "ffn_down.weight"]
+    return "blk.\(parts[2])." + (map[parts[3]] ?? parts[3])
+}
+
+extension Tokenizer {
+    /// The tokenizer stored in GGUF metadata (`tokenizer.ggml.*`).
+    public convenience init(gguf f: GGUFFile) throws {
+        let path = f.file.path
+        guard f["tokenizer.ggml.model"]?.string == "gpt2" else {
+            throw PonderError(.unsupported, "\(path): tokenizer.ggml.model \"\(f["tokenizer.ggml.model"]?.string ?? "?")\" (only gpt2 byte-level BPE is supported)")
+        }
+        guard let toks = f["tokenizer.ggml.tokens"]?.array else { throw PonderError.format("\(path): tokenizer.ggml.tokens missing") }
+        let tokens = try toks.enumerated().map { i, v in
+            guard let s = v.string else { throw PonderError.format("\(path): tokenizer.ggml.tokens[\(i)] is not a string") }
+            return s
+        }
+        let merges = try (f["tokenizer.ggml.merges"]?.array ?? []).enumerated().map { i, v in
+            guard let s = v.string else { throw PonderError.format("\(path): tokenizer.ggml.merges[\(i)] is not a string") }
+            return s
+        }
+        let types = f["tokenizer.ggml.token_type"]?.array ?? []
+        var special: Set<Int32> = []
+        for (i, t) in types.enumerated() where t.int == 3 || t.int == 4 { special.insert(Int32(i)) }
+        let preName = f["tokenizer.ggml.pre"]?.string ?? "default"
+        guard let pre = PreTokenizer(ggufName: preName) else {
+            throw PonderError(.unsupported, "\(path): tokenizer.ggml.pre \"\(preName)\" is not one Ponder implements")
+        }
+        func id(_ k: String) -> Int32? { f[k]?.int.map { Int32(clamping: $0) } }
+        var stops: Set<Int32> = []
+        if let eot = id("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
+        if let eom = id("tokenizer.ggml.eom_token_id") { stops.insert(eom) }
+        try self.init(tokens: tokens, merges: merges, special: special, pre: pre,
+                      bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"),
+                      stopIds: stops.filter { $0 >= 0 && Int($0) < tokens.count },
+                      addBOS: f["tokenizer.ggml.add_bos_token"]?.bool ?? false,
+                      ignoreMerges: pre == .llama3,
+                      chatTemplate: ChatTemplate(jinja: f["tokenizer.chat_template"]?.string))
+    }
+}

@@ -1,0 +1,30 @@
+import PonderBase
+import PonderJSON
+import PonderKernels
+
+/// What `ponder_model_load` takes: {"path": "...", "threads": 2}.
+public struct ModelOptions: Sendable {
+    public var path: String
+    /// Threads for Ponder's loops and OpenBLAS (process-wide). nil: leave as is (default 2 or
+    /// OPENBLAS_NUM_THREADS).
+    public var threads: Int?
+
+    public init(path: String, threads: Int? = nil) {
+        self.path = path
+        self.threads = threads
+    }
+
+    public init(json: JSONValue) throws {
+        let r = JSONReader(json)
+        let p = r.string("path")
+        if p == nil && !r.has("path") { r.failHere("missing \"path\" (a .gguf file or a Hugging Face model directory)") }
+        threads = r.int("threads", in: 1...256)
+        try r.finish()
+        path = p ?? ""
+    }
+
+    public func load() throws -> LlamaModel {
+        if let threads { setThreads(threads) }
+        return try LlamaModel.load(path: path)
+    }
+}

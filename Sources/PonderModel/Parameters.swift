@@ -1,0 +1,127 @@
+import PonderBase
+
+/// Where each named tensor lives in a flat float arena. Names are Hugging Face's, the single
+/// source of truth for weights; GGUF names are mapped onto them at the file boundary.
+///
+/// Per layer the order is fixed so that fused matmuls need no copies: q, k, v rows are
+/// contiguous (one [qkvDim × hidden] matrix) and so are gate and up ([2·intermediate × hidden]).
+public struct ParameterLayout: Sendable {
+    public struct Entry: Sendable {
+        public let name: String
+        /// [rows, cols] for matrices (HF Linear: [out, in]), [n] for vectors.
+        public let shape: [Int]
+        public let offset: Int
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    public let entries: [Entry]
+    public let count: Int
+    let index: [String: Int]
+
+    public init(_ c: LlamaConfig) {
+        var list: [Entry] = []
+        var off = 0
+        // 16-float alignment keeps tensors on 64-byte boundaries for SIMD and BLAS; members of
+        // a fused group (q/k/v, gate/up) are packed instead, so the group is one matrix.
+        func add(_ name: String, _ shape: [Int], packed: Bool = false) {
+            list.append(Entry(name: name, shape: shape, offset: off))
+            off += packed ? shape.reduce(1, *) : (shape.reduce(1, *) + 15) / 16 * 16
+        }
+        add("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
+        for l in 0..<c.numLayers {
+            let p = "model.layers.\(l)."
+            add(p + "input_layernorm.weight", [c.hiddenSize])
+            add(p + "self_attn.q_proj.weight", [c.qDim, c.hiddenSize], packed: true)
+            add(p + "self_attn.k_proj.weight", [c.kvDim, c.hiddenSize], packed: true)
+            add(p + "self_attn.v_proj.weight", [c.kvDim, c.hiddenSize])
+            if c.attentionBias {
+                add(p + "self_attn.q_proj.bias", [c.qDim], packed: true)
+                add(p + "self_attn.k_proj.bias", [c.kvDim], packed: true)
+                add(p + "self_attn.v_proj.bias", [c.kvDim])
+            }
+            add(p + "self_attn.o_proj.weight", [c.hiddenSize, c.qDim])
+            add(p + "post_attention_layernorm.weight", [c.hiddenSize])
+            add(p + "mlp.gate_proj.weight", [c.intermediateSize, c.hiddenSize], packed: true)
+            add(p + "mlp.up_proj.weight", [c.intermediateSize, c.hiddenSize])
+            add(p + "mlp.down_proj.weight", [c.hiddenSize, c.intermediateSize])
+        }
+        add("model.norm.weight", [c.hiddenSize])
+        if !c.tieWordEmbeddings { add("lm_head.weight", [c.vocabSize, c.hiddenSize]) }
+        entries = list
+        count = off
+        index = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
+    }
+
+    public subscript(name: String) -> Entry? { index[name].map { entries[$0] } }
+}
+
+/// One 64-byte-aligned allocation of floats (weights, and later gradients and Adam moments of
+/// the same layout), so zeroing, clipping, updating and saving are single loops.
+public final class Arena: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    public init(count: Int) throws {
+        guard count >= 0, let raw = try? UnsafeMutableRawPointer.allocateChecked(bytes: count * 4) else {
+            throw PonderError(.outOfMemory, "cannot allocate \(count * 4) bytes")
+        }
+        pointer = raw.bindMemory(to: Float.self, capacity: count)
+        pointer.initialize(repeating: 0, count: count)
+        self.count = count
+    }
+
+    deinit { free(pointer) }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension UnsafeMutableRawPointer {
+    /// posix_memalign, reporting failure instead of trapping as Swift's allocator would.
+    static func allocateChecked(bytes: Int) throws -> UnsafeMutableRawPointer {
+        var p: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&p, 64, max(bytes, 64)) == 0, let p else {
+            throw PonderError(.outOfMemory, "cannot allocate \(bytes) bytes")
+        }
+        return p
+    }
+}
+
+/// Named views into a weight arena for one layer (pointers are valid while the arena lives).
+public struct LayerWeights {
+    public let inputNorm: UnsafeMutablePointer<Float>
+    /// [q; k; v] rows, [qkvDim × hidden]
+    public let qkv: UnsafeMutablePointer<Float>
+    /// [q; k; v] biases or nil
+    public let qkvBias: UnsafeMutablePointer<Float>?
+    public let o: UnsafeMutablePointer<Float>
+    public let postNorm: UnsafeMutablePointer<Float>
+    /// [gate; up] rows, [2·intermediate × hidden]
+    public let gateUp: UnsafeMutablePointer<Float>
+    public let down: UnsafeMutablePointer<Float>
+}
+
+public struct ModelWeights {
+    public let embed: UnsafeMutablePointer<Float>
+    public let layers: [LayerWeights]
+    public let norm: UnsafeMutablePointer<Float>
+    public let lmHead: UnsafeMutablePointer<Float>
+
+    public init(layout: ParameterLayout, config c: LlamaConfig, base p: UnsafeMutablePointer<Float>) {
+        func at(_ name: String) -> UnsafeMutablePointer<Float> { p + layout[name]!.offset }
+        embed = at("model.embed_tokens.weight")
+        layers = (0..<c.numLayers).map { l in
+            let pre = "model.layers.\(l)."
+            return LayerWeights(inputNorm: at(pre + "input_layernorm.weight"),
+                                qkv: at(pre + "self_attn.q_proj.weight"),
+                                qkvBias: c.attentionBias ? at(pre + "self_attn.q_proj.bias") : nil,
+                                o: at(pre + "self_attn.o_proj.weight"),
+                                postNorm: at(pre + "post_attention_layernorm.weight"),
+                                gateUp: at(pre + "mlp.gate_proj.weight"),
+                                down: at(pre + "mlp.down_proj.weight"))
+        }
+        norm = at("model.norm.weight")
+        lmHead = c.tieWordEmbeddings ? embed : at("lm_head.weight")
+    }
+}

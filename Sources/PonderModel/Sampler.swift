@@ -1,0 +1,164 @@
+import PonderKernels
+
+/// Sampling settings, named as in transformers' GenerationConfig / the OpenAI API.
+public struct SamplingParams: Equatable, Sendable {
+    /// 0 means greedy (argmax).
+    public var temperature: Float = 1
+    public var topK: Int = 0          // 0: off
+    public var topP: Float = 1        // 1: off
+    public var minP: Float = 0        // 0: off
+    public var repetitionPenalty: Float = 1  // 1: off; HF semantics (divide positive logits, multiply negative)
+    public init() {}
+}
+
+/// xoshiro256** seeded through SplitMix64: small, fast, and identical on every platform, so a
+/// seed reproduces a completion anywhere.
+public struct RandomGenerator: Sendable {
+    var s: (UInt64, UInt64, UInt64, UInt64)
+
+    public init(seed: UInt64) {
+        var z = seed
+        func splitmix() -> UInt64 {
+            z &+= 0x9E37_79B9_7F4A_7C15
+            var x = z
+            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+            return x ^ (x >> 31)
+        }
+        s = (splitmix(), splitmix(), splitmix(), splitmix())
+    }
+
+    @inline(__always) static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+
+    public mutating func next() -> UInt64 {
+        let result = RandomGenerator.rotl(s.1 &* 5, 7) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0
+        s.3 ^= s.1
+        s.1 ^= s.2
+        s.0 ^= s.3
+        s.2 ^= t
+        s.3 = RandomGenerator.rotl(s.3, 45)
+        return result
+    }
+
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
+}
+
+/// Draws one token from a row of logits. Holds per-sequence state (RNG, tokens seen for the
+/// repetition penalty) and a candidate buffer reused every step.
+final class TokenSampler {
+    let params: SamplingParams
+    var rng: RandomGenerator
+    var seen: [Bool]
+    var seenList: [Int32] = []
+    var candidates: [Int32] = []
+    var probs: [Float] = []
+    let work: UnsafeMutablePointer<Float>
+
+    init(params: SamplingParams, seed: UInt64, vocab: Int, history: [Int32]) {
+        self.params = params
+        rng = RandomGenerator(seed: seed)
+        seen = [Bool](repeating: false, count: vocab)
+        work = .allocate(capacity: vocab)
+        candidates.reserveCapacity(vocab)
+        probs.reserveCapacity(vocab)
+        for t in history { observe(t) }
+    }
+
+    deinit { work.deallocate() }
+
+    func observe(_ t: Int32) {
+        if !seen[Int(t)] {
+            seen[Int(t)] = true
+            seenList.append(t)
+        }
+    }
+
+    /// Picks a token from `logits` and returns it with its log-probability under the
+    /// unprocessed model distribution (log-softmax of the raw logits), which is what GRPO's
+    /// old-policy ratio and best-of-N scoring need.
+    func sample(_ logits: UnsafePointer<Float>, vocab n: Int) -> (Int32, Float) {
+        let lse = logSumExp(logits, n)
+        work.update(from: logits, count: n)
+        let token: Int32 = {
+            let x = work
+            let p = params
+            if p.repetitionPenalty != 1 {
+                for t in seenList {
+                    let i = Int(t)
+                    x[i] = x[i] > 0 ? x[i] / p.repetitionPenalty : x[i] * p.repetitionPenalty
+                }
+            }
+            if p.temperature == 0 {
+                var best = 0
+                for i in 1..<n where x[i] > x[best] { best = i }
+                return Int32(best)
+            }
+            return draw(x, n)
+        }()
+        observe(token)
+        return (token, logits[Int(token)] - lse)
+    }
+
+    /// temperature → top-k → top-p → min-p (transformers' warper order), then one draw.
+    private func draw(_ logits: UnsafeMutablePointer<Float>, _ n: Int) -> Int32 {
+        let p = params
+        let invT = 1 / p.temperature
+        var mx = -Float.infinity
+        for i in 0..<n {
+            logits[i] *= invT
+            if logits[i] > mx { mx = logits[i] }
+        }
+        // Tokens 30 nats below the best carry < e^-30 of its mass each: dropping them up front
+        // changes no probability at float precision and keeps the sort short.
+        let floor = mx - 30
+        candidates.removeAll(keepingCapacity: true)
+        for i in 0..<n where logits[i] >= floor { candidates.append(Int32(i)) }
+        let needSort = (p.topK > 0 && p.topK < candidates.count) || p.topP < 1
+        if needSort {
+            candidates.sort { logits[Int($0)] > logits[Int($1)] || (logits[Int($0)] == logits[Int($1)] && $0 < $1) }
+            if p.topK > 0 && p.topK < candidates.count { candidates.removeLast(candidates.count - p.topK) }
+        }
+        probs.removeAll(keepingCapacity: true)
+        var sum: Float = 0
+        for c in candidates {
+            let e = expf(logits[Int(c)] - mx)
+            probs.append(e)
+            sum += e
+        }
+        var keep = candidates.count
+        if p.topP < 1 {
+            var cum: Float = 0
+            for k in 0..<candidates.count {
+                if cum >= p.topP * sum { keep = max(1, k); break }
+                cum += probs[k]
+            }
+        }
+        if p.minP > 0 {
+            // The best candidate has probability weight exp(0) = 1 relative to mx.
+            let threshold = p.minP
+            var w = 0
+            for k in 0..<keep where probs[k] >= threshold {
+                candidates[w] = candidates[k]
+                probs[w] = probs[k]
+                w += 1
+            }
+            keep = max(1, w)
+        }
+        var total: Float = 0
+        for k in 0..<keep { total += probs[k] }
+        let u = Float(rng.uniform()) * total
+        var acc: Float = 0
+        for k in 0..<keep {
+            acc += probs[k]
+            if u < acc { return candidates[k] }
+        }
+        return candidates[keep - 1]
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

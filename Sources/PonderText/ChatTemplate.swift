@@ -1,0 +1,66 @@
+/// Chat formats Ponder renders natively; which one a model uses is read from its metadata
+/// (`tokenizer.chat_template`), not guessed from its name.
+public enum ChatTemplate: Equatable, Sendable {
+    /// ChatML (SmolLM2, Qwen2): <|im_start|>role\ncontent<|im_end|>\n. `defaultSystem` is the
+    /// system message the template inserts when the conversation has none.
+    case chatml(defaultSystem: String?)
+    /// Llama-3: <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+    case llama3
+    case none
+
+    public struct Message: Equatable, Sendable {
+        public var role: String
+        public var content: String
+        public init(role: String, content: String) {
+            self.role = role
+            self.content = content
+        }
+    }
+
+    /// Recognises the Jinja template text shipped with a model.
+    public init(jinja: String?) {
+        guard let t = jinja else { self = .none; return }
+        if t.contains("<|im_start|>") {
+            self = .chatml(defaultSystem: ChatTemplate.literalDefaultSystem(in: t))
+        } else if t.contains("<|start_header_id|>") {
+            self = .llama3
+        } else {
+            self = .none
+        }
+    }
+
+    /// ChatML templates that add a system turn when none is given write it as a string literal
+    /// '<|im_start|>system\n…<|im_end|>' guarded by `messages[0]['role'] != 'system'`.
+    static func literalDefaultSystem(in t: String) -> String? {
+        guard t.contains("!= 'system'") || t.contains("!= \"system\"") else { return nil }
+        for opener in ["'<|im_start|>system\n", "'<|im_start|>system\\n"] {
+            guard let r = t.firstRange(of: opener) else { continue }
+            let rest = t[r.upperBound...]
+            guard let e = rest.firstRange(of: "<|im_end|>") else { continue }
+            return String(rest[..<e.lowerBound])
+        }
+        return nil
+    }
+
+    /// The prompt text for `messages`, ending with the assistant header when
+    /// `addGenerationPrompt`. Returns nil for `.none` (the model has no chat format).
+    public func render(_ messages: [Message], addGenerationPrompt: Bool = true) -> String? {
+        switch self {
+        case .none:
+            return nil
+        case let .chatml(defaultSystem):
+            var s = ""
+            if let sys = defaultSystem, messages.first?.role != "system" {
+                s += "<|im_start|>system\n\(sys)<|im_end|>\n"
+            }
+            for m in messages { s += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n" }
+            if addGenerationPrompt { s += "<|im_start|>assistant\n" }
+            return s
+        case .llama3:
+            var s = "<|begin_of_text|>"
+            for m in messages { s += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(m.content)<|eot_id|>" }
+            if addGenerationPrompt { s += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
+            return s
+        }
+    }
+}

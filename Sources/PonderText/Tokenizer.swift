@@ -1,0 +1,341 @@
+import PonderBase
+
+/// GPT-2-style byte-level BPE (SmolLM2, Llama-3, Qwen2). Immutable after construction, so one
+/// tokenizer serves any number of threads.
+public final class Tokenizer: @unchecked Sendable {
+    public struct Special: Sendable {
+        public let id: Int32
+        public let text: String
+    }
+
+    public let pre: PreTokenizer
+    public let vocabSize: Int
+    public let bos: Int32?
+    public let eos: Int32?
+    /// Extra ids that end a generation (e.g. Llama-3's <|eot_id|> besides <|end_of_text|>).
+    public let stopIds: Set<Int32>
+    public let addBOS: Bool
+    public let ignoreMerges: Bool
+    public let chatTemplate: ChatTemplate
+
+    let tokens: [String]
+    let ids: [String: Int32]
+    /// (left << 32 | right) → (rank, merged id)
+    let merges: [UInt64: (rank: Int32, id: Int32)]
+    let byteIDs: [Int32]
+    /// Control and user-defined tokens: matched whole in text, decoded verbatim.
+    let specials: [Special]
+    let isSpecial: [Bool]
+    /// Decoded bytes of every id, flattened: bytes of id i are tokenBytes[offsets[i]..<offsets[i+1]].
+    let tokenBytes: [UInt8]
+    let offsets: [Int]
+
+    /// - tokens: id → token string in byte-level form (GGUF `tokenizer.ggml.tokens`, HF vocab).
+    /// - merges: "left right" in rank order.
+    /// - special: ids of control/user-defined tokens.
+    public init(tokens: [String], merges mergeList: [String], special: Set<Int32>, pre: PreTokenizer,
+                bos: Int32?, eos: Int32?, stopIds: Set<Int32> = [], addBOS: Bool = false,
+                ignoreMerges: Bool = false, chatTemplate: ChatTemplate = .none) throws {
+        self.tokens = tokens
+        self.pre = pre
+        self.vocabSize = tokens.count
+        self.addBOS = addBOS
+        self.ignoreMerges = ignoreMerges
+        self.chatTemplate = chatTemplate
+        for (name, id) in [("bos", bos), ("eos", eos)] {
+            if let id, id < 0 || Int(id) >= tokens.count {
+                throw PonderError.format("tokenizer: \(name) token id \(id) is outside the vocabulary (\(tokens.count))")
+            }
+        }
+        self.bos = bos
+        self.eos = eos
+        self.stopIds = stopIds.union(eos.map { [$0] } ?? [])
+        var ids = [String: Int32](minimumCapacity: tokens.count)
+        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        self.ids = ids
+
+        let (b2u, u2b) = byteLevelTables()
+        // Some vocabularies (SmolLM2's) lack symbols for bytes never seen in training; such bytes
+        // are dropped when encoding, as HF tokenizers does for a BPE without an unk token.
+        var byteIDs = [Int32](repeating: -1, count: 256)
+        for b in 0..<256 { byteIDs[b] = ids[String(b2u[b])] ?? -1 }
+        self.byteIDs = byteIDs
+
+        var merges = [UInt64: (rank: Int32, id: Int32)](minimumCapacity: mergeList.count)
+        for (rank, m) in mergeList.enumerated() {
+            // HF may give merges as "a b"; a space inside a symbol is byte-level encoded (Ġ), so
+            // the first space is the separator.
+            guard let sp = m.firstIndex(of: " ") else {
+                throw PonderError.format("tokenizer: merge \(rank) (\"\(m)\") has no space separator")
+            }
+            let a = String(m[..<sp]), b = String(m[m.index(after: sp)...])
+            guard let ia = ids[a], let ib = ids[b], let ir = ids[a + b] else {
+                throw PonderError.format("tokenizer: merge \(rank) (\"\(m)\") names a token missing from the vocabulary")
+            }
+            let key = UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))
+            if merges[key] == nil { merges[key] = (Int32(rank), ir) }
+        }
+        self.merges = merges
+
+        var isSpecial = [Bool](repeating: false, count: tokens.count)
+        var specials: [Special] = []
+        for id in special.sorted() {
+            guard id >= 0 && Int(id) < tokens.count else {
+                throw PonderError.format("tokenizer: special token id \(id) is outside the vocabulary")
+            }
+            isSpecial[Int(id)] = true
+            if !tokens[Int(id)].isEmpty { specials.append(Special(id: id, text: tokens[Int(id)])) }
+        }
+        // Longest first, so "<|im_start|>" wins over a shorter special that is its prefix.
+        self.specials = specials.sorted { $0.text.utf8.count > $1.text.utf8.count }
+        self.isSpecial = isSpecial
+
+        var flat: [UInt8] = []
+        var offsets = [0]
+        flat.reserveCapacity(tokens.count * 6)
+        for (i, t) in tokens.enumerated() {
+            if isSpecial[i] {
+                flat.append(contentsOf: t.utf8)
+            } else {
+                for u in t.unicodeScalars {
+                    if let b = u2b[u] { flat.append(b) } else { flat.append(contentsOf: String(u).utf8) }
+                }
+            }
+            offsets.append(flat.count)
+        }
+        tokenBytes = flat
+        self.offsets = offsets
+    }
+
+    public func token(_ id: Int32) -> String? {
+        id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : nil
+    }
+
+    public func id(of token: String) -> Int32? { ids[token] }
+
+    public func isSpecialToken(_ id: Int32) -> Bool { id >= 0 && Int(id) < isSpecial.count && isSpecial[Int(id)] }
+
+    // MARK: encode
+
+    /// Token ids of `text`. With `parseSpecial`, special-token strings in the text (e.g.
+    /// "<|im_start|>") become their single ids; otherwise they are tokenized as plain text.
+    public func encode(_ text: String, parseSpecial: Bool = true, addBOS: Bool? = nil) -> [Int32] {
+        var out: [Int32] = []
+        if addBOS ?? self.addBOS, let bos { out.append(bos) }
+        var text = text
+        text.withUTF8 { bytes in
+            var start = 0
+            var i = 0
+            while i < bytes.count {
+                if parseSpecial, let sp = specialAt(bytes, i) {
+                    if start < i { encodeOrdinary(UnsafeBufferPointer(rebasing: bytes[start..<i]), into: &out) }
+                    out.append(sp.id)
+                    i += sp.text.utf8.count
+                    start = i
+                } else {
+                    i += 1
+                }
+            }
+            if start < bytes.count { encodeOrdinary(UnsafeBufferPointer(rebasing: bytes[start..<bytes.count]), into: &out) }
+        }
+        return out
+    }
+
+    private func specialAt(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int) -> Special? {
+        for sp in specials {
+            let n = sp.text.utf8.count
+            if i + n <= bytes.count, sp.text.utf8.elementsEqual(bytes[i..<(i + n)]) { return sp }
+        }
+        return nil
+    }
+
+    private func encodeOrdinary(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let scalars = Array(text.unicodeScalars)
+        var byteOffset = [Int](repeating: 0, count: scalars.count + 1)
+        for (i, u) in scalars.enumerated() { byteOffset[i + 1] = byteOffset[i] + UTF8.width(u) }
+        var symbols: [Int32] = []
+        pre.split(scalars) { r in
+            let piece = UnsafeBufferPointer(rebasing: bytes[byteOffset[r.lowerBound]..<byteOffset[r.upperBound]])
+            if ignoreMerges, let whole = wholeToken(piece) { out.append(whole); return }
+            symbols.removeAll(keepingCapacity: true)
+            for b in piece where byteIDs[Int(b)] >= 0 { symbols.append(byteIDs[Int(b)]) }
+            bpe(&symbols)
+            out.append(contentsOf: symbols)
+        }
+    }
+
+    private func wholeToken(_ piece: UnsafeBufferPointer<UInt8>) -> Int32? {
+        let (b2u, _) = byteLevelTables()
+        var s = ""
+        for b in piece { s.unicodeScalars.append(b2u[Int(b)]) }
+        return ids[s]
+    }
+
+    /// Applies merges in rank order (leftmost first among equal ranks), as HF tokenizers and
+    /// llama.cpp do, in O(n log n) with a heap over a linked list of symbols.
+    func bpe(_ symbols: inout [Int32]) {
+        let n = symbols.count
+        if n < 2 { return }
+        var next = Array(1...n)  // next[i] == n: end
+        var prev = Array(-1..<(n - 1))
+        var alive = [Bool](repeating: true, count: n)
+        var heap = MinHeap()
+        func push(_ i: Int) {
+            let j = next[i]
+            guard j < n else { return }
+            let key = UInt64(UInt32(symbols[i])) << 32 | UInt64(UInt32(symbols[j]))
+            if let m = merges[key] { heap.push(rank: m.rank, pos: i, left: symbols[i], right: symbols[j]) }
+        }
+        for i in 0..<(n - 1) { push(i) }
+        while let e = heap.pop() {
+            let i = e.pos
+            guard alive[i], symbols[i] == e.left else { continue }
+            let j = next[i]
+            guard j < n, symbols[j] == e.right else { continue }
+            let key = UInt64(UInt32(e.left)) << 32 | UInt64(UInt32(e.right))
+            symbols[i] = merges[key]!.id
+            alive[j] = false
+            next[i] = next[j]
+            if next[j] < n { prev[next[j]] = i }
+            if prev[i] >= 0 { push(prev[i]) }
+            push(i)
+        }
+        var out: [Int32] = []
+        out.reserveCapacity(n)
+        var i = 0
+        while i < n { out.append(symbols[i]); i = next[i] }
+        symbols = out
+    }
+
+    // MARK: decode
+
+    /// The bytes of `ids` concatenated. Invalid ids are the caller's to reject (see `validate`).
+    public func decodeBytes(_ ids: [Int32], skipSpecial: Bool = false) -> [UInt8] {
+        var out: [UInt8] = []
+        for id in ids {
+            let i = Int(id)
+            guard i >= 0 && i < tokens.count else { continue }
+            if skipSpecial && isSpecial[i] { continue }
+            out.append(contentsOf: tokenBytes[offsets[i]..<offsets[i + 1]])
+        }
+        return out
+    }
+
+    /// Text of `ids`; byte sequences that are not valid UTF-8 (a token boundary inside a
+    /// character) become U+FFFD, as in HF's decode.
+    public func decode(_ ids: [Int32], skipSpecial: Bool = false) -> String {
+        String(decoding: decodeBytes(ids, skipSpecial: skipSpecial), as: UTF8.self)
+    }
+
+    /// Bytes of one token, for streaming (see `Utf8Stream`).
+    public func bytes(of id: Int32) -> ArraySlice<UInt8> {
+        let i = Int(id)
+        guard i >= 0 && i < tokens.count else { return [] }
+        return tokenBytes[offsets[i]..<offsets[i + 1]]
+    }
+
+    /// Throws for the first id outside the vocabulary, naming its index.
+    public func validate(_ ids: [Int32], what: String = "ids") throws {
+        for (k, id) in ids.enumerated() where id < 0 || Int(id) >= tokens.count {
+            throw PonderError.invalid("\(what)[\(k)]: token id \(id) is outside the vocabulary [0, \(tokens.count))")
+        }
+    }
+}
+
+/// Binary min-heap of merge candidates ordered by (rank, position).
+struct MinHeap {
+    struct Entry { var rank: Int32; var pos: Int; var left: Int32; var right: Int32 }
+    var items: [Entry] = []
+
+    @inline(__always) static func less(_ a: Entry, _ b: Entry) -> Bool {
+        a.rank != b.rank ? a.rank < b.rank : a.pos < b.pos
+    }
+
+    mutating func push(rank: Int32, pos: Int, left: Int32, right: Int32) {
+        items.append(Entry(rank: rank, pos: pos, left: left, right: right))
+        var c = items.count - 1
+        while c > 0 {
+            let p = (c - 1) / 2
+            if !MinHeap.less(items[c], items[p]) { break }
+            items.swapAt(c, p)
+            c = p
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var p = 0
+            while true {
+                let l = 2 * p + 1, r = l + 1
+                var m = p
+                if l < items.count && MinHeap.less(items[l], items[m]) { m = l }
+                if r < items.count && MinHeap.less(items[r], items[m]) { m = r }
+                if m == p { break }
+                items.swapAt(p, m)
+                p = m
+            }
+        }
+        return top
+    }
+}
+
+/// GPT-2's reversible byte ↔ printable-character map.
+func byteLevelTables() -> ([Unicode.Scalar], [Unicode.Scalar: UInt8]) { (byteToScalar, scalarToByte) }
+
+private let byteToScalar: [Unicode.Scalar] = {
+    var table = [Unicode.Scalar](repeating: "\0", count: 256)
+    var n: UInt32 = 0
+    for b in 0..<256 {
+        let printable = (33...126).contains(b) || (161...172).contains(b) || (174...255).contains(b)
+        if printable {
+            table[b] = Unicode.Scalar(UInt32(b))!
+        } else {
+            table[b] = Unicode.Scalar(256 + n)!
+            n += 1
+        }
+    }
+    return table
+}()
+
+private let scalarToByte: [Unicode.Scalar: UInt8] = {
+    var d: [Unicode.Scalar: UInt8] = [:]
+    for (b, u) in byteToScalar.enumerated() { d[u] = UInt8(b) }
+    return d
+}()
+
+/// Turns a stream of token bytes into text pieces that never split a UTF-8 character, for
+/// streaming callbacks (a multi-byte character can span two tokens).
+public struct Utf8Stream {
+    var pending: [UInt8] = []
+    public init() {}
+
+    public mutating func push<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        pending.append(contentsOf: bytes)
+        var cut = pending.count
+        // Hold back an incomplete trailing sequence (at most 3 bytes).
+        var k = pending.count - 1
+        var back = 0
+        while k >= 0 && back < 4 {
+            let b = pending[k]
+            if b & 0xC0 != 0x80 {
+                let need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
+                if pending.count - k < need { cut = k }
+                break
+            }
+            k -= 1
+            back += 1
+        }
+        let text = String(decoding: pending[..<cut], as: UTF8.self)
+        pending.removeFirst(cut)
+        return text
+    }
+
+    public mutating func flush() -> String {
+        defer { pending.removeAll() }
+        return String(decoding: pending, as: UTF8.self)
+    }
+}
