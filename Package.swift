@@ -17,8 +17,8 @@ let package = Package(
         .target(name: "PonderKernels", dependencies: ["COpenBLAS"]),
         .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"]),
         .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"]),
-        .target(name: "PonderC", dependencies: ["PonderModel"]),
-        .executableTarget(name: "PonderCLI", dependencies: ["PonderModel"]),
+        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel"]),
+        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel"]),
         .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per

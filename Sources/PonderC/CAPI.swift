@@ -1,1 +1,145 @@
+import PonderBase
+import PonderJSON
 import PonderModel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The C ABI (include/ponder.h). Thin by design: convert and validate arguments, call the
+// Swift API, catch every error into a status + thread-local message. A Swift trap cannot be
+// caught and would take the host process down, so nothing here force-unwraps caller input.
+
+let models = HandleTable<LlamaModel>(kind: "model")
+
+/// Runs `body`, turning any thrown error into its status code and the thread's last error.
+@inline(__always)
+func guarded(_ body: () throws -> Void) -> Int32 {
+    do {
+        try body()
+        return 0
+    } catch let e as PonderError {
+        LastError.set(e.message)
+        return e.code.rawValue
+    } catch {
+        LastError.set("internal error: \(error)")
+        return PonderError.Code.internal.rawValue
+    }
+}
+
+func output<T>(_ p: UnsafeMutablePointer<T>?, _ what: String) throws -> UnsafeMutablePointer<T> {
+    guard let p else { throw PonderError(.misuse, "\(what) is NULL") }
+    return p
+}
+
+func parseJSON(_ p: UnsafePointer<CChar>?, _ what: String) throws -> JSONValue {
+    let text = try cString(p, what)
+    return try JSONValue.parse(text, what: what)
+}
+
+private let versionString: UnsafePointer<CChar> = UnsafePointer(strdup(ponderVersion)!)
+
+@_cdecl("ponder_version")
+public func ponder_version() -> UnsafePointer<CChar> { versionString }
+
+@_cdecl("ponder_version_number")
+public func ponder_version_number() -> Int32 {
+    Int32(ponderVersionMajor * 10000 + ponderVersionMinor * 100 + ponderVersionPatch)
+}
+
+private let statusNames: [String] = [
+    "ok", "invalid argument", "parse error", "I/O error", "corrupt or inconsistent file", "unsupported",
+    "out of memory", "cancelled", "buffer too small", "API misuse", "internal error",
+]
+private let statusStrings: [UnsafePointer<CChar>] = statusNames.map { UnsafePointer(strdup($0)!) }
+private let unknownStatus: UnsafePointer<CChar> = UnsafePointer(strdup("unknown status")!)
+
+@_cdecl("ponder_status_string")
+public func ponder_status_string(_ status: Int32) -> UnsafePointer<CChar> {
+    status >= 0 && Int(status) < statusStrings.count ? statusStrings[Int(status)] : unknownStatus
+}
+
+@_cdecl("ponder_last_error")
+public func ponder_last_error() -> UnsafePointer<CChar> { LastError.get() }
+
+@_cdecl("ponder_string_free")
+public func ponder_string_free(_ s: UnsafeMutablePointer<CChar>?) { free(s) }
+
+@_cdecl("ponder_model_load")
+public func ponder_model_load(_ options: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        let out = try output(out, "out_model")
+        let opts = try ModelOptions(json: parseJSON(options, "options_json"))
+        out.pointee = models.insert(try opts.load())
+    }
+}
+
+@_cdecl("ponder_model_free")
+public func ponder_model_free(_ model: OpaquePointer?) {
+    models.remove(model)
+}
+
+@_cdecl("ponder_model_info")
+public func ponder_model_info(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let out = try output(out, "out_json")
+        let m = try models.get(model)
+        out.pointee = try cStringCopy(m.info.serialized())
+    }
+}
+
+@_cdecl("ponder_tokenize")
+public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ parseSpecial: Bool,
+                            _ ids: UnsafeMutablePointer<Int32>?, _ capacity: Int, _ nIDs: UnsafeMutablePointer<Int>?) -> Int32 {
+    guarded {
+        let nIDs = try output(nIDs, "n_ids")
+        let m = try models.get(model)
+        let s = try cString(text, "text")
+        let tokens = m.tokenizer.encode(s, parseSpecial: parseSpecial)
+        nIDs.pointee = tokens.count
+        guard tokens.count <= capacity else {
+            throw PonderError(.bufferTooSmall, "ids: capacity \(capacity) < \(tokens.count) tokens (n_ids holds the size needed)")
+        }
+        guard let ids else {
+            if tokens.isEmpty { return }
+            throw PonderError(.misuse, "ids is NULL with capacity \(capacity)")
+        }
+        for (i, t) in tokens.enumerated() { ids[i] = t }
+    }
+}
+
+@_cdecl("ponder_detokenize")
+public func ponder_detokenize(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ n: Int,
+                              _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let out = try output(out, "out_text")
+        let m = try models.get(model)
+        guard n >= 0 && n < 1 << 32 else { throw PonderError.invalid("n_ids: \(n) out of range") }
+        guard let ids = ids ?? (n == 0 ? UnsafePointer(bitPattern: 4) : nil) else { throw PonderError(.misuse, "ids is NULL with n_ids \(n)") }
+        let list = Array(UnsafeBufferPointer(start: ids, count: n))
+        try m.tokenizer.validate(list)
+        out.pointee = try cStringCopy(m.tokenizer.decode(list))
+    }
+}
+
+@_cdecl("ponder_generate")
+public func ponder_generate(_ model: OpaquePointer?, _ request: UnsafePointer<CChar>?,
+                            _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    ponder_generate_stream(model, request, nil, nil, out)
+}
+
+public typealias TokenCallbackC = @convention(c) (Int32, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Bool
+
+@_cdecl("ponder_generate_stream")
+public func ponder_generate_stream(_ model: OpaquePointer?, _ request: UnsafePointer<CChar>?,
+                                   _ callback: TokenCallbackC?, _ user: UnsafeMutableRawPointer?,
+                                   _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let out = try output(out, "out_result_json")
+        let m = try models.get(model)
+        let req = try GenerateRequest(json: parseJSON(request, "request_json"))
+        let result = try m.generate(req, onToken: callback.map { cb in
+            { seq, tok, text in text.withCString { cb(Int32(seq), tok, $0, user) } }
+        })
+        out.pointee = try cStringCopy(result.json.serialized())
+    }
+}

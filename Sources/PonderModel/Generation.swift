@@ -40,7 +40,7 @@ public struct GenerateRequest: Sendable {
             }
             messages = out
         }
-        if prompt == nil && messages == nil { r.failHere("needs \"prompt\" (a string) or \"messages\" (an array)") }
+        if !r.has("prompt") && !r.has("messages") { r.failHere("needs \"prompt\" (a string) or \"messages\" (an array)") }
         if prompt != nil && messages != nil { r.fail("messages", "give either \"prompt\" or \"messages\", not both") }
         chat = r.bool("chat") ?? false
         maxTokens = r.int("max_tokens", in: 0...1_048_576) ?? maxTokens

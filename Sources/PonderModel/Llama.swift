@@ -1,4 +1,5 @@
 import PonderBase
+import PonderJSON
 import PonderKernels
 import PonderText
 
@@ -100,5 +101,38 @@ public final class LlamaModel: @unchecked Sendable {
         var out = [Float](repeating: 0, count: n * c.vocabSize)
         out.withUnsafeMutableBufferPointer { logits(s, first: 0, rows: n, into: $0.baseAddress!) }
         return out
+    }
+}
+
+extension LlamaModel {
+    /// Shape and tokenizer facts, as ponder_model_info reports them.
+    public var info: JSONValue {
+        let c = config, t = tokenizer
+        let template: String
+        switch t.chatTemplate {
+        case .chatml: template = "chatml"
+        case .llama3: template = "llama3"
+        case .none: template = "none"
+        }
+        func int(_ x: Int) -> JSONValue { .int(Int64(x)) }
+        func id(_ x: Int32?) -> JSONValue { x.map { .int(Int64($0)) } ?? .null }
+        let params = layout.entries.reduce(0) { $0 + $1.count }
+        var f: [(String, JSONValue)] = []
+        f.append(("vocab_size", int(c.vocabSize)))
+        f.append(("hidden_size", int(c.hiddenSize)))
+        f.append(("intermediate_size", int(c.intermediateSize)))
+        f.append(("num_layers", int(c.numLayers)))
+        f.append(("num_heads", int(c.numHeads)))
+        f.append(("num_kv_heads", int(c.numKVHeads)))
+        f.append(("head_dim", int(c.headDim)))
+        f.append(("context_length", int(c.maxPositions)))
+        f.append(("rope_theta", .double(Double(c.ropeTheta))))
+        f.append(("tie_word_embeddings", .bool(c.tieWordEmbeddings)))
+        f.append(("parameters", int(params)))
+        f.append(("bos_token_id", id(t.bos)))
+        f.append(("eos_token_id", id(t.eos)))
+        f.append(("pre_tokenizer", .string(t.pre.rawValue)))
+        f.append(("chat_template", .string(template)))
+        return .object(f)
     }
 }

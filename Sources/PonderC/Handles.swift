@@ -1,0 +1,93 @@
+import PonderBase
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Live handles. A C caller can pass any pointer; looking it up here (instead of
+/// dereferencing it) is what turns a freed or bogus handle into PONDER_ERR_MISUSE rather than
+/// a crash. Each handle is a fresh 1-byte allocation, so addresses are never reused while live.
+final class HandleTable<T: AnyObject>: @unchecked Sendable {
+    private var objects: [UnsafeMutableRawPointer: T] = [:]
+    private var lock = pthread_mutex_t()
+    private let kind: String
+
+    init(kind: String) {
+        self.kind = kind
+        pthread_mutex_init(&lock, nil)
+    }
+
+    func insert(_ object: T) -> OpaquePointer {
+        let key = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+        pthread_mutex_lock(&lock)
+        objects[key] = object
+        pthread_mutex_unlock(&lock)
+        return OpaquePointer(key)
+    }
+
+    /// The object behind a handle, retained for the duration of the caller's use.
+    func get(_ handle: OpaquePointer?) throws -> T {
+        guard let handle else { throw PonderError(.misuse, "\(kind) handle is NULL") }
+        pthread_mutex_lock(&lock)
+        let object = objects[UnsafeMutableRawPointer(handle)]
+        pthread_mutex_unlock(&lock)
+        guard let object else { throw PonderError(.misuse, "\(kind) handle \(handle) is not a live \(kind) (freed twice, or never created?)") }
+        return object
+    }
+
+    /// Removes a handle; false if it was not live.
+    @discardableResult
+    func remove(_ handle: OpaquePointer?) -> Bool {
+        guard let handle else { return false }
+        let key = UnsafeMutableRawPointer(handle)
+        pthread_mutex_lock(&lock)
+        let removed = objects.removeValue(forKey: key) != nil
+        pthread_mutex_unlock(&lock)
+        if removed { key.deallocate() }
+        return removed
+    }
+}
+
+/// Per-thread last error message (C string owned by the library).
+enum LastError {
+    nonisolated(unsafe) static var key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k) { p in free(p) }
+        return k
+    }()
+
+    static func set(_ message: String) {
+        let old = pthread_getspecific(key)
+        pthread_setspecific(key, strdup(message))
+        free(old)
+    }
+
+    static func get() -> UnsafePointer<CChar> {
+        if let p = pthread_getspecific(key) { return UnsafePointer(p.assumingMemoryBound(to: CChar.self)) }
+        return emptyString
+    }
+
+    nonisolated(unsafe) static let emptyString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
+}
+
+/// A NUL-terminated C string as Swift text, rejecting NULL and invalid UTF-8 (with the offset
+/// of the first bad byte) instead of repairing it silently.
+func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String {
+    guard let p else { throw PonderError(.misuse, "\(what) is NULL") }
+    let bytes = UnsafeRawBufferPointer(start: p, count: strlen(p))
+    var it = bytes.makeIterator()
+    var parser = Unicode.UTF8.ForwardParser()
+    var offset = 0
+    while true {
+        switch parser.parseScalar(from: &it) {
+        case let .valid(s): offset += s.count
+        case .emptyInput: return String(decoding: bytes, as: UTF8.self)
+        case .error: throw PonderError(.parse, "\(what): invalid UTF-8 at byte offset \(offset)")
+        }
+    }
+}
+
+/// A malloc'd copy of `s` for the caller to release with ponder_string_free.
+func cStringCopy(_ s: String) throws -> UnsafeMutablePointer<CChar> {
+    guard let p = strdup(s) else { throw PonderError(.outOfMemory, "cannot allocate the result string") }
+    return p
+}

@@ -1,0 +1,91 @@
+import XCTest
+@testable import PonderKernels
+
+final class KernelTests: XCTestCase {
+    func random(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1
+        }
+    }
+
+    func testLinearMatchesNaive() {
+        let m = 5, n = 7, k = 33
+        let x = random(m * k, seed: 1), w = random(n * k, seed: 2)
+        var y = [Float](repeating: 0, count: m * n)
+        linear(&y, x, w, rows: m, out: n, in: k)
+        for i in 0..<m {
+            for j in 0..<n {
+                var s: Float = 0
+                for t in 0..<k { s += x[i * k + t] * w[j * k + t] }
+                XCTAssertEqual(y[i * n + j], s, accuracy: 1e-4)
+            }
+        }
+    }
+
+    func testDotAndRMSNorm() {
+        let a = random(77, seed: 3), b = random(77, seed: 4)
+        XCTAssertEqual(dot(a, b, 77), zip(a, b).map(*).reduce(0, +), accuracy: 1e-4)
+        let w = random(37, seed: 5), x = random(74, seed: 6)
+        var out = [Float](repeating: 0, count: 74), rstd = [Float](repeating: 0, count: 2)
+        rmsnormForward(&out, rstd: &rstd, x, w, rows: 2, dim: 37, eps: 1e-5)
+        for r in 0..<2 {
+            let row = x[(r * 37)..<(r * 37 + 37)]
+            let inv = 1 / (row.map { $0 * $0 }.reduce(0, +) / 37 + 1e-5).squareRoot()
+            XCTAssertEqual(rstd[r], inv, accuracy: 1e-5)
+            for i in 0..<37 { XCTAssertEqual(out[r * 37 + i], row[r * 37 + i] * inv * w[i], accuracy: 1e-5) }
+        }
+    }
+
+    /// Prefill attention (sgemm per head) and decode attention (one query over cached spans)
+    /// agree with a naive causal GQA implementation.
+    func testAttentionPrefillAndDecodeAgreeWithNaive() {
+        let t = 6, heads = 4, kvHeads = 2, d = 8
+        let q = random(t * heads * d, seed: 7), k = random(t * kvHeads * d, seed: 8), v = random(t * kvHeads * d, seed: 9)
+        var naive = [Float](repeating: 0, count: t * heads * d)
+        for i in 0..<t {
+            for h in 0..<heads {
+                let g = h / (heads / kvHeads)
+                var s = (0...i).map { j in (0..<d).map { q[(i * heads + h) * d + $0] * k[(j * kvHeads + g) * d + $0] }.reduce(0, +) / Float(d).squareRoot() }
+                let mx = s.max()!
+                s = s.map { exp($0 - mx) }
+                let z = s.reduce(0, +)
+                for j in 0...i { for e in 0..<d { naive[(i * heads + h) * d + e] += s[j] / z * v[(j * kvHeads + g) * d + e] } }
+            }
+        }
+        var out = [Float](repeating: 0, count: t * heads * d)
+        var scores = [Float](repeating: 0, count: t * t)
+        attentionPrefill(out: &out, q: q, k: k, v: v, t: t, past: 0, heads: heads, kvHeads: kvHeads, headDim: d,
+                         qStride: heads * d, scores: &scores)
+        for i in 0..<out.count { XCTAssertEqual(out[i], naive[i], accuracy: 1e-5) }
+        // Last query through the decode path, with the cache split into two spans.
+        var one = [Float](repeating: 0, count: d)
+        var sc = [Float](repeating: 0, count: t)
+        k.withUnsafeBufferPointer { kp in
+            v.withUnsafeBufferPointer { vp in
+                for h in 0..<heads {
+                    let split = 4
+                    attendOne(out: &one, q: Array(q[((t - 1) * heads + h) * d..<((t - 1) * heads + h + 1) * d]), head: h,
+                              kvHead: h / 2, headDim: d, kvHeads: kvHeads,
+                              spans: (KVSpan(keys: kp.baseAddress!, values: vp.baseAddress!, count: split),
+                                      KVSpan(keys: kp.baseAddress! + split * kvHeads * d, values: vp.baseAddress! + split * kvHeads * d, count: t - split)),
+                              scores: &sc)
+                    for e in 0..<d { XCTAssertEqual(one[e], naive[((t - 1) * heads + h) * d + e], accuracy: 1e-5) }
+                }
+            }
+        }
+    }
+
+    func testRoPEBackwardInvertsForward() {
+        let rope = RoPETable(headDim: 8, maxPositions: 16, theta: 10000)
+        var x = random(3 * 2 * 8, seed: 10)
+        let orig = x
+        let pos: [Int32] = [0, 5, 15]
+        rope.forward(&x, rows: 3, heads: 2, rowStride: 16, positions: pos)
+        XCTAssertEqual(Array(x[0..<16]), Array(orig[0..<16]))  // position 0 is the identity
+        XCTAssertNotEqual(Array(x[16..<32]), Array(orig[16..<32]))
+        rope.backward(&x, rows: 3, heads: 2, rowStride: 16, positions: pos)
+        for i in 0..<x.count { XCTAssertEqual(x[i], orig[i], accuracy: 1e-5) }
+    }
+}

@@ -1,0 +1,209 @@
+"""ctypes bindings for Ponder's C API (include/ponder.h).
+
+The library is found through, in order: the PONDER_LIBRARY environment variable, a
+libponder.so shipped inside this package, the system search path (ldconfig), and the
+usual install prefixes. Every failing call raises PonderError carrying the library's
+status and message (ponder_last_error).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+__all__ = ["PonderError", "Model", "library", "version"]
+
+# ponder_status values, as in ponder.h
+STATUS_NAMES = {
+    0: "OK", 1: "INVALID_ARGUMENT", 2: "PARSE", 3: "IO", 4: "FORMAT", 5: "UNSUPPORTED",
+    6: "OUT_OF_MEMORY", 7: "CANCELLED", 8: "BUFFER_TOO_SMALL", 9: "MISUSE", 10: "INTERNAL",
+}
+
+
+class PonderError(Exception):
+    """A failed Ponder call: .status (int), .status_name, and the library's message."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.status_name = STATUS_NAMES.get(status, str(status))
+        self.message = message
+        super().__init__(f"{self.status_name}: {message}")
+
+
+def _candidates() -> List[str]:
+    env = os.environ.get("PONDER_LIBRARY")
+    if env:
+        return [env]
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = [os.path.join(here, "libponder.so")]
+    found = ctypes.util.find_library("ponder")
+    if found:
+        out.append(found)
+    for prefix in ("/usr/local/lib", "/usr/lib", os.path.expanduser("~/.local/lib")):
+        out.append(os.path.join(prefix, "libponder.so"))
+    return out
+
+
+def _load() -> ctypes.CDLL:
+    errors = []
+    for path in _candidates():
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:  # try the next place
+            errors.append(f"{path}: {e}")
+    raise OSError("libponder.so not found; set PONDER_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
+
+
+_lib: Optional[ctypes.CDLL] = None
+
+TOKEN_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p)
+
+
+def library() -> ctypes.CDLL:
+    """The loaded libponder, with argument and result types declared."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    lib = _load()
+    c_char_pp = ctypes.POINTER(ctypes.c_char_p)
+    lib.ponder_version.restype = ctypes.c_char_p
+    lib.ponder_version_number.restype = ctypes.c_int
+    lib.ponder_status_string.argtypes = [ctypes.c_int]
+    lib.ponder_status_string.restype = ctypes.c_char_p
+    lib.ponder_last_error.restype = ctypes.c_char_p
+    lib.ponder_string_free.argtypes = [ctypes.c_void_p]
+    lib.ponder_string_free.restype = None
+    lib.ponder_model_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.ponder_model_free.argtypes = [ctypes.c_void_p]
+    lib.ponder_model_free.restype = None
+    lib.ponder_model_info.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.ponder_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_bool,
+                                    ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+    lib.ponder_detokenize.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
+                                      ctypes.POINTER(ctypes.c_void_p)]
+    lib.ponder_generate.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.ponder_generate_stream.argtypes = [ctypes.c_void_p, ctypes.c_char_p, TOKEN_CALLBACK, ctypes.c_void_p,
+                                           ctypes.POINTER(ctypes.c_void_p)]
+    for f in ("ponder_model_load", "ponder_model_info", "ponder_tokenize", "ponder_detokenize",
+              "ponder_generate", "ponder_generate_stream"):
+        getattr(lib, f).restype = ctypes.c_int
+    del c_char_pp
+    _lib = lib
+    return lib
+
+
+def version() -> str:
+    return library().ponder_version().decode()
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        raise PonderError(status, library().ponder_last_error().decode("utf-8", "replace"))
+
+
+def _take_string(p: ctypes.c_void_p) -> str:
+    """Copies a library-owned string and frees it with ponder_string_free."""
+    lib = library()
+    try:
+        return ctypes.string_at(p.value).decode("utf-8")
+    finally:
+        lib.ponder_string_free(p)
+
+
+def _encode(s: Any, what: str) -> bytes:
+    if not isinstance(s, str):
+        raise TypeError(f"{what} must be a str, got {type(s).__name__}")
+    return s.encode("utf-8", "surrogatepass")
+
+
+class Model:
+    """A loaded model (GGUF file or Hugging Face directory). Thread-safe for generation."""
+
+    def __init__(self, handle: ctypes.c_void_p):
+        self._handle = handle
+
+    @classmethod
+    def load(cls, path: str, threads: Optional[int] = None, **options: Any) -> "Model":
+        opts: Dict[str, Any] = {"path": path, **options}
+        if threads is not None:
+            opts["threads"] = threads
+        handle = ctypes.c_void_p()
+        _check(library().ponder_model_load(json.dumps(opts).encode(), ctypes.byref(handle)))
+        return cls(handle)
+
+    def close(self) -> None:
+        if self._handle is not None and self._handle.value:
+            library().ponder_model_free(self._handle)
+        self._handle = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def _h(self) -> ctypes.c_void_p:
+        # A closed model passes NULL, which the library reports as MISUSE.
+        return self._handle if self._handle is not None else ctypes.c_void_p()
+
+    def info(self) -> Dict[str, Any]:
+        out = ctypes.c_void_p()
+        _check(library().ponder_model_info(self._h, ctypes.byref(out)))
+        return json.loads(_take_string(out))
+
+    def tokenize(self, text: str, parse_special: bool = True) -> List[int]:
+        lib = library()
+        data = _encode(text, "text")
+        n = ctypes.c_size_t()
+        status = lib.ponder_tokenize(self._h, data, parse_special, None, 0, ctypes.byref(n))
+        if status not in (0, 8):
+            _check(status)
+        buf = (ctypes.c_int32 * max(1, n.value))()
+        _check(lib.ponder_tokenize(self._h, data, parse_special, buf, n.value, ctypes.byref(n)))
+        return list(buf[: n.value])
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        ids = list(ids)
+        arr = (ctypes.c_int32 * max(1, len(ids)))(*ids)
+        out = ctypes.c_void_p()
+        _check(library().ponder_detokenize(self._h, arr, len(ids), ctypes.byref(out)))
+        return _take_string(out)
+
+    def generate(self, prompt: Optional[str] = None, *,
+                 on_token: Optional[Callable[[int, int, str], Optional[bool]]] = None,
+                 **request: Any) -> Dict[str, Any]:
+        """Runs ponder_generate with the request keys of ponder.h (max_tokens, temperature,
+        top_p, top_k, min_p, repetition_penalty, seed, stop, n, messages, chat, ...).
+        on_token(sequence, token, text) is called per token; returning False cancels."""
+        if prompt is not None:
+            request["prompt"] = prompt
+        req = json.dumps(request).encode()
+        out = ctypes.c_void_p()
+        lib = library()
+        if on_token is None:
+            _check(lib.ponder_generate(self._h, req, ctypes.byref(out)))
+        else:
+            failure: List[BaseException] = []
+
+            def trampoline(seq: int, tok: int, text: bytes, _user: Any) -> bool:
+                try:
+                    return on_token(seq, tok, text.decode("utf-8", "replace")) is not False
+                except BaseException as e:  # surface it after the call, never across C
+                    failure.append(e)
+                    return False
+
+            cb = TOKEN_CALLBACK(trampoline)
+            status = lib.ponder_generate_stream(self._h, req, cb, None, ctypes.byref(out))
+            if failure:
+                raise failure[0]
+            _check(status)
+        return json.loads(_take_string(out))

@@ -1,0 +1,141 @@
+/*
+ * ponder.h — the C API of Ponder, an embeddable runtime that trains and runs small
+ * Llama-family language models for mathematical reasoning.
+ *
+ * Conventions (every function follows them):
+ *  - Every call that can fail returns a ponder_status. PONDER_OK is 0; on any other value
+ *    ponder_last_error() gives a message naming the field, JSON path or byte offset at fault,
+ *    and every output parameter is left untouched unless the function says otherwise.
+ *  - Options and results are JSON text (UTF-8). Unknown keys, wrong types and out-of-range
+ *    values are errors (PONDER_ERR_INVALID_ARGUMENT), never silently ignored.
+ *  - Strings the library returns through `char **` are owned by the caller and must be
+ *    released with ponder_string_free(). Strings returned as `const char *` are static or
+ *    owned by the library, as stated per function.
+ *  - Handles are opaque and come in create/free pairs. Passing NULL, a freed handle or a
+ *    pointer that is not a handle returns PONDER_ERR_MISUSE; nothing ever traps or aborts.
+ *  - Callbacks are a function pointer plus a `void *user` passed back unchanged.
+ *
+ * Threading: a ponder_model is immutable once loaded. ponder_tokenize, ponder_detokenize,
+ * ponder_model_info and ponder_generate* may be called on the same model from several threads
+ * at once (each call owns its working memory). ponder_model_free must not race with calls on
+ * the same handle from other threads: a call already running keeps the model alive until it
+ * returns, but a call that starts after the free gets PONDER_ERR_MISUSE. The thread count
+ * ("threads" in the load options) is process-wide, as OpenBLAS's is.
+ */
+#ifndef PONDER_H
+#define PONDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PONDER_VERSION_MAJOR 0
+#define PONDER_VERSION_MINOR 1
+#define PONDER_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as returned by ponder_version_number(). */
+#define PONDER_VERSION_NUMBER (PONDER_VERSION_MAJOR * 10000 + PONDER_VERSION_MINOR * 100 + PONDER_VERSION_PATCH)
+
+typedef enum ponder_status {
+    PONDER_OK = 0,
+    PONDER_ERR_INVALID_ARGUMENT = 1, /* a value is out of range, of the wrong type, or unknown */
+    PONDER_ERR_PARSE = 2,            /* malformed JSON or invalid UTF-8 (message has the byte offset) */
+    PONDER_ERR_IO = 3,               /* a file could not be opened, read or written */
+    PONDER_ERR_FORMAT = 4,           /* a model or tokenizer file is corrupt or inconsistent */
+    PONDER_ERR_UNSUPPORTED = 5,      /* a valid file uses something Ponder does not implement */
+    PONDER_ERR_OUT_OF_MEMORY = 6,
+    PONDER_ERR_CANCELLED = 7,        /* a callback returned false */
+    PONDER_ERR_BUFFER_TOO_SMALL = 8, /* the caller's buffer is too small; the size needed is reported */
+    PONDER_ERR_MISUSE = 9,           /* NULL or stale handle, NULL output pointer */
+    PONDER_ERR_INTERNAL = 10         /* a bug in Ponder: please report the message */
+} ponder_status;
+
+typedef struct ponder_model ponder_model;
+
+/* "MAJOR.MINOR.PATCH" of the library actually loaded (static string). */
+const char *ponder_version(void);
+/* PONDER_VERSION_NUMBER of the library actually loaded; compare with the header's. */
+int ponder_version_number(void);
+
+/* A static, human-readable name for a status ("invalid argument"); never NULL. */
+const char *ponder_status_string(ponder_status status);
+
+/* The message of the last failed call on this thread ("" if none). Owned by the library and
+ * valid until the next failing call on the same thread. Thread-safe. */
+const char *ponder_last_error(void);
+
+/* Frees a string returned by the library. NULL is allowed. */
+void ponder_string_free(char *s);
+
+/* ---- Models ---------------------------------------------------------------------------- */
+
+/* Loads a model. options_json: {"path": "model.gguf" | "hf_model_dir/", "threads": 2}
+ *  - path: a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors; dequantized to
+ *    fp32) or a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+ *  - threads (optional, 1..256): threads for Ponder's loops and OpenBLAS, process-wide.
+ * On success *out_model receives a handle to free with ponder_model_free.
+ * Returns PONDER_ERR_PARSE / INVALID_ARGUMENT for bad options, IO for unreadable files,
+ * FORMAT for corrupt ones (the message names the tensor or byte offset), UNSUPPORTED for
+ * architectures or tensor types Ponder lacks, MISUSE if out_model is NULL. */
+ponder_status ponder_model_load(const char *options_json, ponder_model **out_model);
+
+/* Frees a model. NULL is allowed; freeing twice is detected and ignored. */
+void ponder_model_free(ponder_model *model);
+
+/* The model's shape and tokenizer facts as JSON: {"vocab_size", "hidden_size",
+ * "num_layers", "num_heads", "num_kv_heads", "head_dim", "context_length", "bos_token_id",
+ * "eos_token_id", "chat_template", ...}. *out_json must be freed with ponder_string_free. */
+ponder_status ponder_model_info(const ponder_model *model, char **out_json);
+
+/* ---- Tokens ---------------------------------------------------------------------------- */
+
+/* Tokenizes NUL-terminated UTF-8 `text` into `ids` (capacity entries). *n_ids receives the
+ * number of ids; if it exceeds capacity the call returns PONDER_ERR_BUFFER_TOO_SMALL, writes
+ * nothing to ids and still sets *n_ids, so a caller can size its buffer with a first call
+ * (ids may be NULL when capacity is 0). parse_special: special-token text such as
+ * "<|im_end|>" becomes its id. Invalid UTF-8 is PONDER_ERR_PARSE with the byte offset. */
+ponder_status ponder_tokenize(const ponder_model *model, const char *text, bool parse_special,
+                              int32_t *ids, size_t capacity, size_t *n_ids);
+
+/* The text of n_ids ids (special tokens rendered as their text). An id outside the
+ * vocabulary is PONDER_ERR_INVALID_ARGUMENT naming its index. Byte sequences that are not
+ * valid UTF-8 become U+FFFD. *out_text must be freed with ponder_string_free. */
+ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, size_t n_ids, char **out_text);
+
+/* ---- Generation ------------------------------------------------------------------------ */
+
+/* Request JSON (keys mirror the CLI flags):
+ *   "prompt": string, or "messages": [{"role", "content"}, ...] (rendered with the model's
+ *             chat template); "chat": true wraps "prompt" as one user message;
+ *   "max_tokens" (default 256), "temperature" (default 1; 0 = greedy), "top_p" (1),
+ *   "top_k" (0 = off), "min_p" (0), "repetition_penalty" (1), "seed" (default: from the
+ *   clock; sequence i uses seed + i), "stop": string or [strings], "n" (default 1: number of
+ *   completions of the prompt, decoded together sharing the prompt's KV cache),
+ *   "parse_special" (default true).
+ * Result JSON:
+ *   {"completions": [{"text", "token_ids", "logprobs", "finish_reason"}], "prompt_tokens",
+ *    "timings": {"prefill_seconds", "decode_seconds", "prefill_tokens_per_second",
+ *                "decode_tokens_per_second"}}
+ *   finish_reason is "stop" (a stop string; it is cut from the text), "eos" (an end token;
+ *   its id is in token_ids but not in text) or "length" (max_tokens reached). logprobs are
+ *   those of the generated ids under the model's unprocessed distribution (temperature 1).
+ * *out_result_json must be freed with ponder_string_free. */
+ponder_status ponder_generate(const ponder_model *model, const char *request_json, char **out_result_json);
+
+/* Called once per generated token. `text` is the newly final text of that sequence (may be
+ * "", never splits a UTF-8 character or a possible stop string; valid only during the call).
+ * Return false to cancel: the call then returns PONDER_ERR_CANCELLED and no result. */
+typedef bool (*ponder_token_callback)(int32_t sequence, int32_t token, const char *text, void *user);
+
+/* As ponder_generate, calling `callback` (may be NULL) for every token. */
+ponder_status ponder_generate_stream(const ponder_model *model, const char *request_json,
+                                     ponder_token_callback callback, void *user, char **out_result_json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PONDER_H */
