@@ -211,91 +211,147 @@ def worker_ponder(a) -> dict:
 
 
 def worker_llamacpp(a) -> dict:
+    """llama.cpp through llama-cpp-python's low-level API (llama_batch / llama_decode), so prefill,
+    decode and the grouped decode are timed exactly around llama_decode + sampling; the high-level
+    Llama object is only used to load the model and tokenize."""
+    import ctypes
     import numpy as np
-    import llama_cpp
+    import llama_cpp as lc
     from llama_cpp import Llama
 
-    res: dict = {"driver": f"llama-cpp-python {llama_cpp.__version__}"}
+    res: dict = {"driver": f"llama-cpp-python {lc.__version__} (llama_batch/llama_decode, CPU)"}
     t0 = time.perf_counter()
-    llm = Llama(model_path=F32_GGUF, n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=a.threads,
-                n_threads_batch=a.threads, seed=0, verbose=False)
+    llm = Llama(model_path=F32_GGUF, n_ctx=256, n_threads=a.threads, n_threads_batch=a.threads,
+                seed=0, verbose=False)
     res["load_seconds"] = time.perf_counter() - t0
     try:
-        res["system_info"] = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+        res["system_info"] = lc.llama_print_system_info().decode(errors="replace").strip()
     except Exception:
         pass
     prompt = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
-    res["prompt_tokens"] = len(prompt)
-    res["prompt_ids"] = prompt
     P = len(prompt)
-    eos = llm.token_eos()
+    res["prompt_tokens"] = P
+    res["prompt_ids"] = prompt
+    n_vocab = llm.n_vocab()
+    G, N = a.group, a.max_tokens
     rng = np.random.default_rng(GROUP_SEED)
 
-    def prefill():
-        llm.reset()
-        t = time.perf_counter()
-        llm.eval(prompt)
-        return time.perf_counter() - t, np.array(llm.scores[P - 1], dtype=np.float32, copy=True)
+    def new_ctx(n_seq: int):
+        cp = lc.llama_context_default_params()
+        cp.n_ctx = max(512, 1 << (P + n_seq * N).bit_length())
+        cp.n_batch = cp.n_ubatch = 512
+        cp.n_seq_max = n_seq
+        cp.n_threads = cp.n_threads_batch = a.threads
+        cp.kv_unified = True  # all sequences share the prompt's cells (llama.cpp's batched example)
+        ctx = lc.llama_init_from_model(llm.model, cp)
+        if not ctx:
+            raise RuntimeError("llama_init_from_model failed")
+        return ctx
 
-    def sample(logits, temperature):
+    batch = lc.llama_batch_init(max(P, G), 0, G)
+
+    def fill(ctx, rows):
+        """rows: [(token, pos, seq, want_logits)] -> llama_decode."""
+        for i, (tok, pos, seq, want) in enumerate(rows):
+            batch.token[i] = tok
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = 1 if want else 0
+        batch.n_tokens = len(rows)
+        rc = lc.llama_decode(ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+
+    def logits(ctx, i):
+        ptr = lc.llama_get_logits_ith(ctx, i)
+        return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n_vocab,))
+
+    def prefill(ctx):
+        lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
+        t = time.perf_counter()
+        fill(ctx, [(tok, i, 0, i == P - 1) for i, tok in enumerate(prompt)])
+        first = logits(ctx, P - 1).copy()  # the copy waits for the computation to finish
+        return time.perf_counter() - t, first
+
+    def sample_rows(z, temperature):
         if temperature == 0:
-            return int(np.argmax(logits))
-        z = logits.astype(np.float64) / temperature
-        z -= z.max()
-        p = np.exp(z)
-        p /= p.sum()
-        return int(rng.choice(p.size, p=p))
+            return np.argmax(z, axis=-1)
+        g = rng.gumbel(size=z.shape)  # Gumbel-max == sampling from softmax(z / T)
+        return np.argmax(z.astype(np.float64) / temperature + g, axis=-1)
 
-    def decode(first_logits, n_new, temperature):
-        """From a prefilled prompt (n_tokens == P): n_new tokens (no EOS stop), sampling + eval timed."""
+    def decode(ctx, first, n_seq, temperature):
+        """n_seq sequences continue the prefilled prompt (seq 0) for N tokens each, no EOS stop."""
+        mem = lc.llama_get_memory(ctx)
+        for s in range(1, n_seq):
+            lc.llama_memory_seq_cp(mem, 0, s, 0, P)
         t = time.perf_counter()
-        logits = first_logits
+        z = np.repeat(first[None, :], n_seq, axis=0)
         out = []
-        for i in range(n_new):
-            tok = sample(logits, temperature)
-            out.append(tok)
-            if i + 1 < n_new:
-                llm.eval([tok])
-                logits = llm.scores[llm.n_tokens - 1]
-        return time.perf_counter() - t, out
+        for i in range(N):
+            toks = sample_rows(z, temperature)
+            out.append(toks)
+            if i + 1 < N:
+                fill(ctx, [(int(toks[s]), P + i, s, True) for s in range(n_seq)])
+                z = np.stack([logits(ctx, s) for s in range(n_seq)])
+        dt = time.perf_counter() - t
+        return dt, np.stack(out, axis=1)  # (n_seq, N)
 
+    ctx1 = new_ctx(1)
     # warm-up
-    _, lg = prefill()
-    decode(lg, 8, 0.0)
+    _, lg = prefill(ctx1)
+    decode(ctx1, lg, 1, 0.0)
 
-    pre = [prefill()[0] for _ in range(3)]
+    pre = [prefill(ctx1)[0] for _ in range(3)]
     res["prefill_runs_seconds"] = pre
     res["prefill_tps"] = P / min(pre)
 
     dec = []
+    eos = llm.token_eos()
     for _ in range(a.repeats):
-        _, lg = prefill()
-        dt, toks = decode(lg, a.max_tokens, 0.0)
-        dec.append({"tokens": len(toks), "decode_seconds": dt})
-        res["decode_text"] = llm.detokenize(toks).decode(errors="replace")
-        res["decode_eos_at"] = toks.index(eos) if eos in toks else None
+        _, lg = prefill(ctx1)
+        dt, toks = decode(ctx1, lg, 1, 0.0)
+        dec.append({"tokens": int(toks.size), "decode_seconds": dt})
+        ids = toks[0].tolist()
+        res["decode_text"] = llm.detokenize(ids).decode(errors="replace")
+        res["decode_eos_at"] = ids.index(eos) if eos in ids else None
     res["decode_runs"] = dec
     res["decode_tps"] = best(d["tokens"] / d["decode_seconds"] for d in dec)
     res["decode_tokens"] = dec[0]["tokens"]
 
-    # group: llama-cpp-python has no batched sampling API -> n sequential batch-1 completions of the
-    # one prefilled prompt (the prompt KV is reused: rewind to P and decode again).
+    # group, batched: G sequences share the prompt KV (llama_memory_seq_cp) and decode as one
+    # G-row llama_batch per step (what llama.cpp's `batched` example / llama-server slots do).
+    ctxg = new_ctx(G)
+    _, lg = prefill(ctxg)
+    decode(ctxg, lg, G, GROUP_TEMPERATURE)  # warm-up of the G-row path
     grp = []
     for _ in range(a.repeats):
-        _, lg = prefill()
-        total_t, total_n = 0.0, 0
-        for _s in range(a.group):
-            llm.n_tokens = P  # next eval drops the previous sequence's KV beyond the prompt
-            dt, toks = decode(lg, a.max_tokens, GROUP_TEMPERATURE)
-            total_t += dt
-            total_n += len(toks)
-        grp.append({"sequences": a.group, "tokens": total_n, "decode_seconds": total_t})
+        _, lg = prefill(ctxg)
+        dt, toks = decode(ctxg, lg, G, GROUP_TEMPERATURE)
+        grp.append({"sequences": G, "tokens": int(toks.size), "decode_seconds": dt})
     res["group_runs"] = grp
     res["group_tps"] = best(g["tokens"] / g["decode_seconds"] for g in grp)
     res["group_tokens"] = grp[0]["tokens"]
-    res["group_mode"] = f"{a.group} sequential batch-1 completions (no batched sampling in llama-cpp-python)"
-    res["notes"] = ("timings are wall clock around llm.eval (+ numpy argmax / temperature sampling); "
-                    "decode forces max_tokens tokens (no EOS stop)")
+    res["group_mode"] = (f"{G} sequences batched via the low-level llama_batch API (shared prompt KV); "
+                         "llama-cpp-python's high-level API has no batched sampling")
+
+    # group, sequential: what the high-level API can do -- G batch-1 completions of the prefilled prompt.
+    if a.sequential_group:
+        _, lg = prefill(ctx1)
+        mem = lc.llama_get_memory(ctx1)
+        total_t, total_n = 0.0, 0
+        for _s in range(G):
+            lc.llama_memory_seq_rm(mem, 0, P, -1)
+            dt, toks = decode(ctx1, lg, 1, GROUP_TEMPERATURE)
+            total_t += dt
+            total_n += int(toks.size)
+        res["group_sequential"] = {"sequences": G, "tokens": total_n, "decode_seconds": total_t,
+                                   "tps": total_n / total_t}
+    lc.llama_batch_free(batch)
+    lc.llama_free(ctx1)
+    lc.llama_free(ctxg)
+    res["notes"] = ("wall clock around llama_decode + numpy argmax / Gumbel-max sampling; decode forces "
+                    "max_tokens tokens per sequence (no EOS stop)")
     return res
 
 
@@ -392,6 +448,8 @@ WORKERS = {"ponder": worker_ponder, "llamacpp": worker_llamacpp, "transformers":
 def run_worker(engine: str, a, prompt_ids=None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--threads", str(a.threads),
            "--max-tokens", str(a.max_tokens), "--group", str(a.group), "--repeats", str(a.repeats)]
+    if not a.sequential_group:
+        cmd.append("--no-sequential-group")
     if prompt_ids:
         cmd += ["--prompt-ids", json.dumps(prompt_ids)]
     t0 = time.perf_counter()
@@ -443,8 +501,14 @@ def table(results: dict, a) -> str:
                   fmt(ratio(v["ponder"], ref[key]), 2) + "x" if ratio(v["ponder"], ref[key]) else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
     notes = []
-    if "group_mode" in (results.get("llamacpp") or {}):
-        notes.append(f"llama.cpp group: {results['llamacpp']['group_mode']}.")
+    lcpp = results.get("llamacpp") or {}
+    if "group_mode" in lcpp:
+        notes.append(f"llama.cpp group: {lcpp['group_mode']}.")
+    if "group_sequential" in lcpp:
+        gs = lcpp["group_sequential"]
+        notes.append(f"llama.cpp group as {gs['sequences']} sequential batch-1 completions (high-level-API "
+                     f"equivalent): {gs['tps']:.1f} tok/s (Ponder / that: "
+                     f"{fmt(ratio(results.get('ponder', {}).get('group_tps'), gs['tps']), 2)}x).")
     for e in eng:
         r = results.get(e) or {}
         if "error" in r:
@@ -471,6 +535,8 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per decode/group scenario (best kept)")
     ap.add_argument("--timeout", type=int, default=300, help="per-engine timeout, seconds")
+    ap.add_argument("--no-sequential-group", dest="sequential_group", action="store_false",
+                    help="skip llama.cpp's extra sequential (batch-1) group run")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "inference.json"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-ids", help=argparse.SUPPRESS)

@@ -92,18 +92,22 @@ ponder_status ponder_model_info(const ponder_model *model, char **out_json);
 
 /* ---- Tokens ---------------------------------------------------------------------------- */
 
-/* Tokenizes NUL-terminated UTF-8 `text` into `ids` (capacity entries). *n_ids receives the
+/* Tokenizes text_len bytes of UTF-8 `text` (NUL bytes included, as llama.h's tokenizer does)
+ * into `ids` (capacity entries). *n_ids receives the
  * number of ids; if it exceeds capacity the call returns PONDER_ERR_BUFFER_TOO_SMALL, writes
  * nothing to ids and still sets *n_ids, so a caller can size its buffer with a first call
  * (ids may be NULL when capacity is 0). parse_special: special-token text such as
  * "<|im_end|>" becomes its id. Invalid UTF-8 is PONDER_ERR_PARSE with the byte offset. */
-ponder_status ponder_tokenize(const ponder_model *model, const char *text, bool parse_special,
+ponder_status ponder_tokenize(const ponder_model *model, const char *text, size_t text_len, bool parse_special,
                               int32_t *ids, size_t capacity, size_t *n_ids);
 
 /* The text of n_ids ids (special tokens rendered as their text). An id outside the
  * vocabulary is PONDER_ERR_INVALID_ARGUMENT naming its index. Byte sequences that are not
- * valid UTF-8 become U+FFFD. *out_text must be freed with ponder_string_free. */
-ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, size_t n_ids, char **out_text);
+ * valid UTF-8 become U+FFFD. *out_text (NUL-terminated) must be freed with
+ * ponder_string_free; *out_len (may be NULL) receives its length in bytes, which counts
+ * NUL bytes the text itself contains. */
+ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, size_t n_ids, char **out_text,
+                                size_t *out_len);
 
 /* ---- Generation ------------------------------------------------------------------------ */
 

@@ -88,12 +88,13 @@ public func ponder_model_info(_ model: OpaquePointer?, _ out: UnsafeMutablePoint
 }
 
 @_cdecl("ponder_tokenize")
-public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ parseSpecial: Bool,
+public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ textLen: Int, _ parseSpecial: Bool,
                             _ ids: UnsafeMutablePointer<Int32>?, _ capacity: Int, _ nIDs: UnsafeMutablePointer<Int>?) -> Int32 {
     guarded {
         let nIDs = try output(nIDs, "n_ids")
         let m = try models.get(model)
-        let s = try cString(text, "text")
+        guard textLen >= 0 && textLen < Int(Int32.max) else { throw PonderError.invalid("text_len: \(textLen) out of range") }
+        let s = try cString(text, "text", length: textLen)
         let tokens = m.tokenizer.encode(s, parseSpecial: parseSpecial)
         nIDs.pointee = tokens.count
         guard tokens.count <= capacity else {
@@ -109,7 +110,8 @@ public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar
 
 @_cdecl("ponder_detokenize")
 public func ponder_detokenize(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ n: Int,
-                              _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+                              _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
+                              _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
     guarded {
         let out = try output(out, "out_text")
         let m = try models.get(model)
@@ -117,7 +119,7 @@ public func ponder_detokenize(_ model: OpaquePointer?, _ ids: UnsafePointer<Int3
         guard let ids = ids ?? (n == 0 ? UnsafePointer(bitPattern: 4) : nil) else { throw PonderError(.misuse, "ids is NULL with n_ids \(n)") }
         let list = Array(UnsafeBufferPointer(start: ids, count: n))
         try m.tokenizer.validate(list)
-        out.pointee = try cStringCopy(m.tokenizer.decode(list))
+        out.pointee = try cStringCopy(m.tokenizer.decode(list), length: outLen)
     }
 }
 

@@ -71,9 +71,9 @@ enum LastError {
 
 /// A NUL-terminated C string as Swift text, rejecting NULL and invalid UTF-8 (with the offset
 /// of the first bad byte) instead of repairing it silently.
-func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String {
+func cString(_ p: UnsafePointer<CChar>?, _ what: String, length: Int? = nil) throws -> String {
     guard let p else { throw PonderError(.misuse, "\(what) is NULL") }
-    let bytes = UnsafeRawBufferPointer(start: p, count: strlen(p))
+    let bytes = UnsafeRawBufferPointer(start: p, count: length ?? strlen(p))
     var it = bytes.makeIterator()
     var parser = Unicode.UTF8.ForwardParser()
     var offset = 0
@@ -86,8 +86,17 @@ func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String {
     }
 }
 
-/// A malloc'd copy of `s` for the caller to release with ponder_string_free.
-func cStringCopy(_ s: String) throws -> UnsafeMutablePointer<CChar> {
-    guard let p = strdup(s) else { throw PonderError(.outOfMemory, "cannot allocate the result string") }
-    return p
+/// A malloc'd, NUL-terminated copy of `s` (which may itself contain NULs) for the caller to
+/// release with ponder_string_free.
+func cStringCopy(_ s: String, length: UnsafeMutablePointer<Int>? = nil) throws -> UnsafeMutablePointer<CChar> {
+    var s = s
+    return try s.withUTF8 { b in
+        guard let p = malloc(b.count + 1)?.assumingMemoryBound(to: CChar.self) else {
+            throw PonderError(.outOfMemory, "cannot allocate the result string")
+        }
+        if b.count > 0 { memcpy(p, b.baseAddress!, b.count) }
+        p[b.count] = 0
+        length?.pointee = b.count
+        return p
+    }
 }

@@ -104,21 +104,23 @@ final class CAPITests: XCTestCase {
 
         // tokenize: size query, buffer too small, NULLs
         var n = 0
-        XCTAssertEqual("hello world".withCString { ponder_tokenize(m, $0, true, nil, 0, &n) }, 8)
+        XCTAssertEqual("hello world".withCString { ponder_tokenize(m, $0, 11, true, nil, 0, &n) }, 8)
         XCTAssertEqual(n, 2)
         var ids = [Int32](repeating: 0, count: 2)
-        XCTAssertEqual("hello world".withCString { ponder_tokenize(m, $0, true, &ids, 2, &n) }, 0)
-        XCTAssertEqual(ponder_tokenize(m, nil, true, &ids, 2, &n), 9)
-        XCTAssertEqual("x".withCString { ponder_tokenize(m, $0, true, &ids, 2, nil) }, 9)
+        XCTAssertEqual("hello world".withCString { ponder_tokenize(m, $0, 11, true, &ids, 2, &n) }, 0)
+        XCTAssertEqual(ponder_tokenize(m, nil, 0, true, &ids, 2, &n), 9)
+        XCTAssertEqual("x".withCString { ponder_tokenize(m, $0, 1, true, &ids, 2, nil) }, 9)
         // detokenize: out-of-range id names its index
         var text: UnsafeMutablePointer<CChar>? = nil
         var bad: [Int32] = [ids[0], 49152]
-        XCTAssertEqual(ponder_detokenize(m, &bad, 2, &text), 1)
+        XCTAssertEqual(ponder_detokenize(m, &bad, 2, &text, nil), 1)
         XCTAssertTrue(lastError().contains("ids[1]"), lastError())
-        XCTAssertEqual(ponder_detokenize(m, &ids, 2, &text), 0)
+        var len = 0
+        XCTAssertEqual(ponder_detokenize(m, &ids, 2, &text, &len), 0)
+        XCTAssertEqual(len, 11)
         XCTAssertEqual(String(cString: text!), "hello world")
         ponder_string_free(text)
-        XCTAssertEqual(ponder_detokenize(m, nil, 3, &text), 9)
+        XCTAssertEqual(ponder_detokenize(m, nil, 3, &text, nil), 9)
     }
 
     func testStaleAndBogusHandles() throws {

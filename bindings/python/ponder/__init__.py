@@ -79,10 +79,10 @@ def library() -> ctypes.CDLL:
     lib.ponder_model_free.argtypes = [ctypes.c_void_p]
     lib.ponder_model_free.restype = None
     lib.ponder_model_info.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
-    lib.ponder_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_bool,
+    lib.ponder_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_bool,
                                     ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
     lib.ponder_detokenize.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
-                                      ctypes.POINTER(ctypes.c_void_p)]
+                                      ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
     lib.ponder_generate.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.ponder_generate_stream.argtypes = [ctypes.c_void_p, ctypes.c_char_p, TOKEN_CALLBACK, ctypes.c_void_p,
                                            ctypes.POINTER(ctypes.c_void_p)]
@@ -103,11 +103,12 @@ def _check(status: int) -> None:
         raise PonderError(status, library().ponder_last_error().decode("utf-8", "replace"))
 
 
-def _take_string(p: ctypes.c_void_p) -> str:
+def _take_string(p: ctypes.c_void_p, length: Optional[int] = None) -> str:
     """Copies a library-owned string and frees it with ponder_string_free."""
     lib = library()
     try:
-        return ctypes.string_at(p.value).decode("utf-8")
+        raw = ctypes.string_at(p.value) if length is None else ctypes.string_at(p.value, length)
+        return raw.decode("utf-8")
     finally:
         lib.ponder_string_free(p)
 
@@ -164,19 +165,20 @@ class Model:
         lib = library()
         data = _encode(text, "text")
         n = ctypes.c_size_t()
-        status = lib.ponder_tokenize(self._h, data, parse_special, None, 0, ctypes.byref(n))
+        status = lib.ponder_tokenize(self._h, data, len(data), parse_special, None, 0, ctypes.byref(n))
         if status not in (0, 8):
             _check(status)
         buf = (ctypes.c_int32 * max(1, n.value))()
-        _check(lib.ponder_tokenize(self._h, data, parse_special, buf, n.value, ctypes.byref(n)))
+        _check(lib.ponder_tokenize(self._h, data, len(data), parse_special, buf, n.value, ctypes.byref(n)))
         return list(buf[: n.value])
 
     def detokenize(self, ids: Sequence[int]) -> str:
         ids = list(ids)
         arr = (ctypes.c_int32 * max(1, len(ids)))(*ids)
         out = ctypes.c_void_p()
-        _check(library().ponder_detokenize(self._h, arr, len(ids), ctypes.byref(out)))
-        return _take_string(out)
+        n = ctypes.c_size_t()
+        _check(library().ponder_detokenize(self._h, arr, len(ids), ctypes.byref(out), ctypes.byref(n)))
+        return _take_string(out, n.value)
 
     def generate(self, prompt: Optional[str] = None, *,
                  on_token: Optional[Callable[[int, int, str], Optional[bool]]] = None,

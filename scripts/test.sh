@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: setup, release build, Swift tests (model tests in
+# release: debug Swift is far too slow for them), Python binding tests with the HF
+# `tokenizers` oracle, and the install test (CMake find_package + pkg-config consumers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+export PONDER_REQUIRE_MODEL=1
+scripts/setup.sh
+swift build -c release
+swift test -c release -Xswiftc -enable-testing 2>&1 | grep -vE '^Test Case .* (started|passed)' 
+PONDER_LIBRARY="$PWD/.build/release/libponder.so" python3 -m pytest -q tests/python
+bash tests/integration/test_install.sh

@@ -1,0 +1,97 @@
+"""The ctypes binding: results, and bad input reported as PonderError (never a crash)."""
+import json
+
+import pytest
+
+import ponder
+from conftest import MODEL
+
+
+def test_version():
+    assert ponder.version() == "0.1.0"
+    assert ponder.library().ponder_version_number() == 100
+
+
+def test_generate_and_stream(model):
+    pieces = []
+    r = model.generate("The capital of France is", max_tokens=12, temperature=0,
+                       on_token=lambda s, t, text: pieces.append(text))
+    c = r["completions"][0]
+    assert "Paris" in c["text"]
+    assert "".join(pieces) == c["text"]
+    assert len(c["token_ids"]) == len(c["logprobs"]) <= 12
+    assert all(lp <= 0 for lp in c["logprobs"])
+    assert c["finish_reason"] in ("stop", "eos", "length")
+    assert r["prompt_tokens"] == len(model.tokenize("The capital of France is"))
+
+
+def test_group_with_messages(model):
+    r = model.generate(messages=[{"role": "user", "content": "Give me a number."}], max_tokens=8, n=3,
+                       temperature=1.0, seed=11)
+    assert len(r["completions"]) == 3
+    again = model.generate(messages=[{"role": "user", "content": "Give me a number."}], max_tokens=8, n=1,
+                           temperature=1.0, seed=12)
+    assert again["completions"][0]["token_ids"] == r["completions"][1]["token_ids"]
+
+
+@pytest.mark.parametrize("request_, status, fragment", [
+    ({"prompt": "hi", "top_p": 0}, "INVALID_ARGUMENT", "top_p: expected a number in (0, 1]"),
+    ({"prompt": "hi", "n": "3"}, "INVALID_ARGUMENT", "n: expected an integer"),
+    ({"prompt": "hi", "bogus": True}, "INVALID_ARGUMENT", "bogus: unknown key"),
+    ({"messages": "hi"}, "INVALID_ARGUMENT", "messages: expected an array"),
+    ({"messages": [{"role": "user", "content": 5}]}, "INVALID_ARGUMENT", "messages[0].content: expected a string"),
+    ({"prompt": "hi", "seed": -1}, "INVALID_ARGUMENT", "seed: expected a non-negative integer"),
+    ({}, "INVALID_ARGUMENT", "needs \"prompt\""),
+])
+def test_bad_requests(model, request_, status, fragment):
+    with pytest.raises(ponder.PonderError) as e:
+        model.generate(**request_)
+    assert e.value.status_name == status
+    assert fragment in e.value.message
+
+
+def test_malformed_json_and_utf8(model):
+    lib = ponder.library()
+    import ctypes
+    out = ctypes.c_void_p()
+    status = lib.ponder_generate(model._h, b'{"prompt": "hi", "max_tokens": }', ctypes.byref(out))
+    assert ponder.STATUS_NAMES[status] == "PARSE"
+    assert "byte offset" in lib.ponder_last_error().decode()
+    status = lib.ponder_generate(model._h, b'{"prompt": "\xff"}', ctypes.byref(out))
+    assert ponder.STATUS_NAMES[status] == "PARSE"
+    assert "byte offset 12" in lib.ponder_last_error().decode()
+    with pytest.raises(ponder.PonderError) as e:
+        model.tokenize("bad \udcff surrogate")
+    assert e.value.status_name == "PARSE" and "byte offset 4" in e.value.message
+    with pytest.raises(TypeError):
+        model.tokenize(b"bytes")
+
+
+def test_bad_ids_and_load_errors(model):
+    with pytest.raises(ponder.PonderError) as e:
+        model.detokenize([1, 2, -5])
+    assert "ids[2]" in e.value.message
+    with pytest.raises(ponder.PonderError) as e:
+        ponder.Model.load("/no/such/model.gguf")
+    assert e.value.status_name == "IO"
+    with pytest.raises(ponder.PonderError) as e:
+        ponder.Model.load(MODEL, threads="two")
+    assert "threads" in e.value.message
+
+
+def test_callback_exception_propagates(model):
+    def boom(s, t, text):
+        raise RuntimeError("stop here")
+    with pytest.raises(RuntimeError, match="stop here"):
+        model.generate("Hello", max_tokens=5, on_token=boom)
+    with pytest.raises(ponder.PonderError) as e:
+        model.generate("Hello", max_tokens=5, on_token=lambda *a: False)
+    assert e.value.status_name == "CANCELLED"
+
+
+def test_closed_model_is_misuse():
+    m = ponder.Model.load(MODEL)
+    m.close()
+    with pytest.raises(ponder.PonderError) as e:
+        m.tokenize("x")
+    assert e.value.status_name == "MISUSE"
