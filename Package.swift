@@ -3,6 +3,15 @@ import PackageDescription
 
 // Layers, lowest first; each target imports only what is below it (docs/ARCHITECTURE.md).
 
+// Numeric code needs AVX2+FMA codegen: for generic x86-64, Swift lowers SIMD fused multiply-add
+// to one libm fmaf call per lane. Haswell (2013) is the floor; OpenBLAS still picks its own
+// kernels at run time.
+#if arch(x86_64)
+let simd: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let simd: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "Ponder",
     products: [
@@ -14,9 +23,10 @@ let package = Package(
         .systemLibrary(name: "CJSONC", pkgConfig: "json-c", providers: [.apt(["libjson-c-dev"])]),
         .target(name: "PonderBase"),
         .target(name: "PonderJSON", dependencies: ["CJSONC", "PonderBase"]),
-        .target(name: "PonderKernels", dependencies: ["COpenBLAS"]),
-        .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"]),
-        .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"]),
+        .target(name: "PonderKernels", dependencies: ["COpenBLAS"], swiftSettings: simd),
+        .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"], swiftSettings: simd),
+        .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"],
+                swiftSettings: simd),
         .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel"]),
         .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel"]),
         .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel"]),

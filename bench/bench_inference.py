@@ -105,17 +105,19 @@ def make_f32_gguf(src: str, dst: str) -> None:
 
 
 def verify_f32_gguf(q4: str, f32: str, steps: int = 32) -> dict:
-    """Greedy continuation of a short chat prompt on both GGUFs with llama.cpp (if installed)."""
+    """Greedy continuation of the bench prompt on both GGUFs with llama.cpp (if installed).
+
+    Expect the same (or nearly the same) text: the F32 file holds exactly the dequantized Q4_1
+    weights, but llama.cpp's Q4_1 matmuls also quantize activations to 8 bits, so a near-tie
+    can flip."""
     try:
         from llama_cpp import Llama
     except ImportError:
         return {"skipped": "llama_cpp not importable"}
-    prompt = (f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
-              "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
     out = {}
     for name, path in (("q4_1", q4), ("f32", f32)):
         llm = Llama(model_path=path, n_ctx=512, n_threads=2, n_threads_batch=2, verbose=False)
-        r = llm.create_completion(prompt, max_tokens=steps, temperature=0.0, top_k=1)
+        r = llm.create_completion(PROMPT, max_tokens=steps, temperature=0.0, top_k=1)
         out[name] = r["choices"][0]["text"]
         del llm
     a, b = out["q4_1"], out["f32"]
@@ -156,6 +158,8 @@ def worker_ponder(a) -> dict:
     res: dict = {}
     gen = None
     try:
+        if a.ponder_driver == "cli":
+            raise ImportError("--ponder-driver cli")
         import ponder  # type: ignore
         t0 = time.perf_counter()
         model = ponder.Model.load(F32_GGUF, threads=a.threads)
@@ -165,6 +169,8 @@ def worker_ponder(a) -> dict:
         def gen(max_tokens, temperature=0.0, n=1, seed=0):
             return model.generate(prompt=PROMPT, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed)
     except Exception as e:  # binding missing or broken: fall back to the CLI
+        if a.ponder_driver == "binding":
+            raise
         res["binding_error"] = f"{type(e).__name__}: {e}"
         if not os.path.exists(PONDER_CLI):
             raise RuntimeError(f"no ponder binding ({res['binding_error']}) and no CLI at {PONDER_CLI}")
@@ -366,7 +372,7 @@ def worker_transformers(a) -> dict:
                            f"{torch.get_num_threads()} threads"}
     d, name = os.path.dirname(F32_GGUF), os.path.basename(F32_GGUF)
     t0 = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
     model.eval()
     res["load_seconds"] = time.perf_counter() - t0
     if a.prompt_ids:
@@ -402,7 +408,7 @@ def worker_transformers(a) -> dict:
     with torch.inference_mode():
         model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=eos)
 
-    pre = [forward(1) for _ in range(3)]
+    pre = [forward(1) for _ in range(5)]
     res["prefill_runs_seconds"] = pre
     prefill_s = min(pre)
     res["prefill_tps"] = P / prefill_s
@@ -450,6 +456,8 @@ def run_worker(engine: str, a, prompt_ids=None) -> dict:
            "--max-tokens", str(a.max_tokens), "--group", str(a.group), "--repeats", str(a.repeats)]
     if not a.sequential_group:
         cmd.append("--no-sequential-group")
+    if engine == "ponder":
+        cmd += ["--ponder-driver", a.ponder_driver]
     if prompt_ids:
         cmd += ["--prompt-ids", json.dumps(prompt_ids)]
     t0 = time.perf_counter()
@@ -537,6 +545,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=300, help="per-engine timeout, seconds")
     ap.add_argument("--no-sequential-group", dest="sequential_group", action="store_false",
                     help="skip llama.cpp's extra sequential (batch-1) group run")
+    ap.add_argument("--ponder-driver", choices=("auto", "binding", "cli"), default="auto",
+                    help="auto: the ctypes binding (bindings/python) if importable, else ponder-cli")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "inference.json"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-ids", help=argparse.SUPPRESS)
@@ -554,6 +564,10 @@ def main() -> None:
 
     t_start = time.perf_counter()
     f32_info = ensure_f32_gguf()
+    busy = cpu_busy_fraction()
+    if busy is not None and busy > 0.10:
+        print(f"[bench] WARNING: the CPUs are {busy:.0%} busy before the bench starts -- something else is "
+              "running; the numbers will be low and noisy.", file=sys.stderr)
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     for e in engines:
         if e not in WORKERS:
@@ -576,6 +590,7 @@ def main() -> None:
         "prompt": PROMPT,
         "settings": {"threads": a.threads, "max_tokens": a.max_tokens, "group": a.group,
                      "group_temperature": GROUP_TEMPERATURE, "repeats": a.repeats},
+        "cpu_busy_before": busy,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu": _cpu_name(), "cores": os.cpu_count(),
                     "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")},
@@ -594,6 +609,21 @@ def main() -> None:
     with open(a.out, "w") as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
     print(f"\n[bench] wrote {os.path.relpath(a.out, ROOT)} (total {report['total_seconds']} s)", file=sys.stderr)
+
+
+def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPU time spent busy over `seconds` (before any engine starts)."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        t0, i0 = read()
+        time.sleep(seconds)
+        t1, i1 = read()
+        return 1 - (i1 - i0) / max(1, t1 - t0)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cpu_name() -> str:

@@ -24,6 +24,27 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Every row count goes through one of three paths (sgemv, the few-rows kernel, sgemm);
+    /// all must agree with the naive product, with and without accumulation, for odd sizes.
+    func testLinearAllPathsMatchNaive() {
+        for m in [1, 2, 3, 5, 8, 13, 16, 17, 40] {
+            let n = 19, k = 45
+            let x = random(m * k, seed: UInt64(m)), w = random(n * k, seed: 99)
+            let base = random(m * n, seed: 7)
+            for acc in [false, true] {
+                var y = base
+                linear(&y, x, w, rows: m, out: n, in: k, accumulate: acc)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Float = acc ? base[i * n + j] : 0
+                        for t in 0..<k { s += x[i * k + t] * w[j * k + t] }
+                        XCTAssertEqual(y[i * n + j], s, accuracy: 1e-4, "m=\(m) acc=\(acc) [\(i),\(j)]")
+                    }
+                }
+            }
+        }
+    }
+
     func testDotAndRMSNorm() {
         let a = random(77, seed: 3), b = random(77, seed: 4)
         XCTAssertEqual(dot(a, b, 77), zip(a, b).map(*).reduce(0, +), accuracy: 1e-4)
