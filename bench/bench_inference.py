@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -462,17 +463,29 @@ def run_worker(engine: str, a, prompt_ids=None) -> dict:
         cmd += ["--prompt-ids", json.dumps(prompt_ids)]
     t0 = time.perf_counter()
     print(f"[bench] {ENGINE_LABELS[engine]} ...", file=sys.stderr, flush=True)
+    s0, r0 = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {a.timeout} s"}
     wall = time.perf_counter() - t0
+    s1, r1 = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU time other processes used while this engine ran (machine busy time - our child's CPU time)
+    other = None
+    if s0 is not None and s1 is not None:
+        own = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+        other = max(0.0, (s1 - s0) - own)
     lines = p.stdout.strip().splitlines()
     try:
         res = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         res = {"error": f"rc={p.returncode}: {(p.stderr or p.stdout).strip()[-1500:]}"}
     res["wall_seconds"] = round(wall, 1)
+    if other is not None:
+        res["other_processes_cpu_seconds"] = round(other, 1)
+        if other > 0.05 * wall * (os.cpu_count() or 1):
+            print(f"[bench]   WARNING: other processes used {other:.0f} CPU-seconds while {ENGINE_LABELS[engine]} "
+                  f"ran ({wall:.0f} s wall) -- its numbers are likely low", file=sys.stderr)
     if "error" in res:
         print(f"[bench]   {ENGINE_LABELS[engine]} failed: {res['error']}", file=sys.stderr)
     else:
@@ -523,6 +536,10 @@ def table(results: dict, a) -> str:
             notes.append(f"{ENGINE_LABELS[e]}: ERROR {r['error'][:300]}")
         elif "group_error" in r:
             notes.append(f"{ENGINE_LABELS[e]} group: ERROR {r['group_error'][:300]}")
+        oth, wall = r.get("other_processes_cpu_seconds"), r.get("wall_seconds")
+        if oth is not None and wall and oth > 0.05 * wall * (os.cpu_count() or 1):
+            notes.append(f"WARNING: other processes used {oth:.0f} CPU-s during the {wall:.0f} s "
+                         f"{ENGINE_LABELS[e]} run; its figures are probably depressed -- rerun on an idle machine.")
         if r.get("decode_tokens") is not None and e == "ponder" and r["decode_tokens"] < a.max_tokens:
             notes.append(f"Ponder stopped at EOS after {r['decode_tokens']} tokens in the batch-1 decode "
                          f"(the peers are forced to {a.max_tokens}).")
@@ -609,6 +626,16 @@ def main() -> None:
     with open(a.out, "w") as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
     print(f"\n[bench] wrote {os.path.relpath(a.out, ROOT)} (total {report['total_seconds']} s)", file=sys.stderr)
+
+
+def _busy_cpu_seconds() -> float | None:
+    """All CPUs' non-idle time so far, seconds (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def cpu_busy_fraction(seconds: float = 1.0) -> float | None:

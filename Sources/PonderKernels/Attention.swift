@@ -1,16 +1,17 @@
 /// Causal grouped-query attention over a span of new tokens (prefill), with sgemm per head.
 ///
 /// q:   [t × qStride]   new queries (already rotated), heads·d used per row
-/// k,v: [past+t × kvHeads·d]  keys/values of all positions, the new ones last
+/// k,v: [past+t × kvStride]  keys/values of all positions, the new ones last (kvHeads·d used)
 /// out: [t × heads·d]
 /// scores: scratch of at least t·(past+t) floats.
 /// probs (optional): [heads × t × (past+t)] receives the attention weights, for backward.
 public func attentionPrefill(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
                              k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              t: Int, past: Int, heads: Int, kvHeads: Int, headDim d: Int, qStride: Int,
+                             kvStride: Int? = nil,
                              scores: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>? = nil) {
     let total = past + t
-    let outStride = heads * d, kvStride = kvHeads * d
+    let outStride = heads * d, kvStride = kvStride ?? kvHeads * d
     let group = heads / kvHeads
     let scale = 1 / Float(d).squareRoot()
     for h in 0..<heads {
@@ -26,6 +27,43 @@ public func attentionPrefill(out: UnsafeMutablePointer<Float>, q: UnsafePointer<
         }
         sgemm(m: t, n: d, k: total, a: s, lda: total, b: v + g * d, ldb: kvStride,
               c: out + h * d, ldc: outStride)
+    }
+}
+
+/// Backward of attentionPrefill with past = 0 (training: each sequence attends to itself).
+/// q/k/v are read from `qkv` ([t × qkvStride]: q at 0, k at qOff+…, as laid out by the
+/// fused projection) and their gradients accumulate into `dqkv` of the same layout, which the
+/// caller zeroes. dOut: [t × heads·d]; probs: the forward's [heads × t × t]; dP: scratch t·t.
+public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                              qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
+                              t: Int, heads: Int, kvHeads: Int, headDim d: Int, qkvStride: Int,
+                              dP: UnsafeMutablePointer<Float>) {
+    let group = heads / kvHeads
+    let scale = 1 / Float(d).squareRoot()
+    let kOff = heads * d, vOff = kOff + kvHeads * d
+    for h in 0..<heads {
+        let g = h / group
+        let p = probs + h * t * t
+        let dO = dOut + h * d
+        // dV_g += Pᵀ dO
+        sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: dO, ldb: heads * d,
+              beta: 1, c: dqkv + vOff + g * d, ldc: qkvStride)
+        // dP = dO Vᵀ
+        sgemm(transB: true, m: t, n: t, k: d, a: dO, lda: heads * d, b: qkv + vOff + g * d, ldb: qkvStride,
+              c: dP, ldc: t)
+        // dS = P ⊙ (dP − Σ_j dP·P), in place in dP (zero where P is masked)
+        for i in 0..<t {
+            let pr = p + i * t, dr = dP + i * t
+            let n = i + 1
+            let s = dot(pr, dr, n)
+            for j in 0..<n { dr[j] = pr[j] * (dr[j] - s) }
+            for j in n..<t { dr[j] = 0 }
+        }
+        // dQ_h = scale · dS K_g ; dK_g += scale · dSᵀ Q_h
+        sgemm(m: t, n: d, k: t, alpha: scale, a: dP, lda: t, b: qkv + kOff + g * d, ldb: qkvStride,
+              beta: 1, c: dqkv + h * d, ldc: qkvStride)
+        sgemm(transA: true, m: t, n: d, k: t, alpha: scale, a: dP, lda: t, b: qkv + h * d, ldb: qkvStride,
+              beta: 1, c: dqkv + kOff + g * d, ldc: qkvStride)
     }
 }
 

@@ -65,6 +65,22 @@ public func rmsnormForward(_ out: UnsafeMutablePointer<Float>, rstd: UnsafeMutab
     }
 }
 
+/// Backward of rmsnormForward: dx += rstd·(g − x·rstd²·mean(g·x)) with g = dout ⊙ weight, and
+/// dweight += Σ_rows dout ⊙ x·rstd (dweight may be nil when the weight is frozen).
+public func rmsnormBackward(dx: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>?,
+                            dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                            rstd: UnsafePointer<Float>, rows: Int, dim: Int) {
+    for r in 0..<rows {
+        let xr = x + r * dim, dr = dout + r * dim, o = dx + r * dim
+        let s = rstd[r]
+        var gx: Float = 0
+        for i in 0..<dim { gx += dr[i] * weight[i] * xr[i] }
+        let c = gx * s * s / Float(dim)
+        for i in 0..<dim { o[i] += s * (dr[i] * weight[i] - xr[i] * c) }
+        if let dw = dweight { for i in 0..<dim { dw[i] += dr[i] * xr[i] * s } }
+    }
+}
+
 /// SwiGLU: h[i] = silu(gate[i]) · up[i]. `gateUp` holds each row as [gate | up] (the two
 /// projections share one sgemm); h is [rows × hidden].
 public func swigluForward(_ h: UnsafeMutablePointer<Float>, gateUp: UnsafePointer<Float>, rows: Int, hidden: Int) {
@@ -73,6 +89,22 @@ public func swigluForward(_ h: UnsafeMutablePointer<Float>, gateUp: UnsafePointe
         for i in 0..<hidden {
             let x = g[i]
             o[i] = x / (1 + expf(-x)) * u[i]
+        }
+    }
+}
+
+/// Backward of swigluForward: dGateUp rows [dgate | dup] from dh.
+public func swigluBackward(dGateUp: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>, gateUp: UnsafePointer<Float>,
+                           rows: Int, hidden: Int) {
+    for r in 0..<rows {
+        let g = gateUp + r * 2 * hidden, u = g + hidden, d = dh + r * hidden
+        let dg = dGateUp + r * 2 * hidden, du = dg + hidden
+        for i in 0..<hidden {
+            let x = g[i]
+            let sig = 1 / (1 + expf(-x))
+            let silu = x * sig
+            du[i] = d[i] * silu
+            dg[i] = d[i] * u[i] * sig * (1 + x * (1 - sig))
         }
     }
 }

@@ -139,7 +139,7 @@ extension LlamaModel {
         }
 
         // All buffers for the whole request, allocated once.
-        let s = try Scratch(c, rows: max(p, n))
+        let s = try Scratch(c, rows: max(p, n), loraWidth: adapters?.width ?? 0)
         let promptK = try Arena(count: c.numLayers * p * c.kvDim), promptV = try Arena(count: c.numLayers * p * c.kvDim)
         let seqK = try Arena(count: c.numLayers * n * maxNew * c.kvDim), seqV = try Arena(count: c.numLayers * n * maxNew * c.kvDim)
         let ctx = p + maxNew

@@ -12,6 +12,8 @@ public final class LlamaModel: @unchecked Sendable {
     public let tokenizer: Tokenizer
     public let rope: RoPETable
     let w: ModelWeights
+    /// Unmerged LoRA adapters applied in every forward (set before use, not while generating).
+    public var adapters: LoRAAdapters?
 
     public init(config: LlamaConfig, layout: ParameterLayout, weights: Arena, tokenizer: Tokenizer) throws {
         try config.validate("model")
@@ -26,11 +28,12 @@ public final class LlamaModel: @unchecked Sendable {
     /// Activation buffers for `rows` tokens at a time, allocated once per call and reused for
     /// every layer and every decode step.
     final class Scratch {
-        let x, xn, qkv, attn, gateUp, h: UnsafeMutablePointer<Float>
+        let x, xn, qkv, attn, gateUp, h, loraU: UnsafeMutablePointer<Float>
         let storage: Arena
 
-        init(_ c: LlamaConfig, rows: Int) throws {
-            let sizes = [c.hiddenSize, c.hiddenSize, c.qkvDim, c.qDim, 2 * c.intermediateSize, c.intermediateSize]
+        init(_ c: LlamaConfig, rows: Int, loraWidth: Int = 0) throws {
+            let sizes = [c.hiddenSize, c.hiddenSize, c.qkvDim, c.qDim, 2 * c.intermediateSize, c.intermediateSize,
+                         max(1, loraWidth)]
             storage = try Arena(count: sizes.reduce(0) { $0 + ($1 * rows + 15) / 16 * 16 })
             var p = storage.pointer
             var views: [UnsafeMutablePointer<Float>] = []
@@ -38,7 +41,7 @@ public final class LlamaModel: @unchecked Sendable {
                 views.append(p)
                 p += (s * rows + 15) / 16 * 16
             }
-            (x, xn, qkv, attn, gateUp, h) = (views[0], views[1], views[2], views[3], views[4], views[5])
+            (x, xn, qkv, attn, gateUp, h, loraU) = (views[0], views[1], views[2], views[3], views[4], views[5], views[6])
         }
     }
 
@@ -48,24 +51,14 @@ public final class LlamaModel: @unchecked Sendable {
         for r in 0..<rows { (x + r * d).update(from: w.embed + Int(tokens[r]) * d, count: d) }
     }
 
-    /// The transformer blocks over `rows` tokens held in s.x. `attend(layer)` reads the
-    /// rotated q/k/v in s.qkv ([rows × qkvDim]), stores k/v in its cache, and writes the
-    /// attention output to s.attn ([rows × qDim]).
+    /// The transformer blocks over `rows` tokens held in s.x, updated in place. `attend(layer)`
+    /// reads the rotated q/k/v in s.qkv ([rows × qkvDim]), stores k/v in its cache, and writes
+    /// the attention output to s.attn ([rows × qDim]).
     func blocks(rows: Int, positions: UnsafePointer<Int32>, _ s: Scratch, attend: (Int) -> Void) {
-        let c = config
-        let d = c.hiddenSize, inter = c.intermediateSize
-        for (l, lw) in w.layers.enumerated() {
-            rmsnormForward(s.xn, rstd: nil, s.x, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-            linear(s.qkv, s.xn, lw.qkv, rows: rows, out: c.qkvDim, in: d)
-            if let b = lw.qkvBias { for r in 0..<rows { addInPlace(s.qkv + r * c.qkvDim, b, c.qkvDim) } }
-            rope.forward(s.qkv, rows: rows, heads: c.numHeads, rowStride: c.qkvDim, positions: positions)
-            rope.forward(s.qkv + c.qDim, rows: rows, heads: c.numKVHeads, rowStride: c.qkvDim, positions: positions)
-            attend(l)
-            linear(s.x, s.attn, lw.o, rows: rows, out: d, in: c.qDim, accumulate: true)
-            rmsnormForward(s.xn, rstd: nil, s.x, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-            linear(s.gateUp, s.xn, lw.gateUp, rows: rows, out: 2 * inter, in: d)
-            swigluForward(s.h, gateUp: s.gateUp, rows: rows, hidden: inter)
-            linear(s.x, s.h, lw.down, rows: rows, out: d, in: inter, accumulate: true)
+        let io = LayerIO(xIn: s.x, xMid: s.x, xOut: s.x, xn1: s.xn, xn2: s.xn, qkv: s.qkv, attn: s.attn,
+                         gateUp: s.gateUp, h: s.h, rstd1: nil, rstd2: nil, loraU: s.loraU)
+        for l in 0..<config.numLayers {
+            layerForward(l, rows: rows, positions: positions, io: io) { attend(l) }
         }
     }
 
@@ -82,7 +75,7 @@ public final class LlamaModel: @unchecked Sendable {
         try tokenizer.validate(tokens, what: "tokens")
         let n = tokens.count, c = config
         guard n > 0, n <= c.maxPositions else { throw PonderError.invalid("tokens: length \(n) not in [1, \(c.maxPositions)]") }
-        let s = try Scratch(c, rows: n)
+        let s = try Scratch(c, rows: n, loraWidth: adapters?.width ?? 0)
         let k = try Arena(count: n * c.kvDim), v = try Arena(count: n * c.kvDim)
         let scores = try Arena(count: n * n)
         let positions = (0..<Int32(n)).map { $0 }

@@ -339,3 +339,18 @@ public struct Utf8Stream {
         return String(decoding: pending, as: UTF8.self)
     }
 }
+
+extension Tokenizer {
+    /// A merge-free byte-level tokenizer: ids 0–255 are the bytes, followed by `specials`
+    /// (ChatML's by default). For models trained from scratch on generated text, where a
+    /// learned vocabulary buys nothing and every string is representable.
+    public static func byteLevel(specials: [String] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) throws -> Tokenizer {
+        let (b2u, _) = byteLevelTables()
+        let tokens = (0..<256).map { String(b2u[$0]) } + specials
+        let ids = Set((256..<(256 + specials.count)).map { Int32($0) })
+        func id(_ s: String) -> Int32? { specials.firstIndex(of: s).map { Int32(256 + $0) } }
+        return try Tokenizer(tokens: tokens, merges: [], special: ids, pre: .gpt2,
+                             bos: id("<|im_start|>"), eos: id("<|im_end|>") ?? id("<|endoftext|>"),
+                             chatTemplate: .chatml(defaultSystem: nil))
+    }
+}

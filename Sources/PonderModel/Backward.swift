@@ -1,0 +1,231 @@
+import PonderBase
+import PonderKernels
+
+/// A batch of `sequences` rows of `length` tokens (right-padded). targets[i] is the token
+/// predicted at position i (-1: none, e.g. prompt or padding).
+public struct TokenBatch: Sendable {
+    public var sequences: Int
+    public var length: Int
+    public var tokens: [Int32]
+    public var targets: [Int32]
+
+    public init(sequences: Int, length: Int, tokens: [Int32], targets: [Int32]) {
+        self.sequences = sequences
+        self.length = length
+        self.tokens = tokens
+        self.targets = targets
+    }
+}
+
+/// Activations of one training forward, sized for a batch shape and reused across steps.
+/// With `checkpointing`, only each layer's input is kept and the rest is recomputed per layer
+/// during backward (one layer's buffers instead of all of them).
+public final class TrainActivations {
+    let rows, seqs, len: Int
+    let checkpointing: Bool
+    let layerBufs: [LayerBuffers]   // one per layer, or one shared when checkpointing
+    let xs: Arena                   // residual stream at each layer boundary: [(layers+1) × rows × D]
+    let xnF: Arena, rstdF: Arena     // final norm output and 1/rms
+    let positions: [Int32]
+    // backward scratch
+    let dX, dXn, dQKV, dAttn, dGateUp, dH, dP, dU, logits: Arena
+    let chunk: Int
+
+    final class LayerBuffers {
+        let arena: Arena
+        let xMid, xn1, xn2, qkv, attn, gateUp, h, rstd1, rstd2, loraU, probs: UnsafeMutablePointer<Float>
+
+        init(_ c: LlamaConfig, rows: Int, seqs: Int, len: Int, loraWidth: Int) throws {
+            let sizes = [rows * c.hiddenSize, rows * c.hiddenSize, rows * c.hiddenSize, rows * c.qkvDim, rows * c.qDim,
+                         rows * 2 * c.intermediateSize, rows * c.intermediateSize, rows, rows, max(1, rows * loraWidth),
+                         seqs * c.numHeads * len * len]
+            arena = try Arena(count: sizes.reduce(0) { $0 + ($1 + 15) / 16 * 16 })
+            var p = arena.pointer
+            var v: [UnsafeMutablePointer<Float>] = []
+            for s in sizes { v.append(p); p += (s + 15) / 16 * 16 }
+            (xMid, xn1, xn2, qkv, attn, gateUp, h, rstd1, rstd2, loraU, probs) =
+                (v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10])
+        }
+    }
+
+    public init(model: LlamaModel, sequences: Int, length: Int, checkpointing: Bool = false) throws {
+        let c = model.config
+        rows = sequences * length
+        seqs = sequences
+        len = length
+        self.checkpointing = checkpointing
+        let lw = model.adapters?.width ?? 0, n = sequences * length
+        layerBufs = try (0..<(checkpointing ? 1 : c.numLayers)).map { _ in
+            try LayerBuffers(c, rows: n, seqs: sequences, len: length, loraWidth: lw)
+        }
+        xs = try Arena(count: (c.numLayers + 1) * rows * c.hiddenSize)
+        xnF = try Arena(count: rows * c.hiddenSize)
+        rstdF = try Arena(count: rows)
+        positions = (0..<rows).map { Int32($0 % length) }
+        dX = try Arena(count: rows * c.hiddenSize)
+        dXn = try Arena(count: rows * c.hiddenSize)
+        dQKV = try Arena(count: rows * c.qkvDim)
+        dAttn = try Arena(count: rows * c.qDim)
+        dGateUp = try Arena(count: rows * 2 * c.intermediateSize)
+        dH = try Arena(count: rows * c.intermediateSize)
+        dP = try Arena(count: length * length)
+        dU = try Arena(count: max(1, rows * (model.adapters?.config.rank ?? 1)))
+        // The LM head runs over row chunks, so [rows × vocab] logits never exist at once.
+        chunk = max(1, min(rows, 64))
+        logits = try Arena(count: chunk * c.vocabSize)
+    }
+
+    func io(_ l: Int, model: LlamaModel) -> LayerIO {
+        let b = layerBufs[checkpointing ? 0 : l]
+        let n = rows * model.config.hiddenSize
+        return LayerIO(xIn: xs.pointer + l * n, xMid: b.xMid, xOut: xs.pointer + (l + 1) * n, xn1: b.xn1, xn2: b.xn2,
+                       qkv: b.qkv, attn: b.attn, gateUp: b.gateUp, h: b.h, rstd1: b.rstd1, rstd2: b.rstd2, loraU: b.loraU)
+    }
+}
+
+extension LlamaModel {
+    func trainLayerForward(_ l: Int, _ a: TrainActivations) {
+        let c = config
+        let io = a.io(l, model: self)
+        let probs = a.layerBufs[a.checkpointing ? 0 : l].probs
+        a.positions.withUnsafeBufferPointer { pos in
+            layerForward(l, rows: a.rows, positions: pos.baseAddress!, io: io) {
+                for b in 0..<a.seqs {
+                    let q = io.qkv + b * a.len * c.qkvDim
+                    attentionPrefill(out: io.attn + b * a.len * c.qDim, q: q, k: q + c.qDim, v: q + c.qDim + c.kvDim,
+                                     t: a.len, past: 0, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
+                                     qStride: c.qkvDim, kvStride: c.qkvDim, scores: probs,
+                                     probs: probs + b * c.numHeads * a.len * a.len)
+                }
+            }
+        }
+    }
+
+    /// Training forward: runs the batch, keeps what backward needs, and returns
+    /// log p(target) at every position (0 where the target is -1).
+    public func trainForward(_ batch: TokenBatch, _ a: TrainActivations) throws -> [Float] {
+        let c = config
+        guard batch.sequences == a.seqs, batch.length == a.len, batch.tokens.count == a.rows, batch.targets.count == a.rows else {
+            throw PonderError.invalid("batch shape \(batch.sequences)×\(batch.length) does not match the activations \(a.seqs)×\(a.len)")
+        }
+        try tokenizerBounds(batch.tokens, "tokens")
+        try tokenizerBounds(batch.targets.filter { $0 >= 0 }, "targets")
+        batch.tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }
+        for l in 0..<c.numLayers { trainLayerForward(l, a) }
+        let d = c.hiddenSize
+        rmsnormForward(a.xnF.pointer, rstd: a.rstdF.pointer, a.xs.pointer + c.numLayers * a.rows * d, w.norm,
+                       rows: a.rows, dim: d, eps: c.rmsNormEps)
+        var logp = [Float](repeating: 0, count: a.rows)
+        var r0 = 0
+        while r0 < a.rows {
+            let n = min(a.chunk, a.rows - r0)
+            linear(a.logits.pointer, a.xnF.pointer + r0 * d, w.lmHead, rows: n, out: c.vocabSize, in: d)
+            for i in 0..<n where batch.targets[r0 + i] >= 0 {
+                let row = a.logits.pointer + i * c.vocabSize
+                logp[r0 + i] = row[Int(batch.targets[r0 + i])] - logSumExp(row, c.vocabSize)
+            }
+            r0 += n
+        }
+        return logp
+    }
+
+    func tokenizerBounds(_ ids: [Int32], _ what: String) throws {
+        for (i, t) in ids.enumerated() where t < 0 || Int(t) >= config.vocabSize {
+            throw PonderError.invalid("\(what)[\(i)]: token id \(t) outside [0, \(config.vocabSize))")
+        }
+    }
+
+    /// Backward of trainForward for the loss L whose derivative with respect to each
+    /// log p(target) is dLogp[i] (SFT: −weight; GRPO: its policy-gradient coefficient).
+    /// Gradients accumulate into `grads`, laid out like the trainable parameters: the model's
+    /// arena (full fine-tuning) or, when adapters are attached, the adapters' arena (the base
+    /// model is then frozen and gets no gradient).
+    public func trainBackward(_ batch: TokenBatch, _ a: TrainActivations, dLogp: [Float], grads: UnsafeMutablePointer<Float>) {
+        let c = config
+        let d = c.hiddenSize, inter = c.intermediateSize, rows = a.rows
+        let full = adapters == nil
+        func g(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? { full ? grads + (p - weights.pointer) : nil }
+        let dX = a.dX.pointer
+        dX.update(repeating: 0, count: rows * d)
+        // LM head, chunk by chunk: dlogits = c·(onehot − softmax) with c = dL/dlogp.
+        a.dXn.pointer.update(repeating: 0, count: rows * d)
+        var r0 = 0
+        while r0 < rows {
+            let n = min(a.chunk, rows - r0)
+            let lg = a.logits.pointer
+            linear(lg, a.xnF.pointer + r0 * d, w.lmHead, rows: n, out: c.vocabSize, in: d)
+            for i in 0..<n {
+                let row = lg + i * c.vocabSize
+                let t = batch.targets[r0 + i]
+                let coef = t >= 0 ? dLogp[r0 + i] : 0
+                if coef == 0 { row.update(repeating: 0, count: c.vocabSize); continue }
+                softmaxInPlace(row, c.vocabSize)
+                for j in 0..<c.vocabSize { row[j] *= -coef }
+                row[Int(t)] += coef
+            }
+            // dxnF = dlogits · W_head ; dW_head += dlogitsᵀ · xnF
+            sgemm(m: n, n: d, k: c.vocabSize, a: lg, lda: c.vocabSize, b: w.lmHead, ldb: d, c: a.dXn.pointer + r0 * d, ldc: d)
+            if let gh = g(w.lmHead) {
+                sgemm(transA: true, m: c.vocabSize, n: d, k: n, a: lg, lda: c.vocabSize, b: a.xnF.pointer + r0 * d, ldb: d,
+                      beta: 1, c: gh, ldc: d)
+            }
+            r0 += n
+        }
+        rmsnormBackward(dx: dX, dweight: g(w.norm), dout: a.dXn.pointer, x: a.xs.pointer + c.numLayers * rows * d,
+                        weight: w.norm, rstd: a.rstdF.pointer, rows: rows, dim: d)
+
+        for l in stride(from: c.numLayers - 1, through: 0, by: -1) {
+            if a.checkpointing { trainLayerForward(l, a) }
+            let io = a.io(l, model: self)
+            let lw = w.layers[l]
+            let probs = a.layerBufs[a.checkpointing ? 0 : l].probs
+            let mods = adapters?.modules[l] ?? []
+            let r = adapters?.config.rank ?? 0
+            func loraBack(_ output: LoRAOutput, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+                for (i, m) in mods.enumerated() where m.target.output == output {
+                    adapters!.backward(m, grads: grads, dy: dy, x: x, u: io.loraU + i * rows * r, dx: dx, rows: rows, du: a.dU.pointer)
+                }
+            }
+            // MLP branch: xOut = xMid + down(swiglu(gateUp(norm(xMid))))
+            sgemm(m: rows, n: inter, k: d, a: dX, lda: d, b: lw.down, ldb: inter, c: a.dH.pointer, ldc: inter)
+            if let gd = g(lw.down) { sgemm(transA: true, m: d, n: inter, k: rows, a: dX, lda: d, b: io.h, ldb: inter, beta: 1, c: gd, ldc: inter) }
+            loraBack(.down, dy: dX, x: io.h, dx: a.dH.pointer)
+            swigluBackward(dGateUp: a.dGateUp.pointer, dh: a.dH.pointer, gateUp: io.gateUp, rows: rows, hidden: inter)
+            sgemm(m: rows, n: d, k: 2 * inter, a: a.dGateUp.pointer, lda: 2 * inter, b: lw.gateUp, ldb: d, c: a.dXn.pointer, ldc: d)
+            if let gg = g(lw.gateUp) {
+                sgemm(transA: true, m: 2 * inter, n: d, k: rows, a: a.dGateUp.pointer, lda: 2 * inter, b: io.xn2, ldb: d, beta: 1, c: gg, ldc: d)
+            }
+            loraBack(.gateUp, dy: a.dGateUp.pointer, x: io.xn2, dx: a.dXn.pointer)
+            rmsnormBackward(dx: dX, dweight: g(lw.postNorm), dout: a.dXn.pointer, x: io.xMid, weight: lw.postNorm,
+                            rstd: io.rstd2!, rows: rows, dim: d)
+            // Attention branch: xMid = xIn + o(attn(rope(qkv(norm(xIn)))))
+            sgemm(m: rows, n: c.qDim, k: d, a: dX, lda: d, b: lw.o, ldb: c.qDim, c: a.dAttn.pointer, ldc: c.qDim)
+            if let go = g(lw.o) { sgemm(transA: true, m: d, n: c.qDim, k: rows, a: dX, lda: d, b: io.attn, ldb: c.qDim, beta: 1, c: go, ldc: c.qDim) }
+            loraBack(.o, dy: dX, x: io.attn, dx: a.dAttn.pointer)
+            a.dQKV.pointer.update(repeating: 0, count: rows * c.qkvDim)
+            for b in 0..<a.seqs {
+                attentionBackward(dqkv: a.dQKV.pointer + b * a.len * c.qkvDim, dOut: a.dAttn.pointer + b * a.len * c.qDim,
+                                  qkv: io.qkv + b * a.len * c.qkvDim, probs: probs + b * c.numHeads * a.len * a.len,
+                                  t: a.len, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
+                                  qkvStride: c.qkvDim, dP: a.dP.pointer)
+            }
+            a.positions.withUnsafeBufferPointer { pos in
+                rope.backward(a.dQKV.pointer, rows: rows, heads: c.numHeads, rowStride: c.qkvDim, positions: pos.baseAddress!)
+                rope.backward(a.dQKV.pointer + c.qDim, rows: rows, heads: c.numKVHeads, rowStride: c.qkvDim, positions: pos.baseAddress!)
+            }
+            if let bias = lw.qkvBias, let gb = g(bias) {
+                for i in 0..<rows { addInPlace(gb, a.dQKV.pointer + i * c.qkvDim, c.qkvDim) }
+            }
+            sgemm(m: rows, n: d, k: c.qkvDim, a: a.dQKV.pointer, lda: c.qkvDim, b: lw.qkv, ldb: d, c: a.dXn.pointer, ldc: d)
+            if let gq = g(lw.qkv) {
+                sgemm(transA: true, m: c.qkvDim, n: d, k: rows, a: a.dQKV.pointer, lda: c.qkvDim, b: io.xn1, ldb: d, beta: 1, c: gq, ldc: d)
+            }
+            loraBack(.qkv, dy: a.dQKV.pointer, x: io.xn1, dx: a.dXn.pointer)
+            rmsnormBackward(dx: dX, dweight: g(lw.inputNorm), dout: a.dXn.pointer, x: io.xIn, weight: lw.inputNorm,
+                            rstd: io.rstd1!, rows: rows, dim: d)
+        }
+        if let ge = g(w.embed) {
+            for i in 0..<rows { addInPlace(ge + Int(batch.tokens[i]) * d, dX + i * d, d) }
+        }
+    }
+}
