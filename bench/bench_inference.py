@@ -198,6 +198,7 @@ def worker_ponder(a) -> dict:
         c = r["completions"][0]
         dec.append({"tokens": len(c["token_ids"]), "finish_reason": c["finish_reason"], **r["timings"]})
         res["decode_text"] = c["text"]
+        res["decode_ids"] = list(c["token_ids"])
     res["decode_runs"] = dec
     res["decode_tps"] = best(d["tokens"] / d["decode_seconds"] for d in dec if d["decode_seconds"] > 0)
     res["decode_tokens"] = dec[0]["tokens"]
@@ -320,6 +321,7 @@ def worker_llamacpp(a) -> dict:
         dt, toks = decode(ctx1, lg, 1, 0.0)
         dec.append({"tokens": int(toks.size), "decode_seconds": dt})
         ids = toks[0].tolist()
+        res["decode_ids"] = ids
         res["decode_text"] = llm.detokenize(ids).decode(errors="replace")
         res["decode_eos_at"] = ids.index(eos) if eos in ids else None
     res["decode_runs"] = dec
@@ -419,6 +421,7 @@ def worker_transformers(a) -> dict:
         total, out = generate(do_sample=False)
         n = int(out.shape[1])
         dec.append({"tokens": n, "total_seconds": total, "decode_seconds": total - prefill_s})
+        res["decode_ids"] = out[0].tolist()
         if tok is not None:
             res["decode_text"] = tok.decode(out[0])
     res["decode_runs"] = dec
@@ -501,6 +504,21 @@ def ratio(a, b):
     return None if not a or not b else a / b
 
 
+def greedy_agreement(results: dict) -> dict:
+    """Length of the common prefix of each peer's greedy token ids with Ponder's."""
+    ref = (results.get("ponder") or {}).get("decode_ids")
+    out = {}
+    for e in ("llamacpp", "transformers"):
+        ids = (results.get(e) or {}).get("decode_ids")
+        if ref is None or ids is None:
+            continue
+        n = 0
+        while n < min(len(ref), len(ids)) and ref[n] == ids[n]:
+            n += 1
+        out[e] = n
+    return out
+
+
 def table(results: dict, a) -> str:
     eng = [e for e in ("ponder", "llamacpp", "transformers")]
     ref = REFERENCE["transformers_reported"]
@@ -546,6 +564,10 @@ def table(results: dict, a) -> str:
         if e == "ponder" and r.get("group_tokens") is not None and r["group_tokens"] < a.group * a.max_tokens:
             notes.append(f"Ponder group generated {r['group_tokens']} of {a.group * a.max_tokens} tokens "
                          f"(sequences ending at EOS leave the batch; peers are forced to full length).")
+    agree = greedy_agreement(results)
+    if agree:
+        notes.append("Greedy batch-1 tokens identical to Ponder's for the first: "
+                     + ", ".join(f"{ENGINE_LABELS[e]} {n}" for e, n in agree.items()) + " tokens.")
     if results.get("ponder", {}).get("driver"):
         notes.append(f"Ponder driven via {results['ponder']['driver']}.")
     notes.append("Targets: " + REFERENCE["targets"] + ".")
@@ -564,6 +586,8 @@ def main() -> None:
                     help="skip llama.cpp's extra sequential (batch-1) group run")
     ap.add_argument("--ponder-driver", choices=("auto", "binding", "cli"), default="auto",
                     help="auto: the ctypes binding (bindings/python) if importable, else ponder-cli")
+    ap.add_argument("--wait-idle", type=int, default=0, metavar="SECONDS",
+                    help="first wait up to SECONDS for the CPUs to be idle (<10%% busy for 6 s)")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "inference.json"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-ids", help=argparse.SUPPRESS)
@@ -581,6 +605,13 @@ def main() -> None:
 
     t_start = time.perf_counter()
     f32_info = ensure_f32_gguf()
+    if a.wait_idle > 0:
+        deadline, calm = time.time() + a.wait_idle, 0
+        while time.time() < deadline and calm < 3:
+            b = cpu_busy_fraction(2.0)
+            calm = calm + 1 if b is not None and b < 0.10 else 0
+        if calm < 3:
+            print(f"[bench] machine still busy after --wait-idle {a.wait_idle} s; running anyway", file=sys.stderr)
     busy = cpu_busy_fraction()
     if busy is not None and busy > 0.10:
         print(f"[bench] WARNING: the CPUs are {busy:.0%} busy before the bench starts -- something else is "
@@ -618,6 +649,7 @@ def main() -> None:
                        "ponder_over_transformers": ratio(results.get("ponder", {}).get(f"{k}_tps"),
                                                          results.get("transformers", {}).get(f"{k}_tps"))}
                    for k in ("prefill", "decode", "group")},
+        "greedy_agreement_with_ponder": greedy_agreement(results),
         "reference": REFERENCE,
         "table_markdown": md,
         "total_seconds": round(time.perf_counter() - t_start, 1),

@@ -68,12 +68,14 @@ public struct LlamaConfig: Equatable, Sendable {
                   intermediateSize: try int("intermediate_size"), numLayers: try int("num_hidden_layers"),
                   numHeads: heads, numKVHeads: try int("num_key_value_heads", heads),
                   headDim: v["head_dim"]?.asInt.map { Int($0) },
-                  ropeTheta: Float(v["rope_theta"]?.asDouble ?? 10000),
+                  // transformers ≥ 5 writes rope_parameters.rope_theta instead of rope_theta
+                  ropeTheta: Float(v["rope_theta"]?.asDouble ?? v["rope_parameters"]?["rope_theta"]?.asDouble ?? 10000),
                   rmsNormEps: Float(v["rms_norm_eps"]?.asDouble ?? 1e-6),
                   maxPositions: try int("max_position_embeddings", 2048),
                   tieWordEmbeddings: v["tie_word_embeddings"] == .bool(true),
                   attentionBias: arch == "qwen2" || v["attention_bias"] == .bool(true))
-        if let s = v["rope_scaling"], s != .null {
+        let ropeType = v["rope_scaling"]?["rope_type"]?.asString ?? v["rope_parameters"]?["rope_type"]?.asString ?? "default"
+        if ropeType != "default" {
             throw PonderError(.unsupported, "\(what): rope_scaling is not supported yet")
         }
         try validate(what)
