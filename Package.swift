@@ -27,9 +27,11 @@ let package = Package(
         .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"], swiftSettings: simd),
         .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"],
                 swiftSettings: simd),
-        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel"]),
-        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel"]),
-        .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel"]),
+        .target(name: "PonderTrain", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText", "PonderModel"],
+                swiftSettings: simd),
+        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
+        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
+        .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel", "PonderTrain"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
     // task), which Swift 6's static checker cannot express without wrappers on every loop.

@@ -17,16 +17,18 @@ public struct TokenBatch: Sendable {
     }
 }
 
-/// Activations of one training forward, sized for a batch shape and reused across steps.
-/// With `checkpointing`, only each layer's input is kept and the rest is recomputed per layer
-/// during backward (one layer's buffers instead of all of them).
+/// Activations of one training forward, allocated for the largest batch shape and reused by
+/// every step (a batch may be shorter: `reshape`). With `checkpointing`, only each layer's
+/// input is kept and the rest is recomputed per layer during backward (one layer's buffers
+/// instead of all of them).
 public final class TrainActivations {
-    let rows, seqs, len: Int
+    public private(set) var rows, seqs, len: Int
+    let maxSeqs, maxLen: Int
     let checkpointing: Bool
     let layerBufs: [LayerBuffers]   // one per layer, or one shared when checkpointing
     let xs: Arena                   // residual stream at each layer boundary: [(layers+1) × rows × D]
     let xnF: Arena, rstdF: Arena     // final norm output and 1/rms
-    let positions: [Int32]
+    var positions: [Int32]
     // backward scratch
     let dX, dXn, dQKV, dAttn, dGateUp, dH, dP, dU, logits: Arena
     let chunk: Int
@@ -53,6 +55,8 @@ public final class TrainActivations {
         rows = sequences * length
         seqs = sequences
         len = length
+        maxSeqs = sequences
+        maxLen = length
         self.checkpointing = checkpointing
         let lw = model.adapters?.width ?? 0, n = sequences * length
         layerBufs = try (0..<(checkpointing ? 1 : c.numLayers)).map { _ in
@@ -73,6 +77,15 @@ public final class TrainActivations {
         // The LM head runs over row chunks, so [rows × vocab] logits never exist at once.
         chunk = max(1, min(rows, 64))
         logits = try Arena(count: chunk * c.vocabSize)
+    }
+
+    /// Uses the buffers for a batch of `sequences` × `length` (at most the allocated shape).
+    public func reshape(sequences: Int, length: Int) throws {
+        guard sequences >= 1, length >= 1, sequences <= maxSeqs, length <= maxLen else {
+            throw PonderError.invalid("batch \(sequences)×\(length) exceeds the allocated \(maxSeqs)×\(maxLen)")
+        }
+        (seqs, len, rows) = (sequences, length, sequences * length)
+        positions = (0..<rows).map { Int32($0 % length) }
     }
 
     func io(_ l: Int, model: LlamaModel) -> LayerIO {
@@ -105,9 +118,10 @@ extension LlamaModel {
     /// log p(target) at every position (0 where the target is -1).
     public func trainForward(_ batch: TokenBatch, _ a: TrainActivations) throws -> [Float] {
         let c = config
-        guard batch.sequences == a.seqs, batch.length == a.len, batch.tokens.count == a.rows, batch.targets.count == a.rows else {
-            throw PonderError.invalid("batch shape \(batch.sequences)×\(batch.length) does not match the activations \(a.seqs)×\(a.len)")
+        guard batch.tokens.count == batch.sequences * batch.length, batch.targets.count == batch.tokens.count else {
+            throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.sequences)×\(batch.length)")
         }
+        try a.reshape(sequences: batch.sequences, length: batch.length)
         try tokenizerBounds(batch.tokens, "tokens")
         try tokenizerBounds(batch.targets.filter { $0 >= 0 }, "targets")
         batch.tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }

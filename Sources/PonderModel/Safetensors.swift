@@ -69,3 +69,19 @@ public final class SafetensorsFile: @unchecked Sendable {
         type.dequantize(file.bytes.baseAddress! + t.offset, into: out, count: t.elementCount)
     }
 }
+
+extension SafetensorsFile {
+    /// Reads the tensors named in `entries` into `base` (same offsets), checking every name and
+    /// shape; `rename` maps an entry name to its name in the file.
+    public func read(into base: UnsafeMutablePointer<Float>, entries: [ParameterLayout.Entry],
+                     rename: (String) -> String = { $0 }) throws {
+        for e in entries {
+            let n = rename(e.name)
+            guard let t = tensors[n] else { throw PonderError.format("\(file.path): tensor \(n) missing") }
+            guard t.shape == e.shape else {
+                throw PonderError.format("\(file.path): tensor \(n) has shape \(t.shape), expected \(e.shape)")
+            }
+            read(t, into: base + e.offset)
+        }
+    }
+}

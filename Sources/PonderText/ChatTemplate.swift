@@ -42,6 +42,36 @@ public enum ChatTemplate: Equatable, Sendable {
         return nil
     }
 
+    /// The rendering of `messages` as text segments; `trained` marks an assistant turn's content
+    /// with its end-of-turn marker — what supervised fine-tuning computes the loss on.
+    public func segments(_ messages: [Message]) -> [(text: String, trained: Bool)]? {
+        var out: [(String, Bool)] = []
+        switch self {
+        case .none:
+            return nil
+        case let .chatml(defaultSystem):
+            if let sys = defaultSystem, messages.first?.role != "system" {
+                out.append(("<|im_start|>system\n\(sys)<|im_end|>\n", false))
+            }
+            for m in messages {
+                out.append(("<|im_start|>\(m.role)\n", false))
+                if m.role == "assistant" {
+                    out.append((m.content + "<|im_end|>", true))
+                    out.append(("\n", false))
+                } else {
+                    out.append((m.content + "<|im_end|>\n", false))
+                }
+            }
+        case .llama3:
+            out.append(("<|begin_of_text|>", false))
+            for m in messages {
+                out.append(("<|start_header_id|>\(m.role)<|end_header_id|>\n\n", false))
+                out.append((m.content + "<|eot_id|>", m.role == "assistant"))
+            }
+        }
+        return out
+    }
+
     /// The prompt text for `messages`, ending with the assistant header when
     /// `addGenerationPrompt`. Returns nil for `.none` (the model has no chat format).
     public func render(_ messages: [Message], addGenerationPrompt: Bool = true) -> String? {

@@ -18,13 +18,15 @@ public final class Tokenizer: @unchecked Sendable {
     public let ignoreMerges: Bool
     public let chatTemplate: ChatTemplate
 
-    let tokens: [String]
+    public let tokens: [String]
+    /// Merge rules in rank order, as given (for writing tokenizer.json / GGUF back out).
+    public let mergeRules: [String]
     let ids: [String: Int32]
     /// (left << 32 | right) → (rank, merged id)
     let merges: [UInt64: (rank: Int32, id: Int32)]
     let byteIDs: [Int32]
     /// Control and user-defined tokens: matched whole in text, decoded verbatim.
-    let specials: [Special]
+    public let specials: [Special]
     let isSpecial: [Bool]
     /// Decoded bytes of every id, flattened: bytes of id i are tokenBytes[offsets[i]..<offsets[i+1]].
     let tokenBytes: [UInt8]
@@ -37,6 +39,7 @@ public final class Tokenizer: @unchecked Sendable {
                 bos: Int32?, eos: Int32?, stopIds: Set<Int32> = [], addBOS: Bool = false,
                 ignoreMerges: Bool = false, chatTemplate: ChatTemplate = .none) throws {
         self.tokens = tokens
+        self.mergeRules = mergeList
         self.pre = pre
         self.vocabSize = tokens.count
         self.addBOS = addBOS

@@ -1,0 +1,132 @@
+import PonderBase
+import PonderText
+
+extension LlamaModel {
+    /// Writes the model as a GGUF v3 file llama.cpp runs: llama.cpp's metadata keys and tensor
+    /// names, Q/K rows permuted back to its interleaved-RoPE layout (llama architecture), 2-D
+    /// weights in `dtype`, vectors in F32 (as llama.cpp's converter does). Written atomically.
+    public func saveGGUF(path: String, dtype: TensorDType = .f32, name: String = "ponder") throws {
+        let c = config
+        let arch = c.attentionBias ? "qwen2" : "llama"
+        typealias KV = (String, GGUFFile.Value, UInt32)  // key, value, value type
+        var kv: [KV] = [
+            ("general.architecture", .string(arch), 8), ("general.name", .string(name), 8),
+            ("general.file_type", .uint(dtype == .f32 ? 0 : 1), 4),
+            ("\(arch).context_length", .uint(UInt64(c.maxPositions)), 4),
+            ("\(arch).embedding_length", .uint(UInt64(c.hiddenSize)), 4),
+            ("\(arch).feed_forward_length", .uint(UInt64(c.intermediateSize)), 4),
+            ("\(arch).block_count", .uint(UInt64(c.numLayers)), 4),
+            ("\(arch).attention.head_count", .uint(UInt64(c.numHeads)), 4),
+            ("\(arch).attention.head_count_kv", .uint(UInt64(c.numKVHeads)), 4),
+            ("\(arch).attention.key_length", .uint(UInt64(c.headDim)), 4),
+            ("\(arch).attention.value_length", .uint(UInt64(c.headDim)), 4),
+            ("\(arch).rope.dimension_count", .uint(UInt64(c.headDim)), 4),
+            ("\(arch).rope.freq_base", .float(Double(c.ropeTheta)), 6),
+            ("\(arch).attention.layer_norm_rms_epsilon", .float(Double(c.rmsNormEps)), 6),
+            ("\(arch).vocab_size", .uint(UInt64(c.vocabSize)), 4),
+            ("tokenizer.ggml.model", .string("gpt2"), 8),
+            ("tokenizer.ggml.pre", .string(tokenizer.pre.ggufName), 8),
+            ("tokenizer.ggml.tokens", .array(tokenizer.tokens.map { .string($0) }), 9),
+            ("tokenizer.ggml.token_type", .array((0..<tokenizer.vocabSize).map { .int(tokenizer.isSpecialToken(Int32($0)) ? 3 : 1) }), 9),
+            ("tokenizer.ggml.merges", .array(tokenizer.mergeRules.map { .string($0) }), 9),
+            ("tokenizer.ggml.add_bos_token", .bool(tokenizer.addBOS), 7),
+        ]
+        if let b = tokenizer.bos { kv.append(("tokenizer.ggml.bos_token_id", .uint(UInt64(b)), 4)) }
+        if let e = tokenizer.eos {
+            kv.append(("tokenizer.ggml.eos_token_id", .uint(UInt64(e)), 4))
+            kv.append(("tokenizer.ggml.padding_token_id", .uint(UInt64(e)), 4))
+        }
+        if let j = tokenizer.chatTemplate.jinja { kv.append(("tokenizer.chat_template", .string(j), 8)) }
+
+        var out = GGUFBytes()
+        out.u32(0x4655_4747)
+        out.u32(3)
+        out.u64(UInt64(layout.entries.count))
+        out.u64(UInt64(kv.count))
+        for (k, v, t) in kv {
+            out.string(k)
+            out.u32(t)
+            out.value(v, type: t)
+        }
+        let alignment = 32
+        var offset = 0
+        var plan: [(ParameterLayout.Entry, GGMLType, Int)] = []
+        for e in layout.entries {
+            let type: GGMLType = (dtype == .f16 && e.shape.count == 2) ? .f16 : .f32
+            out.string(ggufName(e.name))
+            out.u32(UInt32(e.shape.count))
+            for d in e.shape.reversed() { out.u64(UInt64(d)) }
+            out.u32(type.rawValue)
+            out.u64(UInt64(offset))
+            plan.append((e, type, offset))
+            offset += (e.count * type.blockBytes + alignment - 1) / alignment * alignment
+        }
+        while out.bytes.count % alignment != 0 { out.bytes.append(0) }
+        let f = try AtomicFile(path: path)
+        try f.write(out.bytes)
+        let base = f.offset
+        let permute = arch == "llama"
+        let tmp = try Arena(count: layout.entries.map(\.count).max() ?? 1)
+        for (e, type, off) in plan {
+            while f.offset < base + off { try f.write([0]) }
+            var src = UnsafePointer(weights.pointer + e.offset)
+            if permute && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
+                let heads = e.name.hasSuffix("q_proj.weight") ? c.numHeads : c.numKVHeads
+                let d = c.headDim, cols = e.shape[1]
+                for h in 0..<heads {
+                    for half in 0..<2 {
+                        for i in 0..<(d / 2) {
+                            (tmp.pointer + (h * d + 2 * i + half) * cols)
+                                .update(from: src + (h * d + half * d / 2 + i) * cols, count: cols)
+                        }
+                    }
+                }
+                src = UnsafePointer(tmp.pointer)
+            }
+            try writeData(f, src, e.count, type == .f16 ? .f16 : .f32)
+        }
+        try f.commit()
+    }
+}
+
+extension PreTokenizer {
+    /// The `tokenizer.ggml.pre` name llama.cpp uses for this split.
+    public var ggufName: String {
+        switch self {
+        case .gpt2: return "gpt2"
+        case .smollm: return "smollm"
+        case .llama3: return "llama-bpe"
+        case .qwen2: return "qwen2"
+        }
+    }
+}
+
+struct GGUFBytes {
+    var bytes: [UInt8] = []
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func string(_ s: String) {
+        u64(UInt64(s.utf8.count))
+        bytes.append(contentsOf: s.utf8)
+    }
+    mutating func value(_ v: GGUFFile.Value, type: UInt32) {
+        switch (v, type) {
+        case let (.string(s), 8): string(s)
+        case let (.uint(x), 4): u32(UInt32(x))
+        case let (.float(x), 6): u32(Float(x).bitPattern)
+        case let (.bool(b), 7): bytes.append(b ? 1 : 0)
+        case let (.array(items), 9):
+            let et: UInt32 = { if case .string = items.first { return 8 } else { return 5 } }()
+            u32(et)
+            u64(UInt64(items.count))
+            for i in items {
+                switch i {
+                case let .string(s): string(s)
+                case let .int(x): u32(UInt32(bitPattern: Int32(x)))
+                default: break
+                }
+            }
+        default: break
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import PonderBase
+import PonderJSON
+import PonderModel
+import PonderText
+
+/// One training example: tokens, and which of them are predicted (the completion).
+public struct SFTExample: Sendable {
+    public var tokens: [Int32]
+    public var trained: [Bool]
+}
+
+/// A raw example before tokenization: a conversation whose assistant turns are the targets.
+public struct ChatExample: Sendable {
+    public var messages: [ChatTemplate.Message]
+}
+
+public enum Datasets {
+    /// Reads a JSONL file of examples in any of the usual shapes:
+    /// {"prompt", "completion"}, {"messages": [...]}, or GSM8K's {"question", "answer"}
+    /// (mapped to <think>reasoning</think><answer>final</answer>). Errors name file:line.
+    public static func loadJSONL(_ path: String, system: String? = nil) throws -> [ChatExample] {
+        let bytes = try readFile(path)
+        var out: [ChatExample] = []
+        var lineNo = 0
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            lineNo += 1
+            let line = bytes[start..<end]
+            start = end + 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            let v: JSONValue
+            do {
+                v = try line.withUnsafeBytes { try JSONValue.parse($0, what: "\(path):\(lineNo)") }
+            }
+            out.append(try example(v, where: "\(path):\(lineNo)", system: system))
+        }
+        guard !out.isEmpty else { throw PonderError.invalid("\(path): no examples") }
+        return out
+    }
+
+    public static func example(_ v: JSONValue, where w: String, system: String?) throws -> ChatExample {
+        let r = JSONReader(v, what: w)
+        var messages: [ChatTemplate.Message] = []
+        if let s = system { messages.append(.init(role: "system", content: s)) }
+        if r.has("messages") {
+            for (i, m) in (r.array("messages") ?? []).enumerated() {
+                let mr = r.element("messages", i, m)
+                if let role = mr.string("role"), let content = mr.string("content") {
+                    messages.append(.init(role: role, content: content))
+                } else {
+                    mr.failHere("needs string \"role\" and \"content\"")
+                }
+                mr.rejectUnknownKeys()
+            }
+        } else if r.has("question") {
+            let q = r.string("question"), a = r.string("answer")
+            if let q, let a {
+                messages.append(.init(role: "user", content: q))
+                messages.append(.init(role: "assistant", content: gsm8kCompletion(a)))
+            } else {
+                r.failHere("GSM8K examples need string \"question\" and \"answer\"")
+            }
+        } else {
+            let p = r.string("prompt"), c = r.string("completion")
+            if let p, let c {
+                messages.append(.init(role: "user", content: p))
+                messages.append(.init(role: "assistant", content: c))
+            } else {
+                r.failHere("expected {\"prompt\", \"completion\"}, {\"messages\"} or {\"question\", \"answer\"}")
+            }
+        }
+        try r.finish()
+        guard messages.contains(where: { $0.role == "assistant" }) else {
+            throw PonderError.invalid("\(w): no assistant message to train on")
+        }
+        return ChatExample(messages: messages)
+    }
+
+    /// GSM8K's "reasoning <<calc>> … #### 42" as the paper's format.
+    public static func gsm8kCompletion(_ answer: String) -> String {
+        let parts = answer.split(separator: "####", maxSplits: 1, omittingEmptySubsequences: false)
+        var reasoning = String(parts[0])
+        // Calculator annotations "<<48/2=24>>" are GSM8K tooling, not reasoning text.
+        while let open = reasoning.firstRange(of: "<<"), let close = reasoning[open.upperBound...].firstRange(of: ">>") {
+            reasoning.removeSubrange(open.lowerBound..<close.upperBound)
+        }
+        let final = parts.count > 1 ? String(parts[1]) : ""
+        return "<think>\(trim(reasoning))</think><answer>\(trim(final))</answer>"
+    }
+
+    static func trim(_ s: String) -> String {
+        var t = Substring(s)
+        while let f = t.first, f.isWhitespace { t.removeFirst() }
+        while let l = t.last, l.isWhitespace { t.removeLast() }
+        return String(t)
+    }
+
+    /// Seeded arithmetic word problems in GSM8K's shape (question, worked answer, "#### n"):
+    /// the from-scratch task, which needs no download.
+    public static func arithmetic(count: Int, seed: UInt64, maxOperand: Int = 50) -> [ChatExample] {
+        var rng = RandomGenerator(seed: seed)
+        func n() -> Int { Int(rng.next() % UInt64(maxOperand)) + 1 }
+        return (0..<count).map { _ in
+            let a = n(), b = n()
+            let (q, work, result): (String, String, Int)
+            switch rng.next() % 3 {
+            case 0: (q, work, result) = ("What is \(a) + \(b)?", "\(a) + \(b) = \(a + b)", a + b)
+            case 1:
+                let (x, y) = (max(a, b), min(a, b))
+                (q, work, result) = ("What is \(x) - \(y)?", "\(x) - \(y) = \(x - y)", x - y)
+            default:
+                let c = Int(rng.next() % 9) + 2
+                (q, work, result) = ("What is \(a) * \(c)?", "\(a) * \(c) = \(a * c)", a * c)
+            }
+            return ChatExample(messages: [.init(role: "user", content: q),
+                                          .init(role: "assistant", content: gsm8kCompletion("\(work)\n#### \(result)"))])
+        }
+    }
+
+    /// Tokens with the loss mask from the model's chat template (or plain concatenation for a
+    /// model without one), truncated to `maxLength`. nil when nothing trainable is left.
+    public static func tokenize(_ ex: ChatExample, tokenizer t: Tokenizer, maxLength: Int) -> SFTExample? {
+        var tokens: [Int32] = [], trained: [Bool] = []
+        let segments = t.chatTemplate.segments(ex.messages) ?? ex.messages.map { m in
+            (text: m.role == "assistant" ? m.content : m.content + "\n", trained: m.role == "assistant")
+        }
+        for (text, isTrained) in segments {
+            let ids = t.encode(text, parseSpecial: true)
+            tokens += ids
+            trained += Array(repeating: isTrained, count: ids.count)
+        }
+        if case .none = t.chatTemplate, let eos = t.eos {
+            tokens.append(eos)
+            trained.append(true)
+        }
+        if tokens.count > maxLength {
+            tokens.removeLast(tokens.count - maxLength)
+            trained.removeLast(trained.count - maxLength)
+        }
+        // Position 0 is never a target (nothing precedes it).
+        guard trained.dropFirst().contains(true) else { return nil }
+        return SFTExample(tokens: tokens, trained: trained)
+    }
+}

@@ -1,0 +1,96 @@
+import PonderBase
+import PonderJSON
+import PonderKernels
+import PonderModel
+
+/// The trainable parameters of a run: the model's arena (full fine-tuning) or the LoRA
+/// adapters' arena, with gradients and Adam moments of the same layout (llm.c style), so
+/// zeroing, clipping, updating and saving are loops over one buffer.
+public final class TrainableParameters {
+    public let entries: [ParameterLayout.Entry]
+    public let params: UnsafeMutablePointer<Float>
+    public let count: Int
+    public let grads: Arena
+    public let m: Arena
+    public let v: Arena
+
+    public init(entries: [ParameterLayout.Entry], params: UnsafeMutablePointer<Float>, count: Int) throws {
+        self.entries = entries
+        self.params = params
+        self.count = count
+        grads = try Arena(count: count)
+        m = try Arena(count: count)
+        v = try Arena(count: count)
+    }
+
+    public func zeroGrad() { grads.pointer.update(repeating: 0, count: count) }
+
+    /// ‖∇‖₂ over all trainable parameters (NaN if any gradient is NaN).
+    public func gradNorm() -> Double {
+        var s = 0.0
+        let g = grads.pointer
+        var i = 0
+        while i < count {
+            let n = min(4096, count - i)
+            s += Double(dot(g + i, g + i, n))
+            i += n
+        }
+        return s.squareRoot()
+    }
+
+    public func scaleGrad(_ f: Float) {
+        let g = grads.pointer
+        for i in 0..<count { g[i] *= f }
+    }
+}
+
+public enum LRSchedule: String, Sendable { case constant, linear, cosine }
+
+/// AdamW (decoupled weight decay, bias correction), as torch.optim.AdamW. Weight decay applies
+/// to matrices only: norms and biases are exempt, the usual default for transformers.
+public struct AdamWConfig: Equatable, Sendable {
+    public var lr: Double = 1e-4
+    public var beta1: Double = 0.9
+    public var beta2: Double = 0.999
+    public var eps: Double = 1e-8
+    public var weightDecay: Double = 0
+    public var schedule: LRSchedule = .linear
+    public var warmupSteps: Int = 0
+    public var maxGradNorm: Double = 1.0   // 0: no clipping
+    public init() {}
+
+    /// Learning rate at optimizer step `step` (0-based) of `total`: linear warmup, then the schedule.
+    public func lr(step: Int, total: Int) -> Double {
+        if step < warmupSteps { return lr * Double(step + 1) / Double(warmupSteps) }
+        let span = max(1, total - warmupSteps)
+        let progress = min(1, Double(step - warmupSteps) / Double(span))
+        switch schedule {
+        case .constant: return lr
+        case .linear: return lr * (1 - progress)
+        case .cosine: return lr * 0.5 * (1 + cos(Double.pi * progress))
+        }
+    }
+}
+
+public func adamWStep(_ p: TrainableParameters, config c: AdamWConfig, lr: Double, step t: Int) {
+    let b1 = Float(c.beta1), b2 = Float(c.beta2)
+    let bc1 = Float(1 - pow(c.beta1, Double(t))), bc2 = Float(1 - pow(c.beta2, Double(t)))
+    let eps = Float(c.eps), lrf = Float(lr)
+    let g = p.grads.pointer, m = p.m.pointer, v = p.v.pointer
+    for e in p.entries {
+        let decay = e.shape.count == 2 ? Float(lr * c.weightDecay) : 0
+        let w = p.params + e.offset
+        for i in e.offset..<(e.offset + e.count) {
+            let gi = g[i]
+            m[i] = b1 * m[i] + (1 - b1) * gi
+            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+            let mh = m[i] / bc1, vh = v[i] / bc2
+            let j = i - e.offset
+            w[j] -= decay * w[j] + lrf * mh / (vh.squareRoot() + eps)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
