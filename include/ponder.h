@@ -15,12 +15,13 @@
  *    pointer that is not a handle returns PONDER_ERR_MISUSE; nothing ever traps or aborts.
  *  - Callbacks are a function pointer plus a `void *user` passed back unchanged.
  *
- * Threading: a ponder_model is immutable once loaded. ponder_tokenize, ponder_detokenize,
+ * Threading: a ponder_model is immutable once loaded (except through a trainer, below). ponder_tokenize, ponder_detokenize,
  * ponder_model_info and ponder_generate* may be called on the same model from several threads
  * at once (each call owns its working memory). ponder_model_free must not race with calls on
  * the same handle from other threads: a call already running keeps the model alive until it
  * returns, but a call that starts after the free gets PONDER_ERR_MISUSE. The thread count
- * ("threads" in the load options) is process-wide, as OpenBLAS's is.
+ * ("threads" in the load options) is process-wide, as OpenBLAS's is. A ponder_trainer is used
+ * by one thread at a time.
  */
 #ifndef PONDER_H
 #define PONDER_H
@@ -90,6 +91,13 @@ void ponder_model_free(ponder_model *model);
  * "eos_token_id", "chat_template", ...}. *out_json must be freed with ponder_string_free. */
 ponder_status ponder_model_info(const ponder_model *model, char **out_json);
 
+/* Writes the model. options_json: {"path": OUT, "format": "safetensors" | "gguf",
+ * "dtype": "f32" | "f16"}. safetensors: OUT is a directory that transformers loads
+ * (config.json, model.safetensors, tokenizer.json, tokenizer_config.json); gguf: OUT is a
+ * file llama.cpp runs. The format defaults from OUT's suffix. Unmerged LoRA adapters are merged
+ * into the written weights. Files are written atomically. */
+ponder_status ponder_model_save(const ponder_model *model, const char *options_json);
+
 /* ---- Tokens ---------------------------------------------------------------------------- */
 
 /* Tokenizes text_len bytes of UTF-8 `text` (NUL bytes included, as llama.h's tokenizer does)
@@ -137,6 +145,54 @@ typedef bool (*ponder_token_callback)(int32_t sequence, int32_t token, const cha
 /* As ponder_generate, calling `callback` (may be NULL) for every token. */
 ponder_status ponder_generate_stream(const ponder_model *model, const char *request_json,
                                      ponder_token_callback callback, void *user, char **out_result_json);
+
+/* ---- Training (stage 1: supervised fine-tuning) ------------------------------------------ */
+
+typedef struct ponder_trainer ponder_trainer;
+
+/* Creates an SFT run. config_json:
+ * {"model": {"path": "model.gguf" | "hf_dir"} | {"scratch": {"hidden_size", "intermediate_size",
+ *            "num_layers", "num_heads", "num_kv_heads", "head_dim", "context_length", "rope_theta",
+ *            "tie_word_embeddings", "vocab_size", "seed", "init_std"}}   (scratch: byte-level tokenizer),
+ *  "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", ...]}    (absent: full fine-tuning),
+ *  "data": {"train": "file.jsonl" | {"generate": "arithmetic", "count", "seed"}, "eval": ...,
+ *           "eval_fraction": 0, "max_length": 256, "packing": false, "system": null},
+ *  "training": {"batch_size": 4, "gradient_accumulation_steps": 1, "num_train_epochs": 1,
+ *               "max_steps": 0, "learning_rate": 1e-4, "lr_scheduler_type": "linear" | "cosine" |
+ *               "constant", "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 1,
+ *               "adam_beta1", "adam_beta2", "adam_epsilon", "seed": 0,
+ *               "gradient_checkpointing": false, "eval_steps": 0, "logging_steps": 1},
+ *  "output": {"dir": "runs/x", "save_steps": 0, "save_total_limit": 2, "resume": true},
+ *  "threads": 2}
+ * JSONL lines are {"prompt", "completion"}, {"messages": [...]} or GSM8K's {"question",
+ * "answer"} (→ <think>…</think><answer>…</answer>); the loss is on assistant tokens only.
+ * With output.dir and resume (default), the newest checkpoint there is resumed exactly. */
+ponder_status ponder_trainer_create(const char *config_json, ponder_trainer **out_trainer);
+void ponder_trainer_free(ponder_trainer *trainer);
+
+/* One optimizer step. *out_metrics_json (may be NULL): {"step", "epoch", "loss", "grad_norm",
+ * "learning_rate", "num_tokens", "tokens_per_second", ["eval_loss"]}. A non-finite loss or
+ * gradient is PONDER_ERR_INVALID_ARGUMENT and leaves the weights unchanged. MISUSE once all
+ * steps are done. */
+ponder_status ponder_trainer_step(ponder_trainer *trainer, char **out_metrics_json);
+
+/* Called after every step with the step's metrics JSON; return false to stop early. */
+typedef bool (*ponder_metrics_callback)(const char *metrics_json, void *user);
+
+/* Trains to the last step (callback may be NULL), then saves a checkpoint if output.dir is
+ * set. *out_summary_json (may be NULL): {"global_step", "total_steps", "last", "checkpoint"}. */
+ponder_status ponder_trainer_run(ponder_trainer *trainer, ponder_metrics_callback callback, void *user,
+                                 char **out_summary_json);
+
+/* Mean loss per completion token on the eval data: {"step", "eval_loss"}. */
+ponder_status ponder_trainer_evaluate(ponder_trainer *trainer, char **out_json);
+
+/* Writes checkpoint-<step> under dir (atomically); *out_path (may be NULL) receives its path. */
+ponder_status ponder_trainer_save(ponder_trainer *trainer, const char *dir, char **out_path);
+
+/* A model handle on the trainer's model (with its adapters), for generation or
+ * ponder_model_save. Free it with ponder_model_free; do not use it while the trainer runs. */
+ponder_status ponder_trainer_model(ponder_trainer *trainer, ponder_model **out_model);
 
 #ifdef __cplusplus
 }

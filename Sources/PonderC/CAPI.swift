@@ -145,3 +145,11 @@ public func ponder_generate_stream(_ model: OpaquePointer?, _ request: UnsafePoi
         out.pointee = try cStringCopy(result.json.serialized())
     }
 }
+
+@_cdecl("ponder_model_save")
+public func ponder_model_save(_ model: OpaquePointer?, _ options: UnsafePointer<CChar>?) -> Int32 {
+    guarded {
+        let m = try models.get(model)
+        try m.export(ExportOptions(json: parseJSON(options, "options_json")))
+    }
+}

@@ -1,6 +1,7 @@
 import PonderBase
 import PonderJSON
 import PonderModel
+import PonderTrain
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,6 +15,8 @@ usage:
                   [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R]
                   [--seed S] [--stop TEXT]... [--n N] [--threads N] [--json]
   ponder tokenize --model PATH --text TEXT [--no-special] [--json]
+  ponder sft CONFIG.json            (supervised fine-tuning; config keys as in ponder.h)
+  ponder convert IN OUT --to safetensors|gguf [--dtype f32|f16]
   ponder version
 """
 
@@ -120,6 +123,40 @@ case "tokenize":
     } else {
         print(ids.map(String.init).joined(separator: " "))
     }
+case "sft":
+    guard args.count == 3 else { fail("usage: ponder sft CONFIG.json") }
+    do {
+        let text = try readFile(args[2])
+        let config = try SFTConfig(json: text.withUnsafeBytes { try JSONValue.parse($0, what: args[2]) })
+        let trainer = try SFTTrainer(config: config)
+        fputs("sft: \(trainer.train.count) training sequences, \(trainer.eval.count) eval, \(trainer.totalSteps) steps" +
+              (trainer.step > 0 ? ", resuming at step \(trainer.step)" : "") + "\n", stderr)
+        try trainer.run { m in
+            print(m.json.serialized())
+            fflush(stdout)
+            return true
+        }
+        if let d = config.outputDir, let c = Checkpoints.latest(in: d) { fputs("sft: saved \(c)\n", stderr) }
+    } catch { fail("\(error)", code: 1) }
+case "convert":
+    guard args.count >= 4 else { fail("usage: ponder convert IN OUT --to safetensors|gguf [--dtype f32|f16]") }
+    var fields: [(String, JSONValue)] = [("path", .string(args[3]))]
+    var i = 4
+    while i < args.count {
+        guard i + 1 < args.count else { fail("\(args[i]) needs a value") }
+        switch args[i] {
+        case "--to": fields.append(("format", .string(args[i + 1])))
+        case "--dtype": fields.append(("dtype", .string(args[i + 1])))
+        default: fail("unknown option \(args[i])")
+        }
+        i += 2
+    }
+    do {
+        let options = try ExportOptions(json: .object(fields))
+        let model = try LlamaModel.load(path: args[2])
+        try model.export(options)
+        fputs("wrote \(options.path) (\(options.format.rawValue), \(options.dtype.rawValue))\n", stderr)
+    } catch { fail("\(error)", code: 1) }
 default:
     fail("unknown command \(args[1])\n\(usage)")
 }

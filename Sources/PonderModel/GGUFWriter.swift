@@ -46,7 +46,7 @@ extension LlamaModel {
         for (k, v, t) in kv {
             out.string(k)
             out.u32(t)
-            out.value(v, type: t)
+            out.value(v, type: t, elementType: k == "tokenizer.ggml.token_type" ? 5 : 8)
         }
         let alignment = 32
         var offset = 0
@@ -93,7 +93,7 @@ extension PreTokenizer {
     /// The `tokenizer.ggml.pre` name llama.cpp uses for this split.
     public var ggufName: String {
         switch self {
-        case .gpt2: return "gpt2"
+        case .gpt2: return "gpt-2"
         case .smollm: return "smollm"
         case .llama3: return "llama-bpe"
         case .qwen2: return "qwen2"
@@ -109,15 +109,15 @@ struct GGUFBytes {
         u64(UInt64(s.utf8.count))
         bytes.append(contentsOf: s.utf8)
     }
-    mutating func value(_ v: GGUFFile.Value, type: UInt32) {
+    /// `elementType` is the GGUF type of an array's items (an empty array still needs one).
+    mutating func value(_ v: GGUFFile.Value, type: UInt32, elementType: UInt32) {
         switch (v, type) {
         case let (.string(s), 8): string(s)
         case let (.uint(x), 4): u32(UInt32(x))
         case let (.float(x), 6): u32(Float(x).bitPattern)
         case let (.bool(b), 7): bytes.append(b ? 1 : 0)
         case let (.array(items), 9):
-            let et: UInt32 = { if case .string = items.first { return 8 } else { return 5 } }()
-            u32(et)
+            u32(elementType)
             u64(UInt64(items.count))
             for i in items {
                 switch i {

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-__all__ = ["PonderError", "Model", "library", "version"]
+__all__ = ["PonderError", "Model", "Trainer", "library", "version"]
 
 # ponder_status values, as in ponder.h
 STATUS_NAMES = {
@@ -59,6 +59,7 @@ def _load() -> ctypes.CDLL:
 _lib: Optional[ctypes.CDLL] = None
 
 TOKEN_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p)
+METRICS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_void_p)
 
 
 def library() -> ctypes.CDLL:
@@ -86,8 +87,20 @@ def library() -> ctypes.CDLL:
     lib.ponder_generate.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.ponder_generate_stream.argtypes = [ctypes.c_void_p, ctypes.c_char_p, TOKEN_CALLBACK, ctypes.c_void_p,
                                            ctypes.POINTER(ctypes.c_void_p)]
+    vpp = ctypes.POINTER(ctypes.c_void_p)
+    lib.ponder_model_save.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.ponder_trainer_create.argtypes = [ctypes.c_char_p, vpp]
+    lib.ponder_trainer_free.argtypes = [ctypes.c_void_p]
+    lib.ponder_trainer_free.restype = None
+    lib.ponder_trainer_step.argtypes = [ctypes.c_void_p, vpp]
+    lib.ponder_trainer_run.argtypes = [ctypes.c_void_p, METRICS_CALLBACK, ctypes.c_void_p, vpp]
+    lib.ponder_trainer_evaluate.argtypes = [ctypes.c_void_p, vpp]
+    lib.ponder_trainer_save.argtypes = [ctypes.c_void_p, ctypes.c_char_p, vpp]
+    lib.ponder_trainer_model.argtypes = [ctypes.c_void_p, vpp]
     for f in ("ponder_model_load", "ponder_model_info", "ponder_tokenize", "ponder_detokenize",
-              "ponder_generate", "ponder_generate_stream"):
+              "ponder_generate", "ponder_generate_stream", "ponder_model_save", "ponder_trainer_create",
+              "ponder_trainer_step", "ponder_trainer_run", "ponder_trainer_evaluate", "ponder_trainer_save",
+              "ponder_trainer_model"):
         getattr(lib, f).restype = ctypes.c_int
     del c_char_pp
     _lib = lib
@@ -156,6 +169,13 @@ class Model:
         # A closed model passes NULL, which the library reports as MISUSE.
         return self._handle if self._handle is not None else ctypes.c_void_p()
 
+    def save(self, path: str, format: Optional[str] = None, dtype: str = "f32") -> None:
+        """Writes a Hugging Face directory (format="safetensors") or a GGUF file ("gguf")."""
+        opts: Dict[str, Any] = {"path": path, "dtype": dtype}
+        if format:
+            opts["format"] = format
+        _check(library().ponder_model_save(self._h, json.dumps(opts).encode()))
+
     def info(self) -> Dict[str, Any]:
         out = ctypes.c_void_p()
         _check(library().ponder_model_info(self._h, ctypes.byref(out)))
@@ -209,3 +229,65 @@ class Model:
                 raise failure[0]
             _check(status)
         return json.loads(_take_string(out))
+
+
+class Trainer:
+    """A supervised fine-tuning run (config keys as in ponder.h: model, lora, data, training,
+    output, threads). Not thread-safe."""
+
+    def __init__(self, config: Dict[str, Any]):
+        self._handle = ctypes.c_void_p()
+        _check(library().ponder_trainer_create(json.dumps(config).encode(), ctypes.byref(self._handle)))
+
+    def close(self) -> None:
+        if self._handle is not None and self._handle.value:
+            library().ponder_trainer_free(self._handle)
+        self._handle = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def _h(self) -> ctypes.c_void_p:
+        return self._handle if self._handle is not None else ctypes.c_void_p()
+
+    def step(self) -> Dict[str, Any]:
+        out = ctypes.c_void_p()
+        _check(library().ponder_trainer_step(self._h, ctypes.byref(out)))
+        return json.loads(_take_string(out))
+
+    def run(self, on_step: Optional[Callable[[Dict[str, Any]], Optional[bool]]] = None) -> Dict[str, Any]:
+        failure: List[BaseException] = []
+
+        def trampoline(metrics: bytes, _user: Any) -> bool:
+            try:
+                return on_step is None or on_step(json.loads(metrics)) is not False
+            except BaseException as e:
+                failure.append(e)
+                return False
+
+        cb = METRICS_CALLBACK(trampoline)
+        out = ctypes.c_void_p()
+        status = library().ponder_trainer_run(self._h, cb, None, ctypes.byref(out))
+        if failure:
+            raise failure[0]
+        _check(status)
+        return json.loads(_take_string(out))
+
+    def evaluate(self) -> Dict[str, Any]:
+        out = ctypes.c_void_p()
+        _check(library().ponder_trainer_evaluate(self._h, ctypes.byref(out)))
+        return json.loads(_take_string(out))
+
+    def save(self, directory: str) -> str:
+        out = ctypes.c_void_p()
+        _check(library().ponder_trainer_save(self._h, directory.encode(), ctypes.byref(out)))
+        return _take_string(out)
+
+    def model(self) -> Model:
+        handle = ctypes.c_void_p()
+        _check(library().ponder_trainer_model(self._h, ctypes.byref(handle)))
+        return Model(handle)

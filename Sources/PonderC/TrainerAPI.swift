@@ -1,0 +1,76 @@
+import PonderBase
+import PonderJSON
+import PonderModel
+import PonderTrain
+
+// Trainer handles (include/ponder.h, "Training").
+
+let trainers = HandleTable<SFTTrainer>(kind: "trainer")
+
+@_cdecl("ponder_trainer_create")
+public func ponder_trainer_create(_ config: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        let out = try output(out, "out_trainer")
+        let cfg = try SFTConfig(json: parseJSON(config, "config_json"))
+        out.pointee = trainers.insert(try SFTTrainer(config: cfg))
+    }
+}
+
+@_cdecl("ponder_trainer_free")
+public func ponder_trainer_free(_ t: OpaquePointer?) { trainers.remove(t) }
+
+@_cdecl("ponder_trainer_step")
+public func ponder_trainer_step(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let tr = try trainers.get(t)
+        guard tr.step < tr.totalSteps else { throw PonderError(.misuse, "training is finished (\(tr.totalSteps) steps)") }
+        let m = try tr.trainStep()
+        if let out { out.pointee = try cStringCopy(m.json.serialized()) }
+    }
+}
+
+public typealias MetricsCallbackC = @convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Bool
+
+@_cdecl("ponder_trainer_run")
+public func ponder_trainer_run(_ t: OpaquePointer?, _ cb: MetricsCallbackC?, _ user: UnsafeMutableRawPointer?,
+                               _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let tr = try trainers.get(t)
+        let last = try tr.run { m in cb.map { f in m.json.serialized().withCString { f($0, user) } } ?? true }
+        if let out {
+            var f: [(String, JSONValue)] = [("global_step", .int(Int64(tr.step))), ("total_steps", .int(Int64(tr.totalSteps)))]
+            if let last { f.append(("last", last.json)) }
+            if let d = tr.config.outputDir, let c = Checkpoints.latest(in: d) { f.append(("checkpoint", .string(c))) }
+            out.pointee = try cStringCopy(JSONValue.object(f).serialized())
+        }
+    }
+}
+
+@_cdecl("ponder_trainer_evaluate")
+public func ponder_trainer_evaluate(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let out = try output(out, "out_json")
+        let tr = try trainers.get(t)
+        let loss = try tr.evaluate()
+        out.pointee = try cStringCopy(JSONValue.object([("step", .int(Int64(tr.step))), ("eval_loss", .double(loss))]).serialized())
+    }
+}
+
+@_cdecl("ponder_trainer_save")
+public func ponder_trainer_save(_ t: OpaquePointer?, _ dir: UnsafePointer<CChar>?,
+                                _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let tr = try trainers.get(t)
+        let d = try cString(dir, "dir")
+        let path = try tr.save(to: d)
+        if let out { out.pointee = try cStringCopy(path) }
+    }
+}
+
+@_cdecl("ponder_trainer_model")
+public func ponder_trainer_model(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        let out = try output(out, "out_model")
+        out.pointee = models.insert(try trainers.get(t).model)
+    }
+}

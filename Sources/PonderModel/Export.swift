@@ -1,0 +1,51 @@
+import PonderBase
+import PonderJSON
+
+/// {"path": OUT, "format": "safetensors" | "gguf", "dtype": "f32" | "f16"}: what
+/// ponder_model_save and `ponder convert` take. safetensors writes a Hugging Face directory
+/// (config.json, model.safetensors, tokenizer files); gguf writes one file llama.cpp runs.
+public struct ExportOptions: Sendable {
+    public enum Format: String, Sendable { case safetensors, gguf }
+    public var path: String
+    public var format: Format
+    public var dtype: TensorDType = .f32
+
+    public init(path: String, format: Format, dtype: TensorDType = .f32) {
+        self.path = path
+        self.format = format
+        self.dtype = dtype
+    }
+
+    public init(json: JSONValue) throws {
+        let r = JSONReader(json)
+        let p = r.string("path")
+        if p == nil && !r.has("path") { r.failHere("missing \"path\"") }
+        var f: Format = (p?.hasSuffix(".gguf") ?? false) ? .gguf : .safetensors
+        if let s = r.string("format") {
+            if let x = Format(rawValue: s) { f = x } else { r.fail("format", "expected \"safetensors\" or \"gguf\", got \"\(s)\"") }
+        }
+        if let s = r.string("dtype") {
+            if let x = TensorDType(rawValue: s) { dtype = x } else { r.fail("dtype", "expected \"f32\" or \"f16\", got \"\(s)\"") }
+        }
+        try r.finish()
+        path = p ?? ""
+        format = f
+    }
+}
+
+extension LlamaModel {
+    /// Writes the model (with attached LoRA adapters merged into a copy of the weights).
+    public func export(_ o: ExportOptions) throws {
+        var target = self
+        if let ad = adapters {
+            let copy = try Arena(count: weights.count)
+            copy.pointer.update(from: weights.pointer, count: weights.count)
+            target = try LlamaModel(config: config, layout: layout, weights: copy, tokenizer: tokenizer)
+            ad.merge(into: target)
+        }
+        switch o.format {
+        case .safetensors: try target.saveHF(directory: o.path, dtype: o.dtype)
+        case .gguf: try target.saveGGUF(path: o.path, dtype: o.dtype)
+        }
+    }
+}
