@@ -14,6 +14,11 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check pytest tokenizers gguf numpy 2>&1 | grep -v "as the 'root' user" || true
-python3 -m pip install -q --disable-pip-version-check -e bindings/python 2>&1 | grep -v "as the 'root' user" || true
+pipq() { python3 -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "as the 'root' user" || true; }; }
+pipq pytest tokenizers gguf numpy safetensors
+# Reference oracles for the checkpoint tests (transformers, PEFT). The CPU build of torch is
+# what these machines carry; where it cannot be had, those tests skip (scripts/test.sh says so).
+pipq "torch==2.13.0+cpu" || echo "note: no CPU torch wheel here"
+if python3 -c "import torch" 2>/dev/null; then pipq transformers peft accelerate || true; fi
+pipq -e bindings/python
 scripts/fetch_model.sh >/dev/null

@@ -32,4 +32,4 @@ for exe in "$work/example-cmake/generate" "$work/generate-make"; do
   grep -q "I/O error" "$work/err" || { echo "FAIL: unexpected error text: $(cat "$work/err")"; exit 1; }
 done
 "$prefix/bin/ponder" tokenize --model "$model" --text "12 apples" --json | grep -q '"ids"'
-echo "install test: 3 passed, 0 failed"
+echo "install: 3 passed, 0 failed"
