@@ -135,17 +135,20 @@ TOKENIZER_CORPUS = [
 ]
 
 
-def dumps(obj, indent: int = 0) -> str:
-    """JSON with dicts/lists-of-objects indented and lists of scalars on one line."""
+def dumps(obj, indent: int = 0, scalar=None) -> str:
+    """JSON with dicts/lists-of-objects indented and lists of scalars on one line; `scalar`
+    formats the items of scalar lists (default: json.dumps)."""
     pad = "  " * indent
     if isinstance(obj, dict):
         if not obj:
             return "{}"
-        items = [f'{pad}  {json.dumps(k)}: {dumps(v, indent + 1)}' for k, v in obj.items()]
+        items = [f'{pad}  {json.dumps(k)}: {dumps(v, indent + 1, scalar)}' for k, v in obj.items()]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     if isinstance(obj, list) and any(isinstance(x, (dict, list)) for x in obj):
-        items = [f"{pad}  {dumps(v, indent + 1)}" for v in obj]
+        items = [f"{pad}  {dumps(v, indent + 1, scalar)}" for v in obj]
         return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    if scalar is not None and isinstance(obj, list):
+        return "[" + ", ".join(scalar(x) for x in obj) + "]"
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
 
 

@@ -47,6 +47,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from oracle_tokenizer import load_smollm2_tokenizer  # noqa: E402
+from make_fixtures import dumps as dumps_with  # noqa: E402
 
 SEQ_LEN = 16
 PAD_ID = 2  # <|im_end|>
@@ -89,20 +90,8 @@ class F32:
         assert np.float32(float(self.s)) == v
 
 
-def dumps(obj, indent: int = 0) -> str:
-    """JSON with dicts/lists-of-lists indented and lists of scalars on one line."""
-    pad = "  " * indent
-    if isinstance(obj, dict):
-        if not obj:
-            return "{}"
-        items = [f"{pad}  {json.dumps(k)}: {dumps(v, indent + 1)}" for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(obj, list) and any(isinstance(x, (dict, list)) for x in obj):
-        items = [f"{pad}  {dumps(v, indent + 1)}" for v in obj]
-        return "[\n" + ",\n".join(items) + f"\n{pad}]"
-    if isinstance(obj, list):
-        return "[" + ", ".join(scalar(x) for x in obj) + "]"
-    return scalar(obj)
+def dumps(obj) -> str:
+    return dumps_with(obj, scalar=scalar)
 
 
 def scalar(x) -> str:

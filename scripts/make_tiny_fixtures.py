@@ -83,23 +83,7 @@ TOKENIZER_STRINGS = [
 # output helpers (same JSON style as make_fixtures.py)
 
 
-def dumps(obj, indent: int = 0) -> str:
-    """JSON with dicts/lists-of-objects indented and lists of scalars on one line."""
-    pad = "  " * indent
-    if isinstance(obj, dict):
-        if not obj:
-            return "{}"
-        items = [f'{pad}  {json.dumps(k)}: {dumps(v, indent + 1)}' for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(obj, list) and any(isinstance(x, (dict, list)) for x in obj):
-        items = [f"{pad}  {dumps(v, indent + 1)}" for v in obj]
-        return "[\n" + ",\n".join(items) + f"\n{pad}]"
-    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
-
-
-def write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
+from make_fixtures import dumps, write_text  # noqa: E402  (one JSON style for all fixtures)
 
 
 def sig6(x: float) -> float:
