@@ -2,6 +2,7 @@ import PonderBase
 import PonderJSON
 import PonderModel
 import PonderTrain
+import PonderKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -138,6 +139,9 @@ case "sft":
         }
         if let d = config.outputDir, let c = Checkpoints.latest(in: d) { fputs("sft: saved \(c)\n", stderr) }
     } catch { fail("\(error)", code: 1) }
+case "bench-matmul":
+    // Weight-streaming throughput of linear() at decode shapes (SmolLM2's), for bench/.
+    import_kernels_bench()
 case "convert":
     guard args.count >= 4 else { fail("usage: ponder convert IN OUT --to safetensors|gguf [--dtype f32|f16]") }
     var fields: [(String, JSONValue)] = [("path", .string(args[3]))]
@@ -159,4 +163,25 @@ case "convert":
     } catch { fail("\(error)", code: 1) }
 default:
     fail("unknown command \(args[1])\n\(usage)")
+}
+
+func import_kernels_bench() {
+    let shapes = [(1728, 576), (3072, 576), (576, 1536), (49152, 576)]
+    for m in [1, 2, 8] {
+        for (n, k) in shapes {
+            let w = UnsafeMutablePointer<Float>.allocate(capacity: n * k)
+            w.initialize(repeating: 0.01, count: n * k)
+            let x = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
+            x.initialize(repeating: 1, count: m * k)
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+            // Many distinct weight copies would be needed to defeat the cache for small
+            // shapes; report as measured (in-cache for the small ones).
+            let reps = n > 10000 ? 20 : 200
+            linear(y, x, w, rows: m, out: n, in: k)
+            let t0 = monotonicSeconds()
+            for _ in 0..<reps { linear(y, x, w, rows: m, out: n, in: k) }
+            let dt = (monotonicSeconds() - t0) / Double(reps)
+            print("m=\(m) n=\(n) k=\(k): \(Int(dt * 1e6)) us, \(Int(Double(n * k * 4) / dt / 1e9)) GB/s of weights")
+        }
+    }
 }

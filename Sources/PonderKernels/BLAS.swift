@@ -18,15 +18,12 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
 ///
 /// Decode steps have few rows (1, or a GRPO group): there the cost is reading W once from
 /// memory, and sgemm's packing of W triples that (measured: 6 GB/s of weights at M = 8 against
-/// ~40 GB/s for a kernel that streams W once). Few rows therefore go to sgemv (M = 1) or to
-/// `linearFewRows`; everything else to sgemm.
+/// ~40 GB/s for a kernel that streams W once, and OpenBLAS's sgemv leaves one core idle at
+/// these sizes). Few rows therefore go to `linearFewRows`; everything else to sgemm.
 @inline(__always)
 public func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                    rows m: Int, out n: Int, in k: Int, accumulate: Bool = false) {
-    if m == 1 {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(n), blasint(k), 1, w, blasint(k), x, 1,
-                    accumulate ? 1 : 0, y, 1)
-    } else if m <= fewRowsLimit {
+    if m <= fewRowsLimit {
         linearFewRows(y, x, w, rows: m, out: n, in: k, accumulate: accumulate)
     } else {
         sgemm(transB: true, m: m, n: n, k: k, a: x, lda: k, b: w, ldb: k, beta: accumulate ? 1 : 0, c: y, ldc: n)
@@ -43,6 +40,12 @@ public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
     parallelFor(chunks) { c in
         let lo = n * c / chunks, hi = n * (c + 1) / chunks
         var j = lo
+        if m == 1 {
+            while j + 4 <= hi {
+                dotRows4(y + j, x, w + j * k, k: k, accumulate: accumulate)
+                j += 4
+            }
+        }
         while j + 2 <= hi {
             var r = 0
             while r < m {
@@ -59,6 +62,28 @@ public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
             }
         }
     }
+}
+
+/// y[0..<4] from four W rows and one x row: the batch-1 decode case.
+@inline(__always)
+func dotRows4(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, k: Int, accumulate: Bool) {
+    typealias V = SIMD8<Float>
+    @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    let w1 = w + k, w2 = w1 + k, w3 = w2 + k
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+    var i = 0
+    while i + 8 <= k {
+        let xv = ld(x + i)
+        a0.addProduct(xv, ld(w + i)); a1.addProduct(xv, ld(w1 + i))
+        a2.addProduct(xv, ld(w2 + i)); a3.addProduct(xv, ld(w3 + i))
+        i += 8
+    }
+    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    while i < k {
+        s += SIMD4(w[i], w1[i], w2[i], w3[i]) * x[i]
+        i += 1
+    }
+    for q in 0..<4 { y[q] = accumulate ? y[q] + s[q] : s[q] }
 }
 
 /// y[r..<r+rb][j, j+1] from W rows j, j+1 and x rows r..<r+rb (rb ≤ 4): 8 accumulators.
