@@ -12,7 +12,7 @@ import Glibc
 
 let usage = """
 usage:
-  ponder generate --model PATH (--prompt TEXT | --messages JSON) [--chat] [--max-tokens N]
+  ponder generate --model PATH [--adapter PEFT_DIR] (--prompt TEXT | --messages JSON) [--chat] [--max-tokens N]
                   [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R]
                   [--seed S] [--stop TEXT]... [--n N] [--threads N] [--json]
   ponder tokenize --model PATH --text TEXT [--no-special] [--json]
@@ -38,6 +38,7 @@ let generateFlags: [String: (String, Kind)] = [
 
 struct Parsed {
     var model: String?
+    var adapter: String?
     var threads: Int?
     var json = false
     var fields: [(String, JSONValue)] = []
@@ -56,6 +57,7 @@ func parse(_ args: ArraySlice<String>, flags: [String: (String, Kind)]) -> Parse
     while let a = it.next() {
         switch a {
         case "--model": p.model = next(a)
+        case "--adapter": p.adapter = next(a)
         case "--threads":
             guard let t = Int(next(a)) else { fail("--threads: expected an integer") }
             p.threads = t
@@ -81,7 +83,9 @@ func parse(_ args: ArraySlice<String>, flags: [String: (String, Kind)]) -> Parse
 
 func loadModel(_ p: Parsed) -> LlamaModel {
     guard let path = p.model else { fail("--model PATH is required") }
-    do { return try ModelOptions(path: path, threads: p.threads).load() } catch { fail("\(error)", code: 1) }
+    var o = ModelOptions(path: path, threads: p.threads)
+    o.adapter = p.adapter
+    do { return try o.load() } catch { fail("\(error)", code: 1) }
 }
 
 let args = CommandLine.arguments

@@ -171,3 +171,46 @@ public final class LoRAAdapters: @unchecked Sendable {
         _ = c
     }
 }
+
+extension LoRAAdapters {
+    /// Reads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) for a
+    /// model of shape `c`. Only plain LoRA (no DoRA, rsLoRA, bias or modules_to_save) is read.
+    public static func load(directory dir: String, model c: LlamaConfig) throws -> LoRAAdapters {
+        let cfgPath = dir + "/adapter_config.json"
+        let v = try readFile(cfgPath).withUnsafeBytes { try JSONValue.parse($0, what: cfgPath) }
+        guard v["peft_type"]?.asString ?? "LORA" == "LORA" else { throw PonderError(.unsupported, "\(cfgPath): peft_type must be LORA") }
+        guard let r = v["r"]?.asInt, r > 0, r <= 4096 else { throw PonderError.format("\(cfgPath): r missing or out of range") }
+        for flag in ["use_dora", "use_rslora"] where v[flag] == .bool(true) {
+            throw PonderError(.unsupported, "\(cfgPath): \(flag) is not supported")
+        }
+        if let b = v["bias"]?.asString, b != "none" { throw PonderError(.unsupported, "\(cfgPath): bias \"\(b)\" is not supported") }
+        var config = LoRAConfig()
+        config.rank = Int(r)
+        config.alpha = v["lora_alpha"]?.asDouble ?? Double(r)
+        let names = v["target_modules"]?.asArray?.compactMap(\.asString) ?? []
+        config.targets = try names.map { n in
+            guard let t = LoRATarget(rawValue: n) else { throw PonderError(.unsupported, "\(cfgPath): target module \"\(n)\"") }
+            return t
+        }
+        guard !config.targets.isEmpty else { throw PonderError.format("\(cfgPath): target_modules is empty") }
+        let ad = try LoRAAdapters(config: config, model: c)
+        let file = try SafetensorsFile(path: dir + "/adapter_model.safetensors")
+        // PEFT may store names with or without the adapter name ("…lora_A.default.weight").
+        try file.read(into: ad.arena.pointer, entries: ad.entries) { name in
+            file.tensors[name] != nil ? name : name.replacingOccurrences(".weight", with: ".default.weight")
+        }
+        return ad
+    }
+}
+
+extension String {
+    func replacingOccurrences(_ a: String, with b: String) -> String {
+        var out = ""
+        var rest = Substring(self)
+        while let r = rest.firstRange(of: a) {
+            out += rest[..<r.lowerBound] + b
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+}

@@ -8,6 +8,8 @@ public struct ModelOptions: Sendable {
     /// Threads for Ponder's loops and OpenBLAS (process-wide). nil: leave as is (default 2 or
     /// OPENBLAS_NUM_THREADS).
     public var threads: Int?
+    /// A PEFT LoRA adapter directory applied (unmerged) on top of the model.
+    public var adapter: String?
 
     public init(path: String, threads: Int? = nil) {
         self.path = path
@@ -19,12 +21,15 @@ public struct ModelOptions: Sendable {
         let p = r.string("path")
         if p == nil && !r.has("path") { r.failHere("missing \"path\" (a .gguf file or a Hugging Face model directory)") }
         threads = r.int("threads", in: 1...256)
+        adapter = r.string("adapter")
         try r.finish()
         path = p ?? ""
     }
 
     public func load() throws -> LlamaModel {
         if let threads { setThreads(threads) }
-        return try LlamaModel.load(path: path)
+        let model = try LlamaModel.load(path: path)
+        if let adapter { model.adapters = try LoRAAdapters.load(directory: adapter, model: model.config) }
+        return model
     }
 }

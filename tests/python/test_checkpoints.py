@@ -87,6 +87,11 @@ def test_lora_adapter_loads_in_peft(tmp_path):
     prompt = "<|im_start|>user\nWhat is 9 * 3?<|im_end|>\n<|im_start|>assistant\n"
     prompt_ids, ids, lps = ponder_logprobs(m, prompt)
     np.testing.assert_allclose(lps, hf_logprobs(hf, prompt_ids, ids), atol=2e-4)
+    # Ponder reads the adapter back onto the base model.
+    again = ponder.Model.load(str(base_dir), adapter=ckpt)
+    _, ids2, lps2 = ponder_logprobs(again, prompt)
+    assert ids2 == ids
+    np.testing.assert_allclose(lps2, lps, atol=1e-5)
 
 
 def test_gguf_matches_safetensors_and_llama_cpp(tmp_path):
