@@ -170,10 +170,12 @@ default:
 }
 
 func import_kernels_bench() {
+    if let t = CommandLine.arguments.dropFirst(2).first.flatMap({ Int($0) }) { setThreads(t) }
     let shapes = [(1728, 576), (3072, 576), (576, 1536), (49152, 576)]
     for m in [1, 2, 8] {
         for (n, k) in shapes {
-            let w = UnsafeMutablePointer<Float>.allocate(capacity: n * k)
+            let arena = try! Arena(count: n * k)
+            let w = arena.pointer
             w.initialize(repeating: 0.01, count: n * k)
             let x = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
             x.initialize(repeating: 1, count: m * k)

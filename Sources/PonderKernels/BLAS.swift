@@ -41,9 +41,12 @@ public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
         let lo = n * c / chunks, hi = n * (c + 1) / chunks
         var j = lo
         if m == 1 {
-            while j + 4 <= hi {
-                dotRows4(y + j, x, w + j * k, k: k, accumulate: accumulate)
-                j += 4
+            // One weight row at a time: a single sequential stream is what the hardware
+            // prefetcher follows best (four interleaved rows streamed ~25% slower).
+            while j < hi {
+                let v = dot(x, w + j * k, k)
+                y[j] = accumulate ? y[j] + v : v
+                j += 1
             }
         }
         while j + 2 <= hi {
@@ -62,28 +65,6 @@ public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
             }
         }
     }
-}
-
-/// y[0..<4] from four W rows and one x row: the batch-1 decode case.
-@inline(__always)
-func dotRows4(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, k: Int, accumulate: Bool) {
-    typealias V = SIMD8<Float>
-    @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-    let w1 = w + k, w2 = w1 + k, w3 = w2 + k
-    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
-    var i = 0
-    while i + 8 <= k {
-        let xv = ld(x + i)
-        a0.addProduct(xv, ld(w + i)); a1.addProduct(xv, ld(w1 + i))
-        a2.addProduct(xv, ld(w2 + i)); a3.addProduct(xv, ld(w3 + i))
-        i += 8
-    }
-    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
-    while i < k {
-        s += SIMD4(w[i], w1[i], w2[i], w3[i]) * x[i]
-        i += 1
-    }
-    for q in 0..<4 { y[q] = accumulate ? y[q] + s[q] : s[q] }
 }
 
 /// y[r..<r+rb][j, j+1] from W rows j, j+1 and x rows r..<r+rb (rb ≤ 4): 8 accumulators.

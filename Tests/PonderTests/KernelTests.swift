@@ -1,5 +1,8 @@
+import Dispatch
 import XCTest
 @testable import PonderKernels
+
+extension Double { var asFloat: Float { Float(self) } }
 
 final class KernelTests: XCTestCase {
     func random(_ n: Int, seed: UInt64) -> [Float] {
@@ -43,6 +46,49 @@ final class KernelTests: XCTestCase {
                 }
             }
         }
+    }
+
+    func testVectorExpMatchesLibm() {
+        var worst: Float = 0
+        var x: Float = -100
+        while x < 88 {
+            let v = vexp(SIMD8<Float>((0..<8).map { x + Float($0) * 0.0137 }))
+            for l in 0..<8 {
+                let want = expf(x + Float(l) * 0.0137)
+                if want > 1e-37 { worst = max(worst, abs(v[l] - want) / want) }
+                else { XCTAssertLessThan(v[l], 1e-30) }
+            }
+            x += 0.37
+        }
+        XCTAssertLessThan(worst, 3e-7)
+        var row: [Float] = (0..<37).map { Float($0) * 0.3 - 5 }
+        let lse = logSumExp(row, 37)
+        softmaxInPlace(&row, 37)
+        XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-6)
+        XCTAssertEqual(lse, log((0..<37).map { exp(Double($0) * 0.3 - 5) }.reduce(0, +)).asFloat, accuracy: 1e-5)
+    }
+
+    /// parallelFor covers every index exactly once, also when several threads call it at once
+    /// (one gets the worker pool, the others run serially).
+    func testParallelForUnderConcurrentCallers() {
+        let group = DispatchGroup()
+        let failures = UnsafeMutablePointer<Int>.allocate(capacity: 4)
+        failures.initialize(repeating: 0, count: 4)
+        defer { failures.deallocate() }
+        for t in 0..<4 {
+            DispatchQueue.global().async(group: group) {
+                let hits = UnsafeMutablePointer<Int32>.allocate(capacity: 97)
+                defer { hits.deallocate() }
+                for round in 0..<300 {
+                    let n = 1 + (round * 7 + t) % 97
+                    hits.initialize(repeating: 0, count: n)
+                    parallelFor(n) { i in hits[i] += 1 }
+                    for i in 0..<n where hits[i] != 1 { failures[t] += 1 }
+                }
+            }
+        }
+        group.wait()
+        XCTAssertEqual((0..<4).map { failures[$0] }, [0, 0, 0, 0])
     }
 
     func testDotAndRMSNorm() {
