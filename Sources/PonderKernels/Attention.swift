@@ -13,20 +13,27 @@ public func attentionPrefill(out: UnsafeMutablePointer<Float>, q: UnsafePointer<
     let total = past + t
     let outStride = heads * d, kvStride = kvStride ?? kvHeads * d
     let group = heads / kvHeads
-    let scale = 1 / Float(d).squareRoot()
     for h in 0..<heads {
-        let g = h / group
         let s = probs.map { $0 + h * t * total } ?? scores
-        sgemm(transB: true, m: t, n: total, k: d, alpha: scale, a: q + h * d, lda: qStride,
-              b: k + g * d, ldb: kvStride, c: s, ldc: total)
-        for i in 0..<t {
-            let row = s + i * total
-            let visible = past + i + 1
-            softmaxInPlace(row, visible)
-            for j in visible..<total { row[j] = 0 }
-        }
-        sgemm(m: t, n: d, k: total, a: s, lda: total, b: v + g * d, ldb: kvStride,
+        attentionProbs(s, q: q + h * d, k: k + (h / group) * d, t: t, past: past, headDim: d, qStride: qStride, kvStride: kvStride)
+        sgemm(m: t, n: d, k: total, a: s, lda: total, b: v + (h / group) * d, ldb: kvStride,
               c: out + h * d, ldc: outStride)
+    }
+}
+
+/// The causal attention weights of one head: probs[t × (past+t)] = softmax(q kᵀ/√d), row i
+/// seeing keys 0...past+i. Training's backward recomputes them with this rather than keeping
+/// every layer's [heads × t × t] weights.
+public func attentionProbs(_ probs: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                           t: Int, past: Int, headDim d: Int, qStride: Int, kvStride: Int) {
+    let total = past + t
+    sgemm(transB: true, m: t, n: total, k: d, alpha: 1 / Float(d).squareRoot(), a: q, lda: qStride,
+          b: k, ldb: kvStride, c: probs, ldc: total)
+    for i in 0..<t {
+        let row = probs + i * total
+        let visible = past + i + 1
+        softmaxInPlace(row, visible)
+        for j in visible..<total { row[j] = 0 }
     }
 }
 

@@ -27,6 +27,9 @@ public final class TrainActivations {
     let checkpointing: Bool
     let layerBufs: [LayerBuffers]   // one per layer, or one shared when checkpointing
     let xs: Arena                   // residual stream at each layer boundary: [(layers+1) × rows × D]
+    // Cheap to recompute, so shared by all layers and rebuilt in backward: the normed inputs,
+    // the SwiGLU output and the attention weights (together ~45% of a layer's activations).
+    let xn, h, probs: Arena
     let xnF: Arena, rstdF: Arena     // final norm output and 1/rms
     var positions: [Int32]
     // backward scratch
@@ -35,18 +38,16 @@ public final class TrainActivations {
 
     final class LayerBuffers {
         let arena: Arena
-        let xMid, xn1, xn2, qkv, attn, gateUp, h, rstd1, rstd2, loraU, probs: UnsafeMutablePointer<Float>
+        let xMid, qkv, attn, gateUp, rstd1, rstd2, loraU: UnsafeMutablePointer<Float>
 
-        init(_ c: LlamaConfig, rows: Int, seqs: Int, len: Int, loraWidth: Int) throws {
-            let sizes = [rows * c.hiddenSize, rows * c.hiddenSize, rows * c.hiddenSize, rows * c.qkvDim, rows * c.qDim,
-                         rows * 2 * c.intermediateSize, rows * c.intermediateSize, rows, rows, max(1, rows * loraWidth),
-                         seqs * c.numHeads * len * len]
+        init(_ c: LlamaConfig, rows: Int, loraWidth: Int) throws {
+            let sizes = [rows * c.hiddenSize, rows * c.qkvDim, rows * c.qDim, rows * 2 * c.intermediateSize, rows, rows,
+                         max(1, rows * loraWidth)]
             arena = try Arena(count: sizes.reduce(0) { $0 + ($1 + 15) / 16 * 16 })
             var p = arena.pointer
             var v: [UnsafeMutablePointer<Float>] = []
             for s in sizes { v.append(p); p += (s + 15) / 16 * 16 }
-            (xMid, xn1, xn2, qkv, attn, gateUp, h, rstd1, rstd2, loraU, probs) =
-                (v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10])
+            (xMid, qkv, attn, gateUp, rstd1, rstd2, loraU) = (v[0], v[1], v[2], v[3], v[4], v[5], v[6])
         }
     }
 
@@ -59,9 +60,10 @@ public final class TrainActivations {
         maxLen = length
         self.checkpointing = checkpointing
         let lw = model.adapters?.width ?? 0, n = sequences * length
-        layerBufs = try (0..<(checkpointing ? 1 : c.numLayers)).map { _ in
-            try LayerBuffers(c, rows: n, seqs: sequences, len: length, loraWidth: lw)
-        }
+        layerBufs = try (0..<(checkpointing ? 1 : c.numLayers)).map { _ in try LayerBuffers(c, rows: n, loraWidth: lw) }
+        xn = try Arena(count: n * c.hiddenSize)
+        h = try Arena(count: n * c.intermediateSize)
+        probs = try Arena(count: sequences * c.numHeads * length * length)
         xs = try Arena(count: (c.numLayers + 1) * rows * c.hiddenSize)
         xnF = try Arena(count: rows * c.hiddenSize)
         rstdF = try Arena(count: rows)
@@ -91,8 +93,8 @@ public final class TrainActivations {
     func io(_ l: Int, model: LlamaModel) -> LayerIO {
         let b = layerBufs[checkpointing ? 0 : l]
         let n = rows * model.config.hiddenSize
-        return LayerIO(xIn: xs.pointer + l * n, xMid: b.xMid, xOut: xs.pointer + (l + 1) * n, xn1: b.xn1, xn2: b.xn2,
-                       qkv: b.qkv, attn: b.attn, gateUp: b.gateUp, h: b.h, rstd1: b.rstd1, rstd2: b.rstd2, loraU: b.loraU)
+        return LayerIO(xIn: xs.pointer + l * n, xMid: b.xMid, xOut: xs.pointer + (l + 1) * n, xn1: xn.pointer, xn2: xn.pointer,
+                       qkv: b.qkv, attn: b.attn, gateUp: b.gateUp, h: h.pointer, rstd1: b.rstd1, rstd2: b.rstd2, loraU: b.loraU)
     }
 }
 
@@ -100,7 +102,7 @@ extension LlamaModel {
     func trainLayerForward(_ l: Int, _ a: TrainActivations) {
         let c = config
         let io = a.io(l, model: self)
-        let probs = a.layerBufs[a.checkpointing ? 0 : l].probs
+        let probs = a.probs.pointer
         a.positions.withUnsafeBufferPointer { pos in
             layerForward(l, rows: a.rows, positions: pos.baseAddress!, io: io) {
                 for b in 0..<a.seqs {
@@ -192,7 +194,7 @@ extension LlamaModel {
             if a.checkpointing { trainLayerForward(l, a) }
             let io = a.io(l, model: self)
             let lw = w.layers[l]
-            let probs = a.layerBufs[a.checkpointing ? 0 : l].probs
+            let probs = a.probs.pointer
             let mods = adapters?.modules[l] ?? []
             let r = adapters?.config.rank ?? 0
             func loraBack(_ output: LoRAOutput, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
@@ -200,7 +202,10 @@ extension LlamaModel {
                     adapters!.backward(m, grads: grads, dy: dy, x: x, u: io.loraU + i * rows * r, dx: dx, rows: rows, du: a.dU.pointer)
                 }
             }
-            // MLP branch: xOut = xMid + down(swiglu(gateUp(norm(xMid))))
+            // MLP branch: xOut = xMid + down(swiglu(gateUp(norm(xMid)))). Rebuild what the
+            // forward shared across layers: h, then norm(xMid).
+            swigluForward(io.h, gateUp: io.gateUp, rows: rows, hidden: inter)
+            rmsnormForward(io.xn2, rstd: nil, io.xMid, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
             sgemm(m: rows, n: inter, k: d, a: dX, lda: d, b: lw.down, ldb: inter, c: a.dH.pointer, ldc: inter)
             if let gd = g(lw.down) { sgemm(transA: true, m: d, n: inter, k: rows, a: dX, lda: d, b: io.h, ldb: inter, beta: 1, c: gd, ldc: inter) }
             loraBack(.down, dy: dX, x: io.h, dx: a.dH.pointer)
@@ -218,6 +223,12 @@ extension LlamaModel {
             loraBack(.o, dy: dX, x: io.attn, dx: a.dAttn.pointer)
             a.dQKV.pointer.update(repeating: 0, count: rows * c.qkvDim)
             for b in 0..<a.seqs {
+                let q = io.qkv + b * a.len * c.qkvDim
+                for hd in 0..<c.numHeads {
+                    attentionProbs(probs + (b * c.numHeads + hd) * a.len * a.len, q: q + hd * c.headDim,
+                                   k: q + c.qDim + (hd / (c.numHeads / c.numKVHeads)) * c.headDim, t: a.len, past: 0,
+                                   headDim: c.headDim, qStride: c.qkvDim, kvStride: c.qkvDim)
+                }
                 attentionBackward(dqkv: a.dQKV.pointer + b * a.len * c.qkvDim, dOut: a.dAttn.pointer + b * a.len * c.qDim,
                                   qkv: io.qkv + b * a.len * c.qkvDim, probs: probs + b * c.numHeads * a.len * a.len,
                                   t: a.len, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
@@ -230,6 +241,7 @@ extension LlamaModel {
             if let bias = lw.qkvBias, let gb = g(bias) {
                 for i in 0..<rows { addInPlace(gb, a.dQKV.pointer + i * c.qkvDim, c.qkvDim) }
             }
+            rmsnormForward(io.xn1, rstd: nil, io.xIn, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
             sgemm(m: rows, n: d, k: c.qkvDim, a: a.dQKV.pointer, lda: c.qkvDim, b: lw.qkv, ldb: d, c: a.dXn.pointer, ldc: d)
             if let gq = g(lw.qkv) {
                 sgemm(transA: true, m: c.qkvDim, n: d, k: rows, a: a.dQKV.pointer, lda: c.qkvDim, b: io.xn1, ldb: d, beta: 1, c: gq, ldc: d)
