@@ -18,7 +18,9 @@ public typealias F16x = SIMD16<Float>
 public func vexp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let hi = SIMD8<Float>(repeating: 88.3762626647949), lo = SIMD8<Float>(repeating: -87.3365447504)
     let under = x .< lo
-    let xc = x.clamped(lowerBound: lo, upperBound: hi)
+    var xc = x
+    xc.replace(with: lo, where: x .< lo)
+    xc.replace(with: hi, where: x .> hi)
     // n = round(x·log2 e) via the 1.5·2²³ trick: the sum's low mantissa bits are n as an
     // integer, so no float→int conversion (which Swift lowers to a per-lane call) is needed.
     let magic = SIMD8<Float>(repeating: 12582912)
@@ -179,7 +181,11 @@ public func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
 @inline(__always) func maxValue(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var m8 = SIMD8<Float>(repeating: -.infinity)
     var i = 0
-    while i + 8 <= n { m8 = pointwiseMax(m8, ld8(x + i)); i += 8 }
+    while i + 8 <= n {
+        let v = ld8(x + i)
+        m8.replace(with: v, where: v .> m8)
+        i += 8
+    }
     var mx = m8.max()
     while i < n { mx = max(mx, x[i]); i += 1 }
     return mx

@@ -33,7 +33,7 @@ public final class TrainActivations {
     let xnF: Arena, rstdF: Arena     // final norm output and 1/rms
     var positions: [Int32]
     // backward scratch
-    let dX, dXn, dQKV, dAttn, dGateUp, dH, dP, dU, logits: Arena
+    let dX, dXn, dQKV, dAttn, dGateUp, dH, dP, dU, logits, xnGathered, gathered: Arena
     let chunk: Int
 
     final class LayerBuffers {
@@ -79,6 +79,8 @@ public final class TrainActivations {
         // The LM head runs over row chunks, so [rows × vocab] logits never exist at once.
         chunk = max(1, min(rows, 64))
         logits = try Arena(count: chunk * c.vocabSize)
+        xnGathered = try Arena(count: chunk * c.hiddenSize)
+        gathered = try Arena(count: chunk * c.hiddenSize)
     }
 
     /// Uses the buffers for a batch of `sequences` × `length` (at most the allocated shape).
@@ -132,17 +134,30 @@ extension LlamaModel {
         rmsnormForward(a.xnF.pointer, rstd: a.rstdF.pointer, a.xs.pointer + c.numLayers * a.rows * d, w.norm,
                        rows: a.rows, dim: d, eps: c.rmsNormEps)
         var logp = [Float](repeating: 0, count: a.rows)
-        var r0 = 0
-        while r0 < a.rows {
-            let n = min(a.chunk, a.rows - r0)
-            linear(a.logits.pointer, a.xnF.pointer + r0 * d, w.lmHead, rows: n, out: c.vocabSize, in: d)
-            for i in 0..<n where batch.targets[r0 + i] >= 0 {
-                let row = a.logits.pointer + i * c.vocabSize
-                logp[r0 + i] = row[Int(batch.targets[r0 + i])] - logSumExp(row, c.vocabSize)
+        let scored = batch.targets.indices.filter { batch.targets[$0] >= 0 }
+        forEachHeadChunk(scored, a) { rows, x, lg in
+            for (i, r) in rows.enumerated() {
+                let row = lg + i * c.vocabSize
+                logp[r] = row[Int(batch.targets[r])] - logSumExp(row, c.vocabSize)
             }
-            r0 += n
         }
         return logp
+    }
+
+    /// Runs the LM head over `rows` (only positions that have a target: prompt and padding rows
+    /// need no logits), 64 at a time: body(rowIDs, gathered final-norm rows, logits).
+    func forEachHeadChunk(_ rows: [Int], _ a: TrainActivations,
+                          _ body: (ArraySlice<Int>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let d = config.hiddenSize
+        var k = 0
+        while k < rows.count {
+            let ids = rows[k..<min(k + a.chunk, rows.count)]
+            let x = a.xnGathered.pointer
+            for (i, r) in ids.enumerated() { (x + i * d).update(from: a.xnF.pointer + r * d, count: d) }
+            linear(a.logits.pointer, x, w.lmHead, rows: ids.count, out: config.vocabSize, in: d)
+            body(ids, x, a.logits.pointer)
+            k += a.chunk
+        }
     }
 
     func tokenizerBounds(_ ids: [Int32], _ what: String) throws {
@@ -165,27 +180,22 @@ extension LlamaModel {
         dX.update(repeating: 0, count: rows * d)
         // LM head, chunk by chunk: dlogits = c·(onehot − softmax) with c = dL/dlogp.
         a.dXn.pointer.update(repeating: 0, count: rows * d)
-        var r0 = 0
-        while r0 < rows {
-            let n = min(a.chunk, rows - r0)
-            let lg = a.logits.pointer
-            linear(lg, a.xnF.pointer + r0 * d, w.lmHead, rows: n, out: c.vocabSize, in: d)
-            for i in 0..<n {
+        let scored = batch.targets.indices.filter { batch.targets[$0] >= 0 && dLogp[$0] != 0 }
+        forEachHeadChunk(scored, a) { rowIDs, x, lg in
+            let n = rowIDs.count
+            for (i, r) in rowIDs.enumerated() {
                 let row = lg + i * c.vocabSize
-                let t = batch.targets[r0 + i]
-                let coef = t >= 0 ? dLogp[r0 + i] : 0
-                if coef == 0 { row.update(repeating: 0, count: c.vocabSize); continue }
+                let coef = dLogp[r]
                 softmaxInPlace(row, c.vocabSize)
                 for j in 0..<c.vocabSize { row[j] *= -coef }
-                row[Int(t)] += coef
+                row[Int(batch.targets[r])] += coef
             }
-            // dxnF = dlogits · W_head ; dW_head += dlogitsᵀ · xnF
-            sgemm(m: n, n: d, k: c.vocabSize, a: lg, lda: c.vocabSize, b: w.lmHead, ldb: d, c: a.dXn.pointer + r0 * d, ldc: d)
+            // dxnF = dlogits · W_head (scattered back to its rows) ; dW_head += dlogitsᵀ · xnF
+            sgemm(m: n, n: d, k: c.vocabSize, a: lg, lda: c.vocabSize, b: w.lmHead, ldb: d, c: a.gathered.pointer, ldc: d)
+            for (i, r) in rowIDs.enumerated() { (a.dXn.pointer + r * d).update(from: a.gathered.pointer + i * d, count: d) }
             if let gh = g(w.lmHead) {
-                sgemm(transA: true, m: c.vocabSize, n: d, k: n, a: lg, lda: c.vocabSize, b: a.xnF.pointer + r0 * d, ldb: d,
-                      beta: 1, c: gh, ldc: d)
+                sgemm(transA: true, m: c.vocabSize, n: d, k: n, a: lg, lda: c.vocabSize, b: x, ldb: d, beta: 1, c: gh, ldc: d)
             }
-            r0 += n
         }
         rmsnormBackward(dx: dX, dweight: g(w.norm), dout: a.dXn.pointer, x: a.xs.pointer + c.numLayers * rows * d,
                         weight: w.norm, rstd: a.rstdF.pointer, rows: rows, dim: d)
