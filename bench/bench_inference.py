@@ -2,18 +2,21 @@
 """Inference throughput: Ponder vs llama.cpp (llama-cpp-python) vs transformers, one run, one machine.
 
   python3 bench/bench_inference.py [--engines ponder,llamacpp,transformers] [--threads 2]
-                                   [--max-tokens 128] [--group 8] [--repeats 2]
+                                   [--max-tokens 128] [--group 8] [--rounds 2] [--wait-idle S]
 
 Model: SmolLM2-135M-Instruct, all three engines on the same F32 GGUF
 (models/SmolLM2-135M-Instruct.F32.gguf, created from the Q4_1 GGUF with gguf-py if missing).
 
 Scenarios (prompt: a GSM8K question in SmolLM2's chat template, 128 tokens):
-  prefill  tokens/s processing the prompt (best of 3)
-  decode   batch 1, up to --max-tokens greedy tokens; generated tokens / decode time (prefill excluded)
+  prefill  tokens/s processing the prompt
+  decode   batch 1, --max-tokens greedy tokens; generated tokens / decode time (prefill excluded)
   group    --group completions of the one prompt, temperature 0.8 sampling;
            total generated tokens / decode time (prefill excluded)
-Each engine runs in its own child process (no thread-pool interference between engines),
-is warmed up once, and every timed scenario is repeated --repeats times (best kept).
+Each engine runs in its own child process (no thread-pool interference between engines) and is
+warmed up once. The engines run --rounds times, interleaved (llama.cpp, Ponder, transformers,
+llama.cpp, ...), and each scenario keeps its best run, so a burst of load from another process
+(e.g. a compile) is unlikely to hit the same scenario of one engine in every round. Every timed run
+records how much CPU other processes used meanwhile; the table flags figures taken under load.
 
 Prints a markdown table with Ponder/peer ratios and writes bench/out/inference.json.
 See bench/README.md.
@@ -55,6 +58,8 @@ PROMPT = (
 
 GROUP_TEMPERATURE = 0.8
 GROUP_SEED = 1
+PREFILL_RUNS = 3  # timed prompt passes per round (cheap)
+LOADED = 0.10  # a run is "under load" when other processes used > 10% of the machine's CPU meanwhile
 
 # transformers fp32, 2 threads, on this kind of machine (figures given with the task), and the targets.
 REFERENCE = {
@@ -63,6 +68,55 @@ REFERENCE = {
 }
 
 ENGINE_LABELS = {"ponder": "Ponder", "llamacpp": "llama.cpp", "transformers": "transformers"}
+SCENARIOS = ("prefill", "decode", "group")
+
+
+# --------------------------------------------------------------------------------------------
+# CPU accounting (is anything else running?)
+# --------------------------------------------------------------------------------------------
+
+def busy_cpu_seconds() -> float | None:
+    """All CPUs' non-idle time since boot, seconds (/proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process (all threads) and its waited-for children."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+class Meter:
+    """with Meter() as m: ...  ->  m.other: fraction of the machine's CPU capacity that *other*
+    processes used during the block (None if /proc/stat is unreadable)."""
+
+    def __enter__(self):
+        self.b0, self.o0, self.t0 = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        b1, o1 = busy_cpu_seconds(), own_cpu_seconds()
+        if self.b0 is None or b1 is None or wall <= 0:
+            self.other = None
+        else:
+            other = max(0.0, (b1 - self.b0) - (o1 - self.o0))
+            self.other = round(min(1.0, other / (wall * (os.cpu_count() or 1))), 3)
+        return False
+
+
+def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
+    b0 = busy_cpu_seconds()
+    time.sleep(seconds)
+    b1 = busy_cpu_seconds()
+    if b0 is None or b1 is None:
+        return None
+    return (b1 - b0) / (seconds * (os.cpu_count() or 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,19 +199,20 @@ def ensure_f32_gguf() -> dict | None:
 
 
 # --------------------------------------------------------------------------------------------
-# workers (each runs in its own process and prints one JSON object on its last stdout line)
+# workers: each runs in its own process and prints one JSON object on its last stdout line:
+#   {"runs": {"prefill": [run...], "decode": [...], "group": [...]}, ...engine info...}
+#   run = {"tokens", "seconds", "tps", "other_cpu", ...}
 # --------------------------------------------------------------------------------------------
 
-def best(values):
-    values = [v for v in values if v]
-    return max(values) if values else None
+def run_record(tokens: int, seconds: float, meter: Meter, **extra) -> dict:
+    return {"tokens": int(tokens), "seconds": seconds, "tps": tokens / seconds if seconds > 0 else None,
+            "other_cpu": meter.other, **extra}
 
 
 def worker_ponder(a) -> dict:
     os.environ.setdefault("PONDER_LIBRARY", PONDER_LIB_DEFAULT)
     sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
-    res: dict = {}
-    gen = None
+    res: dict = {"runs": {s: [] for s in SCENARIOS}}
     try:
         if a.ponder_driver == "cli":
             raise ImportError("--ponder-driver cli")
@@ -187,31 +242,29 @@ def worker_ponder(a) -> dict:
             return json.loads(p.stdout.strip().splitlines()[-1])
 
     gen(8)  # warm-up
-    pre = [gen(1) for _ in range(3)]
-    res["prompt_tokens"] = pre[0]["prompt_tokens"]
-    res["prefill_tps"] = best(r["timings"]["prefill_tokens_per_second"] for r in pre)
-    res["prefill_runs"] = [r["timings"] for r in pre]
+    for _ in range(PREFILL_RUNS):
+        with Meter() as m:
+            r = gen(1)
+        t = r["timings"]
+        res["prompt_tokens"] = r["prompt_tokens"]
+        res["runs"]["prefill"].append(run_record(r["prompt_tokens"], t["prefill_seconds"], m))
 
-    dec = []
     for _ in range(a.repeats):
-        r = gen(a.max_tokens)
+        with Meter() as m:
+            r = gen(a.max_tokens)
         c = r["completions"][0]
-        dec.append({"tokens": len(c["token_ids"]), "finish_reason": c["finish_reason"], **r["timings"]})
+        res["runs"]["decode"].append(run_record(len(c["token_ids"]), r["timings"]["decode_seconds"], m,
+                                                finish_reason=c["finish_reason"]))
         res["decode_text"] = c["text"]
         res["decode_ids"] = list(c["token_ids"])
-    res["decode_runs"] = dec
-    res["decode_tps"] = best(d["tokens"] / d["decode_seconds"] for d in dec if d["decode_seconds"] > 0)
-    res["decode_tokens"] = dec[0]["tokens"]
 
     try:
-        grp = []
         for _ in range(a.repeats):
-            r = gen(a.max_tokens, temperature=GROUP_TEMPERATURE, n=a.group, seed=GROUP_SEED)
+            with Meter() as m:
+                r = gen(a.max_tokens, temperature=GROUP_TEMPERATURE, n=a.group, seed=GROUP_SEED)
             toks = [len(c["token_ids"]) for c in r["completions"]]
-            grp.append({"sequences": len(toks), "tokens": sum(toks), "per_sequence": toks, **r["timings"]})
-        res["group_runs"] = grp
-        res["group_tps"] = best(g["tokens"] / g["decode_seconds"] for g in grp if g["decode_seconds"] > 0)
-        res["group_tokens"] = grp[0]["tokens"]
+            res["runs"]["group"].append(run_record(sum(toks), r["timings"]["decode_seconds"], m,
+                                                   sequences=len(toks), per_sequence=toks))
         res["group_mode"] = f"{a.group} sequences decoded together (n={a.group})"
     except Exception as e:
         res["group_error"] = f"{type(e).__name__}: {e}"
@@ -227,7 +280,8 @@ def worker_llamacpp(a) -> dict:
     import llama_cpp as lc
     from llama_cpp import Llama
 
-    res: dict = {"driver": f"llama-cpp-python {lc.__version__} (llama_batch/llama_decode, CPU)"}
+    res: dict = {"runs": {s: [] for s in SCENARIOS},
+                 "driver": f"llama-cpp-python {lc.__version__} (llama_batch/llama_decode, CPU)"}
     t0 = time.perf_counter()
     llm = Llama(model_path=F32_GGUF, n_ctx=256, n_threads=a.threads, n_threads_batch=a.threads,
                 seed=0, verbose=False)
@@ -279,7 +333,7 @@ def worker_llamacpp(a) -> dict:
         lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
         t = time.perf_counter()
         fill(ctx, [(tok, i, 0, i == P - 1) for i, tok in enumerate(prompt)])
-        first = logits(ctx, P - 1).copy()  # the copy waits for the computation to finish
+        first = logits(ctx, P - 1).copy()  # reading the logits waits for the computation to finish
         return time.perf_counter() - t, first
 
     def sample_rows(z, temperature):
@@ -289,7 +343,8 @@ def worker_llamacpp(a) -> dict:
         return np.argmax(z.astype(np.float64) / temperature + g, axis=-1)
 
     def decode(ctx, first, n_seq, temperature):
-        """n_seq sequences continue the prefilled prompt (seq 0) for N tokens each, no EOS stop."""
+        """n_seq sequences continue the prefilled prompt (seq 0) for N tokens each (no EOS stop):
+        N samplings + N-1 llama_decode calls of n_seq rows."""
         mem = lc.llama_get_memory(ctx)
         for s in range(1, n_seq):
             lc.llama_memory_seq_cp(mem, 0, s, 0, P)
@@ -306,41 +361,35 @@ def worker_llamacpp(a) -> dict:
         return dt, np.stack(out, axis=1)  # (n_seq, N)
 
     ctx1 = new_ctx(1)
-    # warm-up
-    _, lg = prefill(ctx1)
+    _, lg = prefill(ctx1)  # warm-up
     decode(ctx1, lg, 1, 0.0)
 
-    pre = [prefill(ctx1)[0] for _ in range(3)]
-    res["prefill_runs_seconds"] = pre
-    res["prefill_tps"] = P / min(pre)
+    for _ in range(PREFILL_RUNS):
+        with Meter() as m:
+            dt, _ = prefill(ctx1)
+        res["runs"]["prefill"].append(run_record(P, dt, m))
 
-    dec = []
     eos = llm.token_eos()
     for _ in range(a.repeats):
         _, lg = prefill(ctx1)
-        dt, toks = decode(ctx1, lg, 1, 0.0)
-        dec.append({"tokens": int(toks.size), "decode_seconds": dt})
+        with Meter() as m:
+            dt, toks = decode(ctx1, lg, 1, 0.0)
+        res["runs"]["decode"].append(run_record(toks.size, dt, m))
         ids = toks[0].tolist()
         res["decode_ids"] = ids
         res["decode_text"] = llm.detokenize(ids).decode(errors="replace")
         res["decode_eos_at"] = ids.index(eos) if eos in ids else None
-    res["decode_runs"] = dec
-    res["decode_tps"] = best(d["tokens"] / d["decode_seconds"] for d in dec)
-    res["decode_tokens"] = dec[0]["tokens"]
 
     # group, batched: G sequences share the prompt KV (llama_memory_seq_cp) and decode as one
     # G-row llama_batch per step (what llama.cpp's `batched` example / llama-server slots do).
     ctxg = new_ctx(G)
     _, lg = prefill(ctxg)
     decode(ctxg, lg, G, GROUP_TEMPERATURE)  # warm-up of the G-row path
-    grp = []
     for _ in range(a.repeats):
         _, lg = prefill(ctxg)
-        dt, toks = decode(ctxg, lg, G, GROUP_TEMPERATURE)
-        grp.append({"sequences": G, "tokens": int(toks.size), "decode_seconds": dt})
-    res["group_runs"] = grp
-    res["group_tps"] = best(g["tokens"] / g["decode_seconds"] for g in grp)
-    res["group_tokens"] = grp[0]["tokens"]
+        with Meter() as m:
+            dt, toks = decode(ctxg, lg, G, GROUP_TEMPERATURE)
+        res["runs"]["group"].append(run_record(toks.size, dt, m, sequences=G))
     res["group_mode"] = (f"{G} sequences batched via the low-level llama_batch API (shared prompt KV); "
                          "llama-cpp-python's high-level API has no batched sampling")
 
@@ -349,13 +398,13 @@ def worker_llamacpp(a) -> dict:
         _, lg = prefill(ctx1)
         mem = lc.llama_get_memory(ctx1)
         total_t, total_n = 0.0, 0
-        for _s in range(G):
-            lc.llama_memory_seq_rm(mem, 0, P, -1)
-            dt, toks = decode(ctx1, lg, 1, GROUP_TEMPERATURE)
-            total_t += dt
-            total_n += int(toks.size)
-        res["group_sequential"] = {"sequences": G, "tokens": total_n, "decode_seconds": total_t,
-                                   "tps": total_n / total_t}
+        with Meter() as m:
+            for _s in range(G):
+                lc.llama_memory_seq_rm(mem, 0, P, -1)
+                dt, toks = decode(ctx1, lg, 1, GROUP_TEMPERATURE)
+                total_t += dt
+                total_n += int(toks.size)
+        res["group_sequential"] = run_record(total_n, total_t, m, sequences=G)
     lc.llama_batch_free(batch)
     lc.llama_free(ctx1)
     lc.llama_free(ctxg)
@@ -371,17 +420,18 @@ def worker_transformers(a) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
     torch.set_num_threads(a.threads)
-    res: dict = {"driver": f"transformers {transformers.__version__}, torch {torch.__version__}, fp32, "
+    res: dict = {"runs": {s: [] for s in SCENARIOS},
+                 "driver": f"transformers {transformers.__version__}, torch {torch.__version__}, fp32, "
                            f"{torch.get_num_threads()} threads"}
     d, name = os.path.dirname(F32_GGUF), os.path.basename(F32_GGUF)
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
     model.eval()
     res["load_seconds"] = time.perf_counter() - t0
+    tok = None
     if a.prompt_ids:
         ids = json.loads(a.prompt_ids)
         res["prompt_ids_from"] = "llama.cpp tokenizer (same ids as the other engines)"
-        tok = None
     else:
         tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
         ids = tok(PROMPT, add_special_tokens=False)["input_ids"]
@@ -392,15 +442,14 @@ def worker_transformers(a) -> dict:
     res["prompt_tokens"] = P
     eos = model.config.eos_token_id if model.config.eos_token_id is not None else 2
 
-    def forward(batch):
-        x = input_ids.repeat(batch, 1)
+    def forward():
         with torch.inference_mode():
             t = time.perf_counter()
-            model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True)
+            model(input_ids=input_ids, attention_mask=mask, use_cache=True)
             return time.perf_counter() - t
 
     class FirstStep(LogitsProcessor):
-        """Stamps the first logits-processor call: generate()'s prefill forward is done by then."""
+        """Stamps the first logits-processor call: generate()'s prompt forward is done by then."""
         def __init__(self):
             self.t = None
 
@@ -409,50 +458,39 @@ def worker_transformers(a) -> dict:
                 self.t = time.perf_counter()
             return scores
 
-    def generate(**kw):
-        """-> (total seconds, decode seconds, new token ids). Decode = from the end of the prompt forward
-        (first logits-processor call) to the end: N samplings + N-1 forwards, like the other engines."""
+    def generate(max_new, **kw):
+        """-> (decode seconds, new token ids). Decode = from the end of the prompt forward (first
+        logits-processor call) to the end: N samplings + N-1 forwards, like the other engines."""
         stamp = FirstStep()
         with torch.inference_mode():
-            t = time.perf_counter()
-            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=a.max_tokens,
-                                 min_new_tokens=a.max_tokens, pad_token_id=eos,
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new,
+                                 min_new_tokens=max_new, pad_token_id=eos,
                                  logits_processor=LogitsProcessorList([stamp]), **kw)
-            t_end = time.perf_counter()
-            return t_end - t, t_end - stamp.t, out[:, P:]
+            return time.perf_counter() - stamp.t, out[:, P:]
 
-    # warm-up
-    forward(1)
-    with torch.inference_mode():
-        model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=eos)
+    forward()  # warm-up
+    generate(8, do_sample=False)
+    generate(8, do_sample=True, temperature=GROUP_TEMPERATURE, top_k=0, top_p=1.0, num_return_sequences=a.group)
 
-    pre = [forward(1) for _ in range(5)]
-    res["prefill_runs_seconds"] = pre
-    res["prefill_tps"] = P / min(pre)
+    for _ in range(PREFILL_RUNS):
+        with Meter() as m:
+            dt = forward()
+        res["runs"]["prefill"].append(run_record(P, dt, m))
 
-    dec = []
     for _ in range(a.repeats):
-        total, dt, out = generate(do_sample=False)
-        n = int(out.shape[1])
-        dec.append({"tokens": n, "total_seconds": total, "decode_seconds": dt})
+        with Meter() as m:
+            dt, out = generate(a.max_tokens, do_sample=False)
+        res["runs"]["decode"].append(run_record(out.shape[1], dt, m))
         res["decode_ids"] = out[0].tolist()
         if tok is not None:
             res["decode_text"] = tok.decode(out[0])
-    res["decode_runs"] = dec
-    res["decode_tps"] = best(d["tokens"] / d["decode_seconds"] for d in dec)
-    res["decode_tokens"] = dec[0]["tokens"]
 
-    grp = []
     for _ in range(a.repeats):
         torch.manual_seed(GROUP_SEED)
-        total, dt, out = generate(do_sample=True, temperature=GROUP_TEMPERATURE, top_k=0, top_p=1.0,
-                              num_return_sequences=a.group)
-        n = int(out.numel())
-        grp.append({"sequences": int(out.shape[0]), "tokens": n, "total_seconds": total,
-                    "decode_seconds": dt, "end_to_end_tps": n / total})
-    res["group_runs"] = grp
-    res["group_tps"] = best(g["tokens"] / g["decode_seconds"] for g in grp)
-    res["group_tokens"] = grp[0]["tokens"]
+        with Meter() as m:
+            dt, out = generate(a.max_tokens, do_sample=True, temperature=GROUP_TEMPERATURE, top_k=0, top_p=1.0,
+                               num_return_sequences=a.group)
+        res["runs"]["group"].append(run_record(out.numel(), dt, m, sequences=int(out.shape[0])))
     res["group_mode"] = f"generate(do_sample=True, num_return_sequences={a.group}) ({a.group}-row batch)"
     res["notes"] = ("decode time = from the first logits-processor call (prompt forward done) to the end of "
                     "generate(); min_new_tokens forces max_tokens tokens (no EOS stop)")
@@ -466,45 +504,57 @@ WORKERS = {"ponder": worker_ponder, "llamacpp": worker_llamacpp, "transformers":
 # orchestration
 # --------------------------------------------------------------------------------------------
 
-def run_worker(engine: str, a, prompt_ids=None) -> dict:
+def run_worker(engine: str, a, rnd: int, prompt_ids=None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--threads", str(a.threads),
            "--max-tokens", str(a.max_tokens), "--group", str(a.group), "--repeats", str(a.repeats)]
-    if not a.sequential_group:
+    if not a.sequential_group or rnd > 0:  # the sequential llama.cpp group runs in round 1 only
         cmd.append("--no-sequential-group")
     if engine == "ponder":
         cmd += ["--ponder-driver", a.ponder_driver]
     if prompt_ids:
         cmd += ["--prompt-ids", json.dumps(prompt_ids)]
+    print(f"[bench] round {rnd + 1}/{a.rounds}: {ENGINE_LABELS[engine]} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    print(f"[bench] {ENGINE_LABELS[engine]} ...", file=sys.stderr, flush=True)
-    s0, r0 = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+        with Meter() as m:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {a.timeout} s"}
     wall = time.perf_counter() - t0
-    s1, r1 = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    # CPU time other processes used while this engine ran (machine busy time - our child's CPU time)
-    other = None
-    if s0 is not None and s1 is not None:
-        own = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-        other = max(0.0, (s1 - s0) - own)
-    lines = p.stdout.strip().splitlines()
     try:
-        res = json.loads(lines[-1])
+        res = json.loads(p.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         res = {"error": f"rc={p.returncode}: {(p.stderr or p.stdout).strip()[-1500:]}"}
     res["wall_seconds"] = round(wall, 1)
-    if other is not None:
-        res["other_processes_cpu_seconds"] = round(other, 1)
-        if other > 0.05 * wall * (os.cpu_count() or 1):
-            print(f"[bench]   WARNING: other processes used {other:.0f} CPU-seconds while {ENGINE_LABELS[engine]} "
-                  f"ran ({wall:.0f} s wall) -- its numbers are likely low", file=sys.stderr)
-    if "error" in res:
-        print(f"[bench]   {ENGINE_LABELS[engine]} failed: {res['error']}", file=sys.stderr)
-    else:
-        print(f"[bench]   done in {wall:.1f} s", file=sys.stderr)
+    res["other_cpu"] = m.other
+    msg = f"done in {wall:.1f} s" if "error" not in res else f"FAILED: {res['error']}"
+    if m.other is not None and m.other > LOADED:
+        msg += f" (other processes used {m.other:.0%} of the CPUs meanwhile)"
+    print(f"[bench]   {msg}", file=sys.stderr, flush=True)
     return res
+
+
+def merge(rounds: list[dict]) -> dict:
+    """One engine's rounds -> summary: every run, and per scenario the best run."""
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return {"error": rounds[-1].get("error", "no result") if rounds else "not run"}
+    out = {k: v for k, v in ok[-1].items() if k not in ("runs", "wall_seconds", "other_cpu")}
+    out["rounds"] = [{"wall_seconds": r.get("wall_seconds"), "other_cpu": r.get("other_cpu"),
+                      **({"error": r["error"]} if "error" in r else {})} for r in rounds]
+    for r in ok:  # keep the first round's extras where the last lacks them
+        for k in ("group_sequential", "prompt_ids", "load_seconds"):
+            if k in r and k not in out:
+                out[k] = r[k]
+    out["runs"] = {s: [run for r in ok for run in r.get("runs", {}).get(s, [])] for s in SCENARIOS}
+    for s in SCENARIOS:
+        runs = [x for x in out["runs"][s] if x.get("tps")]
+        if runs:
+            b = max(runs, key=lambda x: x["tps"])
+            out[f"{s}_tps"] = b["tps"]
+            out[f"{s}_tokens"] = b["tokens"]
+            out[f"{s}_other_cpu"] = b.get("other_cpu")
+    return out
 
 
 def fmt(x, digits=1):
@@ -513,6 +563,11 @@ def fmt(x, digits=1):
 
 def ratio(a, b):
     return None if not a or not b else a / b
+
+
+def fmt_ratio(a, b):
+    r = ratio(a, b)
+    return "n/a" if r is None else f"{r:.2f}x"
 
 
 def greedy_agreement(results: dict) -> dict:
@@ -531,58 +586,80 @@ def greedy_agreement(results: dict) -> dict:
 
 
 def table(results: dict, a) -> str:
-    eng = [e for e in ("ponder", "llamacpp", "transformers")]
+    eng = ("ponder", "llamacpp", "transformers")
     ref = REFERENCE["transformers_reported"]
     get = lambda e, k: (results.get(e) or {}).get(k)
-    rows = [
-        ("prefill", f"prefill ({get('ponder', 'prompt_tokens') or get('llamacpp', 'prompt_tokens') or '?'}-token prompt)"),
-        ("decode", f"decode, batch 1 ({a.max_tokens} tokens, greedy)"),
-        ("group", f"group decode ({a.group} x {a.max_tokens}, T={GROUP_TEMPERATURE})"),
-    ]
-    hdr = ("| tokens/s | Ponder | llama.cpp | transformers | Ponder / llama.cpp | Ponder / transformers "
-           "| transformers (reported) | Ponder / transformers (reported) |")
-    lines = [hdr, "|" + "---|" * 8]
-    for key, label in rows:
-        v = {e: get(e, f"{key}_tps") for e in eng}
-        cells = [label] + [fmt(v[e]) for e in eng]
-        cells += [fmt(ratio(v["ponder"], v["llamacpp"]), 2) + "x" if ratio(v["ponder"], v["llamacpp"]) else "n/a",
-                  fmt(ratio(v["ponder"], v["transformers"]), 2) + "x" if ratio(v["ponder"], v["transformers"]) else "n/a",
-                  fmt(ref[key]),
-                  fmt(ratio(v["ponder"], ref[key]), 2) + "x" if ratio(v["ponder"], ref[key]) else "n/a"]
-        lines.append("| " + " | ".join(cells) + " |")
+    prompt_tokens = get("ponder", "prompt_tokens") or get("llamacpp", "prompt_tokens") or "?"
+    labels = {
+        "prefill": f"prefill ({prompt_tokens}-token prompt)",
+        "decode": f"decode, batch 1 ({a.max_tokens} tokens, greedy)",
+        "group": f"group decode ({a.group} x {a.max_tokens}, T={GROUP_TEMPERATURE})",
+    }
+    lines = ["| tokens/s | Ponder | llama.cpp | transformers | Ponder / llama.cpp | Ponder / transformers "
+             "| transformers (reported) | Ponder / transformers (reported) |", "|" + "---|" * 8]
+    loaded = []
+    for s in SCENARIOS:
+        v = {e: get(e, f"{s}_tps") for e in eng}
+        cells = []
+        for e in eng:
+            c = fmt(v[e])
+            o = get(e, f"{s}_other_cpu")
+            if o is not None and o > LOADED:
+                c += " *"
+                loaded.append(f"{ENGINE_LABELS[e]} {s} ({o:.0%})")
+            cells.append(c)
+        lines.append("| " + " | ".join([labels[s]] + cells + [
+            fmt_ratio(v["ponder"], v["llamacpp"]), fmt_ratio(v["ponder"], v["transformers"]),
+            fmt(ref[s]), fmt_ratio(v["ponder"], ref[s])]) + " |")
+
     notes = []
+    if loaded:
+        notes.append("\\* measured while other processes used more than 10% of the CPUs (share in parentheses): "
+                     + ", ".join(loaded) + " -- probably too low; rerun on an idle machine.")
     lcpp = results.get("llamacpp") or {}
     if "group_mode" in lcpp:
         notes.append(f"llama.cpp group: {lcpp['group_mode']}.")
-    if "group_sequential" in lcpp:
-        gs = lcpp["group_sequential"]
-        notes.append(f"llama.cpp group as {gs['sequences']} sequential batch-1 completions (high-level-API "
+    gs = lcpp.get("group_sequential")
+    if gs and gs.get("tps"):
+        notes.append(f"llama.cpp group as {gs['sequences']} sequential batch-1 completions (the high-level-API "
                      f"equivalent): {gs['tps']:.1f} tok/s (Ponder / that: "
-                     f"{fmt(ratio(results.get('ponder', {}).get('group_tps'), gs['tps']), 2)}x).")
+                     f"{fmt_ratio(get('ponder', 'group_tps'), gs['tps'])}"
+                     + (f"; measured under {gs['other_cpu']:.0%} other load" if (gs.get("other_cpu") or 0) > LOADED
+                        else "") + ").")
     for e in eng:
         r = results.get(e) or {}
         if "error" in r:
             notes.append(f"{ENGINE_LABELS[e]}: ERROR {r['error'][:300]}")
         elif "group_error" in r:
             notes.append(f"{ENGINE_LABELS[e]} group: ERROR {r['group_error'][:300]}")
-        oth, wall = r.get("other_processes_cpu_seconds"), r.get("wall_seconds")
-        if oth is not None and wall and oth > 0.05 * wall * (os.cpu_count() or 1):
-            notes.append(f"WARNING: other processes used {oth:.0f} CPU-s during the {wall:.0f} s "
-                         f"{ENGINE_LABELS[e]} run; its figures are probably depressed -- rerun on an idle machine.")
-        if r.get("decode_tokens") is not None and e == "ponder" and r["decode_tokens"] < a.max_tokens:
-            notes.append(f"Ponder stopped at EOS after {r['decode_tokens']} tokens in the batch-1 decode "
-                         f"(the peers are forced to {a.max_tokens}).")
-        if e == "ponder" and r.get("group_tokens") is not None and r["group_tokens"] < a.group * a.max_tokens:
-            notes.append(f"Ponder group generated {r['group_tokens']} of {a.group * a.max_tokens} tokens "
-                         f"(sequences ending at EOS leave the batch; peers are forced to full length).")
+    p = results.get("ponder") or {}
+    if p.get("decode_tokens") is not None and p["decode_tokens"] < a.max_tokens:
+        notes.append(f"Ponder stopped at EOS after {p['decode_tokens']} tokens in the batch-1 decode "
+                     f"(the peers are forced to {a.max_tokens}).")
+    if p.get("group_tokens") is not None and p["group_tokens"] < a.group * a.max_tokens:
+        notes.append(f"Ponder's group generated {p['group_tokens']} of {a.group * a.max_tokens} tokens "
+                     f"(sequences ending at EOS leave the batch; the peers are forced to full length).")
     agree = greedy_agreement(results)
     if agree:
         notes.append("Greedy batch-1 tokens identical to Ponder's for the first: "
                      + ", ".join(f"{ENGINE_LABELS[e]} {n}" for e, n in agree.items()) + " tokens.")
-    if results.get("ponder", {}).get("driver"):
-        notes.append(f"Ponder driven via {results['ponder']['driver']}.")
+    if p.get("driver"):
+        notes.append(f"Ponder driven via {p['driver']}.")
+    notes.append(f"Best of {a.rounds} interleaved rounds x {a.repeats} runs per decode scenario "
+                 f"({a.rounds} x {PREFILL_RUNS} for prefill), {a.threads} threads everywhere.")
     notes.append("Targets: " + REFERENCE["targets"] + ".")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def main() -> None:
@@ -591,8 +668,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs per decode/group scenario (best kept)")
-    ap.add_argument("--timeout", type=int, default=300, help="per-engine timeout, seconds")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the engines (best run kept)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs per decode scenario per round")
+    ap.add_argument("--timeout", type=int, default=300, help="per-engine, per-round timeout, seconds")
     ap.add_argument("--no-sequential-group", dest="sequential_group", action="store_false",
                     help="skip llama.cpp's extra sequential (batch-1) group run")
     ap.add_argument("--ponder-driver", choices=("auto", "binding", "cli"), default="auto",
@@ -615,6 +693,10 @@ def main() -> None:
         return
 
     t_start = time.perf_counter()
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    for e in engines:
+        if e not in WORKERS:
+            sys.exit(f"unknown engine {e!r} (choose from {', '.join(WORKERS)})")
     f32_info = ensure_f32_gguf()
     if a.wait_idle > 0:
         deadline, calm = time.time() + a.wait_idle, 0
@@ -624,21 +706,23 @@ def main() -> None:
         if calm < 3:
             print(f"[bench] machine still busy after --wait-idle {a.wait_idle} s; running anyway", file=sys.stderr)
     busy = cpu_busy_fraction()
-    if busy is not None and busy > 0.10:
+    if busy is not None and busy > LOADED:
         print(f"[bench] WARNING: the CPUs are {busy:.0%} busy before the bench starts -- something else is "
-              "running; the numbers will be low and noisy.", file=sys.stderr)
-    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
-    for e in engines:
-        if e not in WORKERS:
-            sys.exit(f"unknown engine {e!r} (choose from {', '.join(WORKERS)})")
-    results: dict = {}
-    prompt_ids = None
+              "running; figures taken under load are flagged with *.", file=sys.stderr)
+
     # llama.cpp first so transformers can be fed exactly the same prompt token ids
     order = sorted(engines, key=lambda e: {"llamacpp": 0, "ponder": 1, "transformers": 2}[e])
-    for e in order:
-        results[e] = run_worker(e, a, prompt_ids if e == "transformers" else None)
-        if e == "llamacpp" and "prompt_ids" in results[e]:
-            prompt_ids = results[e].pop("prompt_ids")
+    per_engine: dict = {e: [] for e in order}
+    prompt_ids = None
+    for rnd in range(a.rounds):
+        for e in order:
+            r = run_worker(e, a, rnd, prompt_ids if e == "transformers" else None)
+            per_engine[e].append(r)
+            if e == "llamacpp" and r.get("prompt_ids"):
+                prompt_ids = r["prompt_ids"]
+    results = {e: merge(rs) for e, rs in per_engine.items()}
+    for r in results.values():
+        r.pop("prompt_ids", None)
 
     md = table(results, a)
     print(md)
@@ -648,18 +732,19 @@ def main() -> None:
         "f32_gguf_created": f32_info,
         "prompt": PROMPT,
         "settings": {"threads": a.threads, "max_tokens": a.max_tokens, "group": a.group,
-                     "group_temperature": GROUP_TEMPERATURE, "repeats": a.repeats},
+                     "group_temperature": GROUP_TEMPERATURE, "rounds": a.rounds, "repeats": a.repeats,
+                     "prefill_runs_per_round": PREFILL_RUNS},
         "cpu_busy_before": busy,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu": _cpu_name(), "cores": os.cpu_count(),
                     "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": results,
-        "ratios": {k: {"ponder_over_llamacpp": ratio(results.get("ponder", {}).get(f"{k}_tps"),
-                                                     results.get("llamacpp", {}).get(f"{k}_tps")),
-                       "ponder_over_transformers": ratio(results.get("ponder", {}).get(f"{k}_tps"),
-                                                         results.get("transformers", {}).get(f"{k}_tps"))}
-                   for k in ("prefill", "decode", "group")},
+        "ratios": {s: {"ponder_over_llamacpp": ratio(results.get("ponder", {}).get(f"{s}_tps"),
+                                                     results.get("llamacpp", {}).get(f"{s}_tps")),
+                       "ponder_over_transformers": ratio(results.get("ponder", {}).get(f"{s}_tps"),
+                                                         results.get("transformers", {}).get(f"{s}_tps"))}
+                   for s in SCENARIOS},
         "greedy_agreement_with_ponder": greedy_agreement(results),
         "reference": REFERENCE,
         "table_markdown": md,
@@ -669,42 +754,6 @@ def main() -> None:
     with open(a.out, "w") as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
     print(f"\n[bench] wrote {os.path.relpath(a.out, ROOT)} (total {report['total_seconds']} s)", file=sys.stderr)
-
-
-def _busy_cpu_seconds() -> float | None:
-    """All CPUs' non-idle time so far, seconds (from /proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
-    """Fraction of all CPU time spent busy over `seconds` (before any engine starts)."""
-    def read():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]  # total, idle + iowait
-    try:
-        t0, i0 = read()
-        time.sleep(seconds)
-        t1, i1 = read()
-        return 1 - (i1 - i0) / max(1, t1 - t0)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

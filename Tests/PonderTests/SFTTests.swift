@@ -138,3 +138,27 @@ final class SFTTests: XCTestCase {
         }
     }
 }
+
+/// LoRA on the real SmolLM2 base (about 2 minutes): 16 GSM8K examples overfit.
+final class SmolLoRATests: XCTestCase {
+    func testLoRAOverfits16GSM8KExamplesOnSmolLM2() throws {
+        _ = try Fixtures.smol()  // skips (or fails in CI) when the model is missing
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ponder-lora16-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lines = try String(contentsOfFile: Fixtures.repo.appendingPathComponent("data/gsm8k/train.jsonl").path, encoding: .utf8)
+            .split(separator: "\n").prefix(16)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
+        let cfg = try SFTConfig(json: JSONValue.parse("""
+        {"model": {"path": "\(Fixtures.smolPath)"}, "lora": {"r": 16, "alpha": 32},
+         "data": {"train": "\(dir)/train.jsonl", "eval": "\(dir)/train.jsonl", "max_length": 160},
+         "training": {"batch_size": 4, "max_steps": 40, "learning_rate": 3e-3, "lr_scheduler_type": "cosine", "seed": 0}}
+        """))
+        let t = try SFTTrainer(config: cfg)
+        let before = try t.evaluate()
+        try t.run()
+        let after = try t.evaluate()
+        print("SmolLM2 LoRA: loss over the 16 examples \(before) → \(after)")
+        XCTAssertLessThan(after, 0.05)
+    }
+}
