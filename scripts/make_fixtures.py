@@ -152,6 +152,26 @@ def dumps(obj, indent: int = 0, scalar=None) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
 
 
+def load_reference_model(gguf: str, threads: int):
+    """transformers' fp32 model from the GGUF (it dequantizes and un-permutes Q/K itself),
+    deterministic, on `threads` threads."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True)
+    return AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(os.path.abspath(gguf)),
+        gguf_file=os.path.basename(gguf),
+        dtype=torch.float32,
+        attn_implementation="eager",
+    )
+
+
 def write_text(path: str, text: str) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
@@ -182,21 +202,7 @@ def main() -> int:
 
     # --- model reference ---
     import torch
-    import transformers
-    from transformers import AutoModelForCausalLM
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    torch.use_deterministic_algorithms(True)
-    model = AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(os.path.abspath(args.gguf)),
-        gguf_file=os.path.basename(args.gguf),
-        dtype=torch.float32,
-        attn_implementation="eager",
-    )
+    model = load_reference_model(args.gguf, threads=2)
     model.eval()
     vocab_size = model.config.vocab_size
 

@@ -47,7 +47,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from oracle_tokenizer import load_smollm2_tokenizer  # noqa: E402
-from make_fixtures import dumps as dumps_with  # noqa: E402
+from make_fixtures import dumps as dumps_with, load_reference_model  # noqa: E402
 
 SEQ_LEN = 16
 PAD_ID = 2  # <|im_end|>
@@ -156,21 +156,7 @@ def main() -> int:
     batch = build_batch(tok)
 
     import torch
-    import transformers
-    from transformers import AutoModelForCausalLM
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    torch.use_deterministic_algorithms(True)
-    model = AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(os.path.abspath(args.gguf)),
-        gguf_file=os.path.basename(args.gguf),
-        dtype=torch.float32,
-        attn_implementation="eager",
-    )
+    model = load_reference_model(args.gguf, threads=1)
     model.eval()  # no dropout (SmolLM2 has none anyway)
     params = dict(model.named_parameters())
     assert model.config.tie_word_embeddings

@@ -132,27 +132,20 @@ def _encode(s: Any, what: str) -> bytes:
     return s.encode("utf-8", "surrogatepass")
 
 
-class Model:
-    """A loaded model (GGUF file or Hugging Face directory). Thread-safe for generation."""
+class _Handle:
+    """An owned library handle, freed by `_free` on close() or garbage collection."""
+
+    _free = ""
 
     def __init__(self, handle: ctypes.c_void_p):
         self._handle = handle
 
-    @classmethod
-    def load(cls, path: str, threads: Optional[int] = None, **options: Any) -> "Model":
-        opts: Dict[str, Any] = {"path": path, **options}
-        if threads is not None:
-            opts["threads"] = threads
-        handle = ctypes.c_void_p()
-        _check(library().ponder_model_load(json.dumps(opts).encode(), ctypes.byref(handle)))
-        return cls(handle)
-
     def close(self) -> None:
         if self._handle is not None and self._handle.value:
-            library().ponder_model_free(self._handle)
+            getattr(library(), self._free)(self._handle)
         self._handle = None
 
-    def __enter__(self) -> "Model":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -166,8 +159,23 @@ class Model:
 
     @property
     def _h(self) -> ctypes.c_void_p:
-        # A closed model passes NULL, which the library reports as MISUSE.
+        # A closed handle passes NULL, which the library reports as MISUSE.
         return self._handle if self._handle is not None else ctypes.c_void_p()
+
+
+class Model(_Handle):
+    """A loaded model (GGUF file or Hugging Face directory). Thread-safe for generation."""
+
+    _free = "ponder_model_free"
+
+    @classmethod
+    def load(cls, path: str, threads: Optional[int] = None, **options: Any) -> "Model":
+        opts: Dict[str, Any] = {"path": path, **options}
+        if threads is not None:
+            opts["threads"] = threads
+        handle = ctypes.c_void_p()
+        _check(library().ponder_model_load(json.dumps(opts).encode(), ctypes.byref(handle)))
+        return cls(handle)
 
     def save(self, path: str, format: Optional[str] = None, dtype: str = "f32") -> None:
         """Writes a Hugging Face directory (format="safetensors") or a GGUF file ("gguf")."""
@@ -231,28 +239,15 @@ class Model:
         return json.loads(_take_string(out))
 
 
-class Trainer:
+class Trainer(_Handle):
     """A supervised fine-tuning run (config keys as in ponder.h: model, lora, data, training,
     output, threads). Not thread-safe."""
 
+    _free = "ponder_trainer_free"
+
     def __init__(self, config: Dict[str, Any]):
-        self._handle = ctypes.c_void_p()
+        super().__init__(ctypes.c_void_p())
         _check(library().ponder_trainer_create(json.dumps(config).encode(), ctypes.byref(self._handle)))
-
-    def close(self) -> None:
-        if self._handle is not None and self._handle.value:
-            library().ponder_trainer_free(self._handle)
-        self._handle = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    @property
-    def _h(self) -> ctypes.c_void_p:
-        return self._handle if self._handle is not None else ctypes.c_void_p()
 
     def step(self) -> Dict[str, Any]:
         out = ctypes.c_void_p()
