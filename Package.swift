@@ -14,6 +14,12 @@ let simd: [SwiftSetting] = []
 // The kernels index raw buffers whose sizes their callers have validated; overflow and bounds
 // traps in their inner loops cost a third of the decode matmul's instructions.
 let kernels: [SwiftSetting] = simd + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// The same kernel specialised for AVX-512, called only where /proc/cpuinfo reports avx512f.
+#if arch(x86_64)
+let avx512: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512", "-Ounchecked"])]
+#else
+let avx512: [SwiftSetting] = []
+#endif
 
 let package = Package(
     name: "Ponder",
@@ -26,7 +32,9 @@ let package = Package(
         .systemLibrary(name: "CJSONC", pkgConfig: "json-c", providers: [.apt(["libjson-c-dev"])]),
         .target(name: "PonderBase"),
         .target(name: "PonderJSON", dependencies: ["CJSONC", "PonderBase"]),
-        .target(name: "PonderKernels", dependencies: ["COpenBLAS"], swiftSettings: kernels),
+        .target(name: "PonderMatvec", swiftSettings: kernels),
+        .target(name: "PonderMatvec512", dependencies: ["PonderMatvec"], swiftSettings: avx512),
+        .target(name: "PonderKernels", dependencies: ["COpenBLAS", "PonderMatvec", "PonderMatvec512"], swiftSettings: kernels),
         .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"], swiftSettings: simd),
         .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"],
                 swiftSettings: simd),
@@ -34,7 +42,7 @@ let package = Package(
                 swiftSettings: simd),
         .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
         .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
-        .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel", "PonderTrain"]),
+        .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
     // task), which Swift 6's static checker cannot express without wrappers on every loop.

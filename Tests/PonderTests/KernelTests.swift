@@ -1,6 +1,8 @@
 import Dispatch
 import XCTest
 @testable import PonderKernels
+import PonderMatvec
+import PonderMatvec512
 
 extension Double { var asFloat: Float { Float(self) } }
 
@@ -89,6 +91,25 @@ final class KernelTests: XCTestCase {
         }
         group.wait()
         XCTAssertEqual((0..<4).map { failures[$0] }, [0, 0, 0, 0])
+    }
+
+    /// Both specialisations of the few-rows kernel (AVX2 and, where the CPU has it, AVX-512)
+    /// agree with the naive product on odd sizes.
+    func testFewRowsKernelBothWidths() {
+        for m in [1, 3, 8] {
+            let n = 13, k = 70
+            let x = random(m * k, seed: 3), w = random(n * k, seed: 4)
+            var want = [Float](repeating: 0, count: m * n)
+            for i in 0..<m { for j in 0..<n { for t in 0..<k { want[i * n + j] += x[i * k + t] * w[j * k + t] } } }
+            var y = [Float](repeating: 0, count: m * n)
+            fewRows(SIMD8<Float>.self, &y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: false)
+            for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX2 m=\(m)") }
+            if hasAVX512 {
+                y = [Float](repeating: 0, count: m * n)
+                fewRowsAVX512(&y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: false)
+                for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX-512 m=\(m)") }
+            }
+        }
     }
 
     func testDotAndRMSNorm() {
