@@ -43,14 +43,22 @@ func load<V: SIMD>(_: V.Type, _ p: UnsafePointer<Float>) -> V where V.Scalar == 
 
 @inlinable @inline(__always)
 func dotRow<V: SIMD>(_: V.Type, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int) -> Float where V.Scalar == Float {
-    var a0 = V(), a1 = V()
+    // Four independent accumulators: enough loads in flight to keep a stream at full bandwidth.
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+    let c = V.scalarCount
     var i = 0
-    while i + 2 * V.scalarCount <= k {
+    while i + 4 * c <= k {
         a0.addProduct(load(V.self, a + i), load(V.self, b + i))
-        a1.addProduct(load(V.self, a + i + V.scalarCount), load(V.self, b + i + V.scalarCount))
-        i += 2 * V.scalarCount
+        a1.addProduct(load(V.self, a + i + c), load(V.self, b + i + c))
+        a2.addProduct(load(V.self, a + i + 2 * c), load(V.self, b + i + 2 * c))
+        a3.addProduct(load(V.self, a + i + 3 * c), load(V.self, b + i + 3 * c))
+        i += 4 * c
     }
-    var s = (a0 + a1).sum()
+    while i + c <= k {
+        a0.addProduct(load(V.self, a + i), load(V.self, b + i))
+        i += c
+    }
+    var s = ((a0 + a1) + (a2 + a3)).sum()
     while i < k { s += a[i] * b[i]; i += 1 }
     return s
 }
