@@ -145,7 +145,7 @@ case "sft":
     } catch { fail("\(error)", code: 1) }
 case "bench-matmul":
     // Weight-streaming throughput of linear() at decode shapes (SmolLM2's), for bench/.
-    import_kernels_bench()
+    benchMatmul()
 case "convert":
     guard args.count >= 4 else { fail("usage: ponder convert IN OUT --to safetensors|gguf [--dtype f32|f16]") }
     var fields: [(String, JSONValue)] = [("path", .string(args[3]))]
@@ -169,7 +169,7 @@ default:
     fail("unknown command \(args[1])\n\(usage)")
 }
 
-func import_kernels_bench() {
+func benchMatmul() {
     if let t = CommandLine.arguments.dropFirst(2).first.flatMap({ Int($0) }) { setThreads(t) }
     let shapes = [(1728, 576), (3072, 576), (576, 1536), (49152, 576)]
     for m in [1, 2, 8] {

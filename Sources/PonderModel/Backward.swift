@@ -126,8 +126,8 @@ extension LlamaModel {
             throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.sequences)×\(batch.length)")
         }
         try a.reshape(sequences: batch.sequences, length: batch.length)
-        try tokenizerBounds(batch.tokens, "tokens")
-        try tokenizerBounds(batch.targets.filter { $0 >= 0 }, "targets")
+        try checkVocabBounds(batch.tokens, "tokens")
+        try checkVocabBounds(batch.targets.filter { $0 >= 0 }, "targets")
         batch.tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }
         for l in 0..<c.numLayers { trainLayerForward(l, a) }
         let d = c.hiddenSize
@@ -160,7 +160,7 @@ extension LlamaModel {
         }
     }
 
-    func tokenizerBounds(_ ids: [Int32], _ what: String) throws {
+    func checkVocabBounds(_ ids: [Int32], _ what: String) throws {
         for (i, t) in ids.enumerated() where t < 0 || Int(t) >= config.vocabSize {
             throw PonderError.invalid("\(what)[\(i)]: token id \(t) outside [0, \(config.vocabSize))")
         }

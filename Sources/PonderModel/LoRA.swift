@@ -52,7 +52,7 @@ public struct LoRAConfig: Equatable, Sendable {
                     r.fail("target_modules[\(i)]", "unknown module \"\(n)\" (one of \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
             }
-            if t.isEmpty && !names.isEmpty == false { r.fail("target_modules", "empty") }
+            if names.isEmpty { r.fail("target_modules", "empty: name at least one module") }
             targets = t
         }
         r.rejectUnknownKeys()
@@ -152,7 +152,6 @@ public final class LoRAAdapters: @unchecked Sendable {
 
     /// Adds scale · B A into the base weights of `model` (whose fused matrices hold the rows).
     public func merge(into model: LlamaModel) {
-        let c = modelConfig
         for (l, layer) in modules.enumerated() {
             let lw = model.w.layers[l]
             for m in layer {
@@ -168,7 +167,6 @@ public final class LoRAAdapters: @unchecked Sendable {
                       b: m.a, ldb: m.inDim, beta: 1, c: base + rowOffset * m.inDim, ldc: m.inDim)
             }
         }
-        _ = c
     }
 }
 
