@@ -211,8 +211,10 @@ extension LlamaModel {
                         (seqV.pointer + slot).update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
                     }
                     let group = c.numHeads / c.numKVHeads
+                    // Even one sequence's heads are worth splitting once the context passes a few
+                    // dozen tokens (a serial attention cost batch-1 decode a quarter of its speed).
                     let work = rows * c.numHeads * (p + t + 1) * c.headDim
-                    parallelFor(rows * c.numHeads, serial: work < 200_000) { task in
+                    parallelFor(rows * c.numHeads, serial: work < 16_384) { task in
                         let r = task / c.numHeads, h = task % c.numHeads, i = active[r]
                         let own = ((l * n + i) * maxNew) * c.kvDim
                         attendOne(out: s.attn + r * c.qDim + h * c.headDim, q: s.qkv + r * c.qkvDim + h * c.headDim,
