@@ -75,6 +75,14 @@ public func axpy(_ y: UnsafeMutablePointer<Float>, _ alpha: Float, _ x: UnsafePo
     while i < n { y[i] += alpha * x[i]; i += 1 }
 }
 
+/// x[i] *= a
+public func scaleInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, by a: Float) {
+    var i = 0
+    let va = SIMD8<Float>(repeating: a)
+    while i + 8 <= n { st8(ld8(x + i) * va, x + i); i += 8 }
+    while i < n { x[i] *= a; i += 1 }
+}
+
 /// y[i] += x[i]
 public func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
     axpy(y, 1, x, n)
@@ -178,7 +186,8 @@ public func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     return mx + logf(expSum(x, n, minus: mx, store: nil))
 }
 
-@inline(__always) func maxValue(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+/// max x[i] (−∞ for n = 0).
+@inline(__always) public func maxValue(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var m8 = SIMD8<Float>(repeating: -.infinity)
     var i = 0
     while i + 8 <= n {
@@ -192,7 +201,7 @@ public func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
 }
 
 /// Σ exp(x[i] − m), optionally storing the terms.
-@inline(__always) func expSum(_ x: UnsafePointer<Float>, _ n: Int, minus m: Float, store: UnsafeMutablePointer<Float>?) -> Float {
+@inline(__always) public func expSum(_ x: UnsafePointer<Float>, _ n: Int, minus m: Float, store: UnsafeMutablePointer<Float>?) -> Float {
     var acc = SIMD8<Float>()
     let vm = SIMD8<Float>(repeating: m)
     var i = 0

@@ -105,15 +105,12 @@ final class TokenSampler {
     /// temperature → top-k → top-p → min-p (transformers' warper order), then one draw.
     private func draw(_ logits: UnsafeMutablePointer<Float>, _ n: Int) -> Int32 {
         let p = params
-        let invT = 1 / p.temperature
-        var mx = -Float.infinity
-        for i in 0..<n {
-            logits[i] *= invT
-            if logits[i] > mx { mx = logits[i] }
-        }
-        // Tokens 30 nats below the best carry < e^-30 of its mass each: dropping them up front
-        // changes no probability at float precision and keeps the sort short.
-        let floor = mx - 30
+        // Weights e^(x/T − max) for the whole row in one SIMD pass; tokens under e^−30 of the
+        // best carry no probability at float precision and are dropped before any sort.
+        scaleInPlace(logits, n, by: 1 / p.temperature)
+        let mx = maxValue(logits, n)
+        _ = expSum(logits, n, minus: mx, store: logits)
+        let floor: Float = 9.3576e-14
         candidates.removeAll(keepingCapacity: true)
         for i in 0..<n where logits[i] >= floor { candidates.append(Int32(i)) }
         let needSort = (p.topK > 0 && p.topK < candidates.count) || p.topP < 1
@@ -124,7 +121,7 @@ final class TokenSampler {
         probs.removeAll(keepingCapacity: true)
         var sum: Float = 0
         for c in candidates {
-            let e = expf(logits[Int(c)] - mx)
+            let e = logits[Int(c)]
             probs.append(e)
             sum += e
         }
