@@ -72,15 +72,7 @@ extension LlamaModel {
             var src = UnsafePointer(weights.pointer + e.offset)
             if permute && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
                 let heads = e.name.hasSuffix("q_proj.weight") ? c.numHeads : c.numKVHeads
-                let d = c.headDim, cols = e.shape[1]
-                for h in 0..<heads {
-                    for half in 0..<2 {
-                        for i in 0..<(d / 2) {
-                            (tmp.pointer + (h * d + 2 * i + half) * cols)
-                                .update(from: src + (h * d + half * d / 2 + i) * cols, count: cols)
-                        }
-                    }
-                }
+                convertRoPERows(from: src, to: tmp.pointer, heads: heads, headDim: c.headDim, cols: e.shape[1], toGGUF: true)
                 src = UnsafePointer(tmp.pointer)
             }
             try writeData(f, src, e.count, type == .f16 ? .f16 : .f32)

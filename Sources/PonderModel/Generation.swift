@@ -146,23 +146,11 @@ extension LlamaModel {
         let tasks = n * c.numHeads
         let scores = try Arena(count: max(p * p, tasks * ctx))
         let logitsBuf = try Arena(count: n * c.vocabSize)
-        var positions = [Int32](repeating: 0, count: max(p, n))
+        var positions = [Int32](repeating: 0, count: n)
         var inputs = [Int32](repeating: 0, count: n)
 
         let t0 = monotonicSeconds()
-        for i in 0..<p { positions[i] = Int32(i) }
-        prompt.withUnsafeBufferPointer { embed($0.baseAddress!, rows: p, into: s.x) }
-        positions.withUnsafeBufferPointer { pos in
-            blocks(rows: p, positions: pos.baseAddress!, s) { l in
-                let kl = promptK.pointer + l * p * c.kvDim, vl = promptV.pointer + l * p * c.kvDim
-                for r in 0..<p {
-                    (kl + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim, count: c.kvDim)
-                    (vl + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
-                }
-                attentionPrefill(out: s.attn, q: s.qkv, k: kl, v: vl, t: p, past: 0, heads: c.numHeads,
-                                 kvHeads: c.numKVHeads, headDim: c.headDim, qStride: c.qkvDim, scores: scores.pointer)
-            }
-        }
+        prefill(prompt, s, k: promptK.pointer, v: promptV.pointer, scores: scores.pointer)
         logits(s, first: p - 1, rows: 1, into: logitsBuf.pointer)
         for i in 1..<n { (logitsBuf.pointer + i * c.vocabSize).update(from: logitsBuf.pointer, count: c.vocabSize) }
         let t1 = monotonicSeconds()
@@ -207,8 +195,7 @@ extension LlamaModel {
                     let kl = promptK.pointer + l * p * c.kvDim, vl = promptV.pointer + l * p * c.kvDim
                     for (r, i) in active.enumerated() {
                         let slot = ((l * n + i) * maxNew + t) * c.kvDim
-                        (seqK.pointer + slot).update(from: s.qkv + r * c.qkvDim + c.qDim, count: c.kvDim)
-                        (seqV.pointer + slot).update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
+                        storeKV(s, row: r, k: seqK.pointer + slot, v: seqV.pointer + slot)
                     }
                     let group = c.numHeads / c.numKVHeads
                     // Even one sequence's heads are worth splitting once the context passes a few
@@ -293,18 +280,7 @@ struct SequenceState {
     /// Text that can no longer change: all of it once finished, else all but a possible stop
     /// string prefix and an incomplete UTF-8 character.
     mutating func takeStreamable(final: Bool) -> String {
-        var end = bytes.count
-        if !final {
-            end = max(streamed, bytes.count - holdBack)
-            // Never cut inside a character: step back over continuation bytes, and over a
-            // trailing character whose remaining bytes have not been generated yet.
-            while end > streamed && end < bytes.count && bytes[end] & 0xC0 == 0x80 { end -= 1 }
-            if end == bytes.count, let lead = bytes.lastIndex(where: { $0 & 0xC0 != 0x80 }), lead >= streamed {
-                let b = bytes[lead]
-                let width = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
-                if bytes.count - lead < width { end = lead }
-            }
-        }
+        let end = final ? bytes.count : utf8Boundary(bytes, from: streamed, to: max(streamed, bytes.count - holdBack))
         guard end > streamed else { return "" }
         let text = String(decoding: bytes[streamed..<end], as: UTF8.self)
         streamed = end

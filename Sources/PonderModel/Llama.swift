@@ -62,6 +62,32 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
+    /// Copies row r's rotated key and value out of s.qkv (kvDim floats each).
+    @inline(__always)
+    func storeKV(_ s: Scratch, row r: Int, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>) {
+        let c = config
+        k.update(from: s.qkv + r * c.qkvDim + c.qDim, count: c.kvDim)
+        v.update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
+    }
+
+    /// Runs `tokens` from position 0 as one batch of rows, keeping every layer's keys and
+    /// values in k/v ([layers × n × kvDim]); s.x then holds the final hidden states.
+    /// scores: n·n floats.
+    func prefill(_ tokens: [Int32], _ s: Scratch, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                 scores: UnsafeMutablePointer<Float>) {
+        let c = config, n = tokens.count
+        let positions = (0..<Int32(n)).map { $0 }
+        tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: n, into: s.x) }
+        positions.withUnsafeBufferPointer { pos in
+            blocks(rows: n, positions: pos.baseAddress!, s) { l in
+                let kl = k + l * n * c.kvDim, vl = v + l * n * c.kvDim
+                for r in 0..<n { storeKV(s, row: r, k: kl + r * c.kvDim, v: vl + r * c.kvDim) }
+                attentionPrefill(out: s.attn, q: s.qkv, k: kl, v: vl, t: n, past: 0, heads: c.numHeads,
+                                 kvHeads: c.numKVHeads, headDim: c.headDim, qStride: c.qkvDim, scores: scores)
+            }
+        }
+    }
+
     /// logits[rows × vocab] for rows `first..<first+rows` of s.x (final norm, then LM head).
     func logits(_ s: Scratch, first: Int, rows: Int, into out: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
@@ -76,21 +102,9 @@ public final class LlamaModel: @unchecked Sendable {
         let n = tokens.count, c = config
         guard n > 0, n <= c.maxPositions else { throw PonderError.invalid("tokens: length \(n) not in [1, \(c.maxPositions)]") }
         let s = try Scratch(c, rows: n, loraWidth: adapters?.width ?? 0)
-        let k = try Arena(count: n * c.kvDim), v = try Arena(count: n * c.kvDim)
+        let k = try Arena(count: c.numLayers * n * c.kvDim), v = try Arena(count: c.numLayers * n * c.kvDim)
         let scores = try Arena(count: n * n)
-        let positions = (0..<Int32(n)).map { $0 }
-        tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: n, into: s.x) }
-        positions.withUnsafeBufferPointer { pos in
-            blocks(rows: n, positions: pos.baseAddress!, s) { _ in
-                for r in 0..<n {
-                    (k.pointer + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim, count: c.kvDim)
-                    (v.pointer + r * c.kvDim).update(from: s.qkv + r * c.qkvDim + c.qDim + c.kvDim, count: c.kvDim)
-                }
-                attentionPrefill(out: s.attn, q: s.qkv, k: k.pointer, v: v.pointer, t: n, past: 0,
-                                 heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, qStride: c.qkvDim,
-                                 scores: scores.pointer)
-            }
-        }
+        prefill(tokens, s, k: k.pointer, v: v.pointer, scores: scores.pointer)
         var out = [Float](repeating: 0, count: n * c.vocabSize)
         out.withUnsafeMutableBufferPointer { logits(s, first: 0, rows: n, into: $0.baseAddress!) }
         return out

@@ -30,7 +30,9 @@ extension LlamaModel {
             f.read(t, into: dst)
             if permuteQK && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
                 let heads = e.name.hasSuffix("q_proj.weight") ? config.numHeads : config.numKVHeads
-                try unpermuteRows(dst, heads: heads, headDim: config.headDim, cols: config.hiddenSize)
+                let tmp = try Arena(count: e.count)
+                tmp.pointer.update(from: dst, count: e.count)
+                convertRoPERows(from: tmp.pointer, to: dst, heads: heads, headDim: config.headDim, cols: config.hiddenSize, toGGUF: false)
             }
         }
         return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
@@ -72,19 +74,18 @@ extension LlamaModel {
         }
         return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
     }
+}
 
-    /// llama.cpp's converter reorders each head's Q/K rows so RoPE rotates adjacent pairs;
-    /// this restores Hugging Face's rotate-half order: HF row h·d + half·d/2 + i is GGUF row
-    /// h·d + 2i + half.
-    static func unpermuteRows(_ w: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int, cols: Int) throws {
-        let tmp = try Arena(count: d * cols)
-        for h in 0..<heads {
-            let head = w + h * d * cols
-            tmp.pointer.update(from: head, count: d * cols)
-            for half in 0..<2 {
-                for i in 0..<(d / 2) {
-                    (head + (half * d / 2 + i) * cols).update(from: tmp.pointer + (2 * i + half) * cols, count: cols)
-                }
+/// llama.cpp's converter reorders each head's Q/K rows so RoPE rotates adjacent pairs: GGUF row
+/// h·d + 2i + half is Hugging Face (rotate-half) row h·d + half·d/2 + i. Copies src to dst in
+/// the other layout; the loader and the GGUF writer both go through here.
+func convertRoPERows(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int,
+                     cols: Int, toGGUF: Bool) {
+    for h in 0..<heads {
+        for half in 0..<2 {
+            for i in 0..<(d / 2) {
+                let hf = (h * d + half * d / 2 + i) * cols, gguf = (h * d + 2 * i + half) * cols
+                (dst + (toGGUF ? gguf : hf)).update(from: src + (toGGUF ? hf : gguf), count: cols)
             }
         }
     }

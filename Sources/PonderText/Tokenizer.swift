@@ -231,7 +231,7 @@ public final class Tokenizer: @unchecked Sendable {
         String(decoding: decodeBytes(ids, skipSpecial: skipSpecial), as: UTF8.self)
     }
 
-    /// Bytes of one token, for streaming (see `Utf8Stream`).
+    /// Bytes of one token, for streaming (see `utf8Boundary`).
     public func bytes(of id: Int32) -> ArraySlice<UInt8> {
         let i = Int(id)
         guard i >= 0 && i < tokens.count else { return [] }
@@ -310,39 +310,20 @@ private let scalarToByte: [Unicode.Scalar: UInt8] = {
     return d
 }()
 
-/// Turns a stream of token bytes into text pieces that never split a UTF-8 character, for
-/// streaming callbacks (a multi-byte character can span two tokens).
-public struct Utf8Stream {
-    var pending: [UInt8] = []
-    public init() {}
-
-    public mutating func push<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        pending.append(contentsOf: bytes)
-        var cut = pending.count
-        // Hold back an incomplete trailing sequence (at most 3 bytes).
-        var k = pending.count - 1
-        var back = 0
-        while k >= 0 && back < 4 {
-            let b = pending[k]
-            if b & 0xC0 != 0x80 {
-                let need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
-                if pending.count - k < need { cut = k }
-                break
-            }
-            k -= 1
-            back += 1
-        }
-        let text = String(decoding: pending[..<cut], as: UTF8.self)
-        pending.removeFirst(cut)
-        return text
+/// The largest end ≤ `end` (and ≥ `start`) that does not cut a UTF-8 character of `bytes`:
+/// streamed text must not end inside a character whose remaining bytes are still to come.
+public func utf8Boundary(_ bytes: [UInt8], from start: Int, to end: Int) -> Int {
+    var e = end
+    while e > start && e < bytes.count && bytes[e] & 0xC0 == 0x80 { e -= 1 }
+    if e == end, e > start {
+        var lead = e - 1
+        while lead > start && bytes[lead] & 0xC0 == 0x80 { lead -= 1 }
+        let b = bytes[lead]
+        let width = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
+        if e - lead < width { e = lead }
     }
-
-    public mutating func flush() -> String {
-        defer { pending.removeAll() }
-        return String(decoding: pending, as: UTF8.self)
-    }
+    return e
 }
-
 extension Tokenizer {
     /// A merge-free byte-level tokenizer: ids 0–255 are the bytes, followed by `specials`
     /// (ChatML's by default). For models trained from scratch on generated text, where a

@@ -30,10 +30,7 @@ public enum Datasets {
             let line = bytes[start..<end]
             start = end + 1
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            let v: JSONValue
-            do {
-                v = try line.withUnsafeBytes { try JSONValue.parse($0, what: "\(path):\(lineNo)") }
-            }
+            let v = try line.withUnsafeBytes { try JSONValue.parse($0, what: "\(path):\(lineNo)") }
             out.append(try example(v, where: "\(path):\(lineNo)", system: system))
         }
         guard !out.isEmpty else { throw PonderError.invalid("\(path): no examples") }

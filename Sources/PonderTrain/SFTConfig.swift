@@ -13,7 +13,7 @@ public enum ModelSpec: Sendable {
         if let p = r.string("path") {
             self = .path(p)
         } else if let s = r.object("scratch") {
-            let tok = 259  // byte-level: 256 bytes + 3 ChatML specials
+            let tok = (try? Tokenizer.byteLevel().vocabSize) ?? 259
             let hidden = s.int("hidden_size", in: 8...8192) ?? 64
             let heads = s.int("num_heads", in: 1...256) ?? 4
             var c = LlamaConfig(vocabSize: s.int("vocab_size", in: Int64(tok)...1_000_000) ?? tok, hiddenSize: hidden,

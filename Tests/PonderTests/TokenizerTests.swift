@@ -66,12 +66,17 @@ final class TokenizerTests: XCTestCase {
     }
 
     func testStreamingNeverSplitsCharacters() {
-        var s = Utf8Stream()
         let bytes = Array("é😀".utf8)
         var out = ""
-        for b in bytes { out += s.push([b]) }
-        out += s.flush()
+        var streamed = 0
+        for n in 1...bytes.count {  // bytes arriving one at a time
+            let end = utf8Boundary(Array(bytes[..<n]), from: streamed, to: n)
+            out += String(decoding: bytes[streamed..<end], as: UTF8.self)
+            streamed = end
+        }
         XCTAssertEqual(out, "é😀")
+        XCTAssertEqual(utf8Boundary(bytes, from: 0, to: 1), 0)   // inside "é"
+        XCTAssertEqual(utf8Boundary(bytes, from: 0, to: 4), 2)   // inside "😀"
     }
 
     func testChatTemplateFromMetadata() throws {
