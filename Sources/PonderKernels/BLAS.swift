@@ -54,6 +54,31 @@ public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
     }
 }
 
+/// y[m × n] (+)= x[m × k] · W[n × k]ᵀ with row strides, on the calling thread: the decode
+/// attention scores (keys as W), whose callers already split work across the cores.
+@inline(__always)
+public func fewRowsSerial(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
+                          _ w: UnsafePointer<Float>, ldw: Int, rows m: Int, out n: Int, in k: Int, accumulate: Bool = false) {
+    if hasAVX512 {
+        fewRowsAVX512(y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy)
+    } else {
+        fewRows(SIMD8<Float>.self, y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate,
+                ldx: ldx, ldw: ldw, ldy: ldy)
+    }
+}
+
+/// y[m × n] (+)= x[m × k] · B[k × n] with row strides, on the calling thread: the decode
+/// attention's weighted sum of value rows.
+@inline(__always)
+public func fewRowsNSerial(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
+                           _ b: UnsafePointer<Float>, ldb: Int, rows m: Int, out n: Int, inner k: Int, accumulate: Bool = false) {
+    if hasAVX512 {
+        fewRowsNAVX512(y, ldy: ldy, x, ldx: ldx, b, ldb: ldb, rows: m, out: n, inner: k, accumulate: accumulate)
+    } else {
+        fewRowsN(SIMD8<Float>.self, y, ldy: ldy, x, ldx: ldx, b, ldb: ldb, rows: m, out: n, inner: k, accumulate: accumulate)
+    }
+}
+
 /// Whether the CPU (and kernel) run AVX-512F; PONDER_NO_AVX512=1 forces the AVX2 kernels.
 public let hasAVX512: Bool = {
     if let v = getenv("PONDER_NO_AVX512"), String(cString: v) == "1" { return false }

@@ -143,8 +143,7 @@ extension LlamaModel {
         let promptK = try Arena(count: c.numLayers * p * c.kvDim), promptV = try Arena(count: c.numLayers * p * c.kvDim)
         let seqK = try Arena(count: c.numLayers * n * maxNew * c.kvDim), seqV = try Arena(count: c.numLayers * n * maxNew * c.kvDim)
         let ctx = p + maxNew
-        let tasks = n * c.numHeads
-        let scores = try Arena(count: max(p * p, tasks * ctx))
+        let scores = try Arena(count: max(p * p, DecodeAttention.scratchCount(rows: n, heads: c.numHeads, headDim: c.headDim, context: ctx)))
         let logitsBuf = try Arena(count: n * c.vocabSize)
         var positions = [Int32](repeating: 0, count: n)
         var inputs = [Int32](repeating: 0, count: n)
@@ -197,19 +196,12 @@ extension LlamaModel {
                         let slot = ((l * n + i) * maxNew + t) * c.kvDim
                         storeKV(s, row: r, k: seqK.pointer + slot, v: seqV.pointer + slot)
                     }
-                    let group = c.numHeads / c.numKVHeads
-                    // Even one sequence's heads are worth splitting once the context passes a few
-                    // dozen tokens (a serial attention cost batch-1 decode a quarter of its speed).
-                    let work = rows * c.numHeads * (p + t + 1) * c.headDim
-                    parallelFor(rows * c.numHeads, serial: work < 16_384) { task in
-                        let r = task / c.numHeads, h = task % c.numHeads, i = active[r]
-                        let own = ((l * n + i) * maxNew) * c.kvDim
-                        attendOne(out: s.attn + r * c.qDim + h * c.headDim, q: s.qkv + r * c.qkvDim + h * c.headDim,
-                                  head: h, kvHead: h / group, headDim: c.headDim, kvHeads: c.numKVHeads,
-                                  spans: (KVSpan(keys: kl, values: vl, count: p),
-                                          KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1)),
-                                  scores: scores.pointer + task * ctx)
-                    }
+                    let attention = DecodeAttention(rows: rows, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, context: ctx)
+                    attention.run(out: s.attn, outStride: c.qDim, q: s.qkv, qStride: c.qkvDim,
+                                  prompt: KVSpan(keys: kl, values: vl, count: p), own: { r in
+                                      let own = ((l * n + active[r]) * maxNew) * c.kvDim
+                                      return KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1)
+                                  }, scratch: scores.pointer)
                 }
             }
             logits(s, first: 0, rows: rows, into: logitsBuf.pointer)

@@ -93,21 +93,55 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual((0..<4).map { failures[$0] }, [0, 0, 0, 0])
     }
 
-    /// Both specialisations of the few-rows kernel (AVX2 and, where the CPU has it, AVX-512)
-    /// agree with the naive product on odd sizes.
-    func testFewRowsKernelBothWidths() {
-        for m in [1, 3, 8] {
-            let n = 13, k = 70
-            let x = random(m * k, seed: 3), w = random(n * k, seed: 4)
-            var want = [Float](repeating: 0, count: m * n)
-            for i in 0..<m { for j in 0..<n { for t in 0..<k { want[i * n + j] += x[i * k + t] * w[j * k + t] } } }
-            var y = [Float](repeating: 0, count: m * n)
-            fewRows(SIMD8<Float>.self, &y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: false)
-            for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX2 m=\(m)") }
-            if hasAVX512 {
-                y = [Float](repeating: 0, count: m * n)
-                fewRowsAVX512(&y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: false)
-                for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX-512 m=\(m)") }
+    /// Both specialisations of the few-rows kernels (AVX2 and, where the CPU has it, AVX-512)
+    /// agree with the naive products on odd sizes, with padded row strides, overwriting and
+    /// accumulating.
+    func testFewRowsKernelsBothWidths() {
+        for m in [1, 3, 5, 8, 12, 16] {
+            for accumulate in [false, true] {
+                let n = 13, k = 70, ldx = k + 3, ldw = k + 5, ldy = n + 2
+                let x = random(m * ldx, seed: 3), w = random(n * ldw, seed: 4), y0 = random(m * ldy, seed: 5)
+                var want = y0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Float = accumulate ? y0[i * ldy + j] : 0
+                        for t in 0..<k { s += x[i * ldx + t] * w[j * ldw + t] }
+                        want[i * ldy + j] = s
+                    }
+                }
+                var y = y0
+                fewRows(SIMD8<Float>.self, &y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate,
+                        ldx: ldx, ldw: ldw, ldy: ldy)
+                for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX2 m=\(m)") }
+                if hasAVX512 {
+                    y = y0
+                    fewRowsAVX512(&y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate,
+                                  ldx: ldx, ldw: ldw, ldy: ldy)
+                    for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX-512 m=\(m)") }
+                }
+            }
+        }
+        // y = x · B (B not transposed): widths around the 4-vector block and its tail.
+        for (m, n) in [(1, 64), (3, 70), (5, 20), (6, 128)] {
+            for accumulate in [false, true] {
+                let k = 9, ldx = k + 2, ldb = n + 7, ldy = n + 1
+                let x = random(m * ldx, seed: 6), b = random(k * ldb, seed: 7), y0 = random(m * ldy, seed: 8)
+                var want = y0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Float = accumulate ? y0[i * ldy + j] : 0
+                        for t in 0..<k { s += x[i * ldx + t] * b[t * ldb + j] }
+                        want[i * ldy + j] = s
+                    }
+                }
+                var y = y0
+                fewRowsN(SIMD8<Float>.self, &y, ldy: ldy, x, ldx: ldx, b, ldb: ldb, rows: m, out: n, inner: k, accumulate: accumulate)
+                for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX2 N m=\(m) n=\(n)") }
+                if hasAVX512 {
+                    y = y0
+                    fewRowsNAVX512(&y, ldy: ldy, x, ldx: ldx, b, ldb: ldb, rows: m, out: n, inner: k, accumulate: accumulate)
+                    for i in 0..<y.count { XCTAssertEqual(y[i], want[i], accuracy: 1e-4, "AVX-512 N m=\(m) n=\(n)") }
+                }
             }
         }
     }
@@ -126,9 +160,8 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Prefill attention (sgemm per head) and decode attention (one query over cached spans)
-    /// agree with a naive causal GQA implementation.
-    func testAttentionPrefillAndDecodeAgreeWithNaive() {
+    /// Prefill attention (sgemm per head) agrees with a naive causal GQA implementation.
+    func testAttentionPrefillAgreesWithNaive() {
         let t = 6, heads = 4, kvHeads = 2, d = 8
         let q = random(t * heads * d, seed: 7), k = random(t * kvHeads * d, seed: 8), v = random(t * kvHeads * d, seed: 9)
         var naive = [Float](repeating: 0, count: t * heads * d)
@@ -147,19 +180,52 @@ final class KernelTests: XCTestCase {
         attentionPrefill(out: &out, q: q, k: k, v: v, t: t, past: 0, heads: heads, kvHeads: kvHeads, headDim: d,
                          qStride: heads * d, scores: &scores)
         for i in 0..<out.count { XCTAssertEqual(out[i], naive[i], accuracy: 1e-5) }
-        // Last query through the decode path, with the cache split into two spans.
-        var one = [Float](repeating: 0, count: d)
-        var sc = [Float](repeating: 0, count: t)
-        k.withUnsafeBufferPointer { kp in
-            v.withUnsafeBufferPointer { vp in
-                for h in 0..<heads {
-                    let split = 4
-                    attendOne(out: &one, q: Array(q[((t - 1) * heads + h) * d..<((t - 1) * heads + h + 1) * d]), head: h,
-                              kvHead: h / 2, headDim: d, kvHeads: kvHeads,
-                              spans: (KVSpan(keys: kp.baseAddress!, values: vp.baseAddress!, count: split),
-                                      KVSpan(keys: kp.baseAddress! + split * kvHeads * d, values: vp.baseAddress! + split * kvHeads * d, count: t - split)),
-                              scores: &sc)
-                    for e in 0..<d { XCTAssertEqual(one[e], naive[((t - 1) * heads + h) * d + e], accuracy: 1e-5) }
+    }
+
+    /// Decode attention of several rows that share a prompt span and each have their own span
+    /// (a sampled group), and of a single row, against a naive GQA over the concatenated cache.
+    func testDecodeAttentionAgreesWithNaive() {
+        let heads = 6, kvHeads = 2, group = 3, promptLen = 11
+        for d in [20, 64] {
+            for rows in [1, 2, 5, 8] {
+                let ownLen = (0..<rows).map { 1 + $0 % 3 }
+                let kvStride = kvHeads * d, qStride = heads * d + 5, outStride = heads * d + 3
+                let pk = random(promptLen * kvStride, seed: 11), pv = random(promptLen * kvStride, seed: 12)
+                let ok = (0..<rows).map { random(ownLen[$0] * kvStride, seed: 20 + UInt64($0)) }
+                let ov = (0..<rows).map { random(ownLen[$0] * kvStride, seed: 40 + UInt64($0)) }
+                let q = random(rows * qStride, seed: 13)
+                var want = [Float](repeating: 0, count: rows * outStride)
+                for r in 0..<rows {
+                    let keys = pk + ok[r], values = pv + ov[r], total = promptLen + ownLen[r]
+                    for h in 0..<heads {
+                        let g = h / group
+                        var s = (0..<total).map { j in
+                            (0..<d).map { q[r * qStride + h * d + $0] * keys[j * kvStride + g * d + $0] }.reduce(0, +) / Float(d).squareRoot()
+                        }
+                        let mx = s.max()!
+                        s = s.map { exp($0 - mx) }
+                        let z = s.reduce(0, +)
+                        for j in 0..<total { for e in 0..<d { want[r * outStride + h * d + e] += s[j] / z * values[j * kvStride + g * d + e] } }
+                    }
+                }
+                let context = promptLen + 3
+                var scratch = [Float](repeating: .nan, count: DecodeAttention.scratchCount(rows: rows, heads: heads, headDim: d, context: context))
+                var out = [Float](repeating: 0, count: rows * outStride)
+                let ownK = ok.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.count) }, ownV = ov.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.count) }
+                defer { (ownK + ownV).forEach { $0.deallocate() } }
+                for r in 0..<rows { ownK[r].initialize(from: ok[r], count: ok[r].count); ownV[r].initialize(from: ov[r], count: ov[r].count) }
+                pk.withUnsafeBufferPointer { kp in
+                    pv.withUnsafeBufferPointer { vp in
+                        DecodeAttention(rows: rows, heads: heads, kvHeads: kvHeads, headDim: d, context: context)
+                            .run(out: &out, outStride: outStride, q: q, qStride: qStride,
+                                 prompt: KVSpan(keys: kp.baseAddress!, values: vp.baseAddress!, count: promptLen),
+                                 own: { KVSpan(keys: ownK[$0], values: ownV[$0], count: ownLen[$0]) }, scratch: &scratch)
+                    }
+                }
+                for r in 0..<rows {
+                    for i in 0..<(heads * d) {
+                        XCTAssertEqual(out[r * outStride + i], want[r * outStride + i], accuracy: 1e-5, "d=\(d) rows=\(rows) r=\(r)")
+                    }
                 }
             }
         }
