@@ -161,14 +161,22 @@ extension LlamaModel {
                           stop: request.stop)
         }
         var active = Array(0..<n)  // row r of a decode step is sequence active[r]
+        var picks = [(Int32, Float)](repeating: (0, 0), count: n)
         let stopIDs = tokenizer.stopIds
         var cancelled = false
         var step = 0
         while true {
             // Sample the next token of every active sequence from its row of logits.
+            // Each sequence has its own sampler (and random stream): the rows sample in parallel.
+            let rowsNow = active
+            picks.withUnsafeMutableBufferPointer { out in
+                parallelFor(rowsNow.count) { r in
+                    out[r] = seqs[rowsNow[r]].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize)
+                }
+            }
             var still: [Int] = []
             for (r, i) in active.enumerated() {
-                let (tok, lp) = seqs[i].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize)
+                let (tok, lp) = picks[r]
                 let done = seqs[i].append(tok, logprob: lp, isStop: stopIDs.contains(tok), tokenizer: tokenizer,
                                           limitReached: step + 1 >= maxNew)
                 if let cb = onToken, !cancelled {
