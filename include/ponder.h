@@ -129,7 +129,9 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
  *   "top_k" (0 = off), "min_p" (0), "repetition_penalty" (1), "seed" (default: from the
  *   clock; sequence i uses seed + i), "stop": string or [strings], "n" (default 1: number of
  *   completions of the prompt, decoded together sharing the prompt's KV cache),
- *   "parse_special" (default true).
+ *   "parse_special" (default true). The sampling keys (temperature, top_p, top_k, min_p,
+ *   repetition_penalty, seed) may instead be grouped as "sampling": {...}; a key given both
+ *   ways is an error.
  * Result JSON:
  *   {"completions": [{"text", "token_ids", "logprobs", "finish_reason"}], "prompt_tokens",
  *    "timings": {"prefill_seconds", "decode_seconds", "prefill_tokens_per_second",

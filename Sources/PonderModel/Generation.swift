@@ -22,8 +22,22 @@ public struct GenerateRequest: Sendable {
 
     public init(prompt: String? = nil) { self.prompt = prompt }
 
-    public static let keys = ["prompt", "messages", "chat", "max_tokens", "temperature", "top_p", "top_k", "min_p",
-                              "repetition_penalty", "seed", "stop", "n", "parse_special"]
+    public static let keys = ["prompt", "messages", "chat", "max_tokens", "stop", "n", "parse_special", "sampling"] + samplingKeys
+    public static let samplingKeys = ["temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed"]
+
+    /// The sampling keys present in `r` (the request itself or its "sampling" object).
+    private mutating func readSampling(_ r: JSONReader) {
+        if let t = r.double("temperature", "a number in [0, 100]", valid: { $0 >= 0 && $0 <= 100 }) { sampling.temperature = Float(t) }
+        if let p = r.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(p) }
+        if let k = r.int("top_k", in: 0...10_000_000) { sampling.topK = k }
+        if let p = r.double("min_p", "a number in [0, 1]", valid: { $0 >= 0 && $0 <= 1 }) { sampling.minP = Float(p) }
+        if let p = r.double("repetition_penalty", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) {
+            sampling.repetitionPenalty = Float(p)
+        }
+        if let s = r.value("seed") {
+            if let i = s.asInt, i >= 0 { seed = UInt64(i) } else { r.fail("seed", "expected a non-negative integer, got \(s.serialized())") }
+        }
+    }
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
@@ -44,13 +58,14 @@ public struct GenerateRequest: Sendable {
         if prompt != nil && messages != nil { r.fail("messages", "give either \"prompt\" or \"messages\", not both") }
         chat = r.bool("chat") ?? false
         maxTokens = r.int("max_tokens", in: 0...1_048_576) ?? maxTokens
-        sampling.temperature = Float(r.double("temperature", "a number in [0, 100]") { $0 >= 0 && $0 <= 100 } ?? 1)
-        sampling.topP = Float(r.double("top_p", "a number in (0, 1]") { $0 > 0 && $0 <= 1 } ?? 1)
-        sampling.topK = r.int("top_k", in: 0...10_000_000) ?? 0
-        sampling.minP = Float(r.double("min_p", "a number in [0, 1]") { $0 >= 0 && $0 <= 1 } ?? 0)
-        sampling.repetitionPenalty = Float(r.double("repetition_penalty", "a number in (0, 100]") { $0 > 0 && $0 <= 100 } ?? 1)
-        if let s = r.value("seed") {
-            if let i = s.asInt, i >= 0 { seed = UInt64(i) } else { r.fail("seed", "expected a non-negative integer, got \(s.serialized())") }
+        readSampling(r)
+        // The same keys may also come grouped, as {"sampling": {"top_p": 0.9, ...}}.
+        if let nested = r.object("sampling") {
+            for key in Self.samplingKeys where nested.has(key) && r.has(key) {
+                nested.fail(key, "also given at the top level")
+            }
+            readSampling(nested)
+            nested.rejectUnknownKeys()
         }
         stop = r.strings("stop") ?? []
         for (i, s) in stop.enumerated() where s.isEmpty { r.fail("stop[\(i)]", "empty stop string") }

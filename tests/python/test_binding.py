@@ -34,6 +34,12 @@ def test_group_with_messages(model):
     assert again["completions"][0]["token_ids"] == r["completions"][1]["token_ids"]
 
 
+def test_sampling_keys_may_be_grouped(model):
+    flat = model.generate(prompt="Count: 1, 2,", max_tokens=8, temperature=0.7, top_k=20, seed=5)
+    grouped = model.generate(prompt="Count: 1, 2,", max_tokens=8, sampling={"temperature": 0.7, "top_k": 20, "seed": 5})
+    assert grouped["completions"][0]["token_ids"] == flat["completions"][0]["token_ids"]
+
+
 @pytest.mark.parametrize("request_, status, fragment", [
     ({"prompt": "hi", "top_p": 0}, "INVALID_ARGUMENT", "top_p: expected a number in (0, 1]"),
     ({"prompt": "hi", "n": "3"}, "INVALID_ARGUMENT", "n: expected an integer"),
@@ -42,6 +48,10 @@ def test_group_with_messages(model):
     ({"messages": [{"role": "user", "content": 5}]}, "INVALID_ARGUMENT", "messages[0].content: expected a string"),
     ({"prompt": "hi", "seed": -1}, "INVALID_ARGUMENT", "seed: expected a non-negative integer"),
     ({}, "INVALID_ARGUMENT", "needs \"prompt\""),
+    ({"prompt": "hi", "sampling": {"top_p": 0}}, "INVALID_ARGUMENT", "sampling.top_p: expected a number in (0, 1]"),
+    ({"prompt": "hi", "sampling": {"top_k": 5, "beam": 2}}, "INVALID_ARGUMENT", "sampling.beam: unknown key"),
+    ({"prompt": "hi", "top_k": 5, "sampling": {"top_k": 5}}, "INVALID_ARGUMENT", "sampling.top_k: also given at the top level"),
+    ({"prompt": "hi", "sampling": 0.5}, "INVALID_ARGUMENT", "sampling: expected an object"),
 ])
 def test_bad_requests(model, request_, status, fragment):
     with pytest.raises(ponder.PonderError) as e:
