@@ -13,6 +13,6 @@ $cli sft examples/configs/sft_arithmetic.json | tail -n 3
 ckpt=$(ls -d runs/sft-arithmetic/checkpoint-* | sort -t- -k3 -n | tail -n 1)
 for q in "What is 23 + 19?" "What is 41 - 17?" "What is 12 * 7?"; do
   printf '%s -> ' "$q"
-  $cli generate --model "$ckpt" --prompt "$q" --chat --temperature 0 --max-tokens 60 2>/dev/null
+  $cli generate --model "$ckpt" --prompt "$q" --chat --temperature 0 --max-tokens 120 2>/dev/null
 done
 PONDER_LIBRARY="$PWD/.build/release/libponder.so" python3 examples/python/gsm8k_generate.py "$@"

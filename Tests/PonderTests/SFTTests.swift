@@ -20,6 +20,36 @@ final class SFTTests: XCTestCase {
         return try SFTConfig(json: JSONValue.parse(json))
     }
 
+    /// The arithmetic task's worked answers: every column step is a true one-digit fact, and
+    /// the answer is the problem's value (checked by evaluating the question independently).
+    func testArithmeticWorkedAnswersAreCorrect() throws {
+        let examples = Datasets.arithmetic(count: 3000, seed: 42, maxOperand: 120)
+        var ops: Set<String> = []
+        for ex in examples {
+            let q = ex.messages[0].content, a = ex.messages[1].content
+            let parts = q.dropFirst("What is ".count).dropLast().split(separator: " ")
+            let (x, op, y) = (Int(parts[0])!, String(parts[1]), Int(parts[2])!)
+            ops.insert(op)
+            let value = op == "+" ? x + y : op == "-" ? x - y : x * y
+            XCTAssertTrue(a.hasSuffix("So \(x) \(op) \(y) = \(value)</think><answer>\(value)</answer>"), a)
+            let think = a.dropFirst("<think>".count).prefix { $0 != "<" }
+            for step in think.components(separatedBy: ". ").dropLast() {
+                // "3 + 9 + 1 = 13, carry 1", "13 - 1 - 9 = 3, borrow 1", "4 * 7 + 2 = 30", or a bare digit
+                let sides = step.components(separatedBy: ",")[0].components(separatedBy: " = ")
+                guard sides.count == 2 else { XCTAssertNotNil(Int(step), step); continue }
+                let tokens = sides[0].split(separator: " ")
+                var total = Int(tokens[0])!, i = 1
+                while i + 1 < tokens.count {
+                    let v = Int(tokens[i + 1])!
+                    switch tokens[i] { case "+": total += v; case "-": total -= v; default: total *= v }
+                    i += 2
+                }
+                XCTAssertEqual(total, Int(sides[1]), "\(step) in \(a)")
+            }
+        }
+        XCTAssertEqual(ops, ["+", "-", "*"])
+    }
+
     func tempDir() -> String {
         let d = FileManager.default.temporaryDirectory.appendingPathComponent("ponder-sft-\(UUID().uuidString)").path
         addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
@@ -27,7 +57,7 @@ final class SFTTests: XCTestCase {
     }
 
     func testFullParameterSFTOverfits16Examples() throws {
-        let t = try SFTTrainer(config: SFTTests.config(steps: 300))
+        let t = try SFTTrainer(config: SFTTests.config(steps: 500))
         XCTAssertEqual(t.train.count, 16)
         let first = try t.trainStep().loss
         let last = try t.run()!
