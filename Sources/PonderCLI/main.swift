@@ -206,12 +206,21 @@ func benchDecodeStep(rows m: Int) {
     let x = UnsafeMutablePointer<Float>.allocate(capacity: m * inter)
     x.initialize(repeating: 0.5, count: m * inter)
     let y = UnsafeMutablePointer<Float>.allocate(capacity: m * vocab)
+    // PONDER_BENCH_SGEMM=1: every size through sgemm, to compare with the few-rows kernel.
+    let blas = getenv("PONDER_BENCH_SGEMM") != nil
+    func lin(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, rows: Int, out: Int, in k: Int) {
+        if blas {
+            sgemm(transB: true, m: rows, n: out, k: k, a: x, lda: k, b: w, ldb: k, c: y, ldc: out)
+        } else {
+            linear(y, x, w, rows: rows, out: out, in: k)
+        }
+    }
     func step() {
         var w = arena.pointer
         for _ in 0..<layers {
-            for (n, k) in shapes { linear(y, x, w, rows: m, out: n, in: k); w += n * k }
+            for (n, k) in shapes { lin(y, x, w, rows: m, out: n, in: k); w += n * k }
         }
-        linear(y, x, w, rows: m, out: vocab, in: d)
+        lin(y, x, w, rows: m, out: vocab, in: d)
     }
     step()
     var best = Double.infinity

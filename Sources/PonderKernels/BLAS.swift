@@ -23,8 +23,8 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
 ///
 /// Decode steps have few rows (1, or a GRPO group): there the cost is reading W once from
 /// memory, and sgemm's packing of W triples that (measured: 6 GB/s of weights at M = 8 against
-/// ~40 GB/s for a kernel that streams W once, and OpenBLAS's sgemv leaves one core idle at
-/// these sizes). Few rows therefore go to `linearFewRows`; everything else to sgemm.
+/// ~45 GB/s for a kernel that streams W once, and OpenBLAS's sgemv leaves one core idle at
+/// these sizes). Up to `fewRowsLimit` rows therefore go to `linearFewRows`; more to sgemm.
 @inline(__always)
 public func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                    rows m: Int, out n: Int, in k: Int, accumulate: Bool = false) {
@@ -35,7 +35,15 @@ public func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, 
     }
 }
 
-public let fewRowsLimit = 16
+/// Up to here `linear` uses the few-rows kernel rather than OpenBLAS's sgemm (Haswell kernels).
+/// Decode shapes, SmolLM2's weights (`ponder-cli bench-matmul step ROWS`, PONDER_BENCH_SGEMM=1
+/// for sgemm): 24 rows 30 vs 67 ms, 32 rows 39 vs 54, 64 rows 76 vs 89, 128 rows 146 vs 158; at
+/// 256–512 rows sgemm alone is 2–4% faster. In a whole prefill, though, the few-rows kernel won
+/// at every prompt length measured up to 355 tokens (66–355 tokens: 1090–1160 against 850–1110
+/// tok/s) and was within 5% at 766: sgemm's own threads and Ponder's workers, which spin briefly
+/// after each parallel loop, compete for the two cores between the many short calls. Training
+/// batches (1024+ rows) stay on sgemm.
+public let fewRowsLimit = 512
 
 /// linear() for few rows, with the output columns split across the cores. The kernel is the
 /// generic one of PonderMatvec, specialised twice: for AVX2 here and for AVX-512 in
