@@ -35,15 +35,14 @@ public func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, 
     }
 }
 
-/// Up to here `linear` uses the few-rows kernel rather than OpenBLAS's sgemm (Haswell kernels).
-/// Decode shapes, SmolLM2's weights (`ponder-cli bench-matmul step ROWS`, PONDER_BENCH_SGEMM=1
-/// for sgemm): 24 rows 30 vs 67 ms, 32 rows 39 vs 54, 64 rows 76 vs 89, 128 rows 146 vs 158; at
-/// 256–512 rows sgemm alone is 2–4% faster. In a whole prefill, though, the few-rows kernel won
-/// at every prompt length measured up to 355 tokens (66–355 tokens: 1090–1160 against 850–1110
-/// tok/s) and was within 5% at 766: sgemm's own threads and Ponder's workers, which spin briefly
-/// after each parallel loop, compete for the two cores between the many short calls. Training
-/// batches (1024+ rows) stay on sgemm.
-public let fewRowsLimit = 512
+/// Up to here `linear` uses the few-rows kernel: decode steps (one new token for each of up to
+/// 64 sequences), where sgemm's packing of the whole weight matrix per call dominates. Measured
+/// on SmolLM2's weights (`ponder-cli bench-matmul step ROWS`, PONDER_BENCH_SGEMM=1 for sgemm):
+/// 8 rows 12 vs 47 ms, 24 rows 30 vs 67, 32 rows 39 vs 54, 64 rows 76 vs 89. Prefill and
+/// training — the large matmuls — go through sgemm. (The few-rows kernel stays level with
+/// OpenBLAS's Haswell kernels to 512 rows and made prefill ~30% faster, by keeping OpenBLAS's
+/// threads off the cores Ponder's workers use; NOTES.md.)
+public let fewRowsLimit = 64
 
 /// linear() for few rows, with the output columns split across the cores. The kernel is the
 /// generic one of PonderMatvec, specialised twice: for AVX2 here and for AVX-512 in
