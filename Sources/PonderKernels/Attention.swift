@@ -93,8 +93,8 @@ public struct KVSpan {
 /// Work is split by KV head: the query heads of one KV head over a block of rows form a
 /// few-rows matmul against that head's keys and then its values, so a cached key or value is
 /// read once per block instead of once per query head and row (SmolLM2: 3 query heads per KV
-/// head, blocks of up to 4 rows: a group step's attention went from about 5 to 2 ms). A single row splits
-/// its query heads across the cores instead, as there is no row to share with.
+/// head, blocks of up to 4 rows; a group step's attention went from about 5 to 2 ms). A single
+/// row splits its query heads across the cores instead, as there is no row to share with.
 public struct DecodeAttention {
     public let rows, heads, kvHeads, headDim, context: Int
     let group, seqBlock, headsPerTask, blocks: Int
@@ -147,7 +147,7 @@ public struct DecodeAttention {
                 let span = own(r), first = (r - r0) * headsPerTask
                 fewRowsSerial(sc + first * ctx + p, ldy: ctx, qs + first * d, ldx: d, span.keys + g * d, ldw: kvStride,
                               rows: headsPerTask, out: span.count, in: d)
-                for i in first..<(first + headsPerTask) { _ = softmaxInPlace(sc + i * ctx, p + span.count) }
+                for i in first..<(first + headsPerTask) { softmaxInPlace(sc + i * ctx, p + span.count) }
             }
             fewRowsNSerial(os, ldy: d, sc, ldx: ctx, prompt.values + g * d, ldb: kvStride, rows: nq, out: d, inner: p)
             for r in r0..<r1 {
