@@ -74,15 +74,18 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dOut: UnsafePoi
     }
 }
 
-/// One contiguous run of cached keys and values ([count × kvHeads·d] each).
+/// One run of cached keys and values: `count` rows of kvHeads·d floats each, `rowStride`
+/// floats apart (nil: packed, kvHeads·d).
 public struct KVSpan {
     public var keys: UnsafePointer<Float>
     public var values: UnsafePointer<Float>
     public var count: Int
-    public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int) {
+    public var rowStride: Int?
+    public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int, rowStride: Int? = nil) {
         self.keys = keys
         self.values = values
         self.count = count
+        self.rowStride = rowStride
     }
 }
 
@@ -141,19 +144,19 @@ public struct DecodeAttention {
                     for e in 0..<d { dst[e] = src[e] * scale }
                 }
             }
-            let p = prompt.count
-            fewRowsSerial(sc, ldy: ctx, qs, ldx: d, prompt.keys + g * d, ldw: kvStride, rows: nq, out: p, in: d)
+            let p = prompt.count, ps = prompt.rowStride ?? kvStride
+            fewRowsSerial(sc, ldy: ctx, qs, ldx: d, prompt.keys + g * d, ldw: ps, rows: nq, out: p, in: d)
             for r in r0..<r1 {
                 let span = own(r), first = (r - r0) * headsPerTask
-                fewRowsSerial(sc + first * ctx + p, ldy: ctx, qs + first * d, ldx: d, span.keys + g * d, ldw: kvStride,
-                              rows: headsPerTask, out: span.count, in: d)
+                fewRowsSerial(sc + first * ctx + p, ldy: ctx, qs + first * d, ldx: d, span.keys + g * d,
+                              ldw: span.rowStride ?? kvStride, rows: headsPerTask, out: span.count, in: d)
                 for i in first..<(first + headsPerTask) { softmaxInPlace(sc + i * ctx, p + span.count) }
             }
-            fewRowsNSerial(os, ldy: d, sc, ldx: ctx, prompt.values + g * d, ldb: kvStride, rows: nq, out: d, inner: p)
+            fewRowsNSerial(os, ldy: d, sc, ldx: ctx, prompt.values + g * d, ldb: ps, rows: nq, out: d, inner: p)
             for r in r0..<r1 {
                 let span = own(r), first = (r - r0) * headsPerTask
-                fewRowsNSerial(os + first * d, ldy: d, sc + first * ctx + p, ldx: ctx, span.values + g * d, ldb: kvStride,
-                               rows: headsPerTask, out: d, inner: span.count, accumulate: true)
+                fewRowsNSerial(os + first * d, ldy: d, sc + first * ctx + p, ldx: ctx, span.values + g * d,
+                               ldb: span.rowStride ?? kvStride, rows: headsPerTask, out: d, inner: span.count, accumulate: true)
                 for hh in 0..<headsPerTask {
                     (out + r * outStride + (h0 + hh) * d).update(from: os + (first + hh) * d, count: d)
                 }

@@ -155,8 +155,13 @@ extension LlamaModel {
 
         // All buffers for the whole request, allocated once.
         let s = try Scratch(c, rows: max(p, n), loraWidth: adapters?.width ?? 0)
-        let promptK = try Arena(count: c.numLayers * p * c.kvDim), promptV = try Arena(count: c.numLayers * p * c.kvDim)
-        let seqK = try Arena(count: c.numLayers * n * maxNew * c.kvDim), seqV = try Arena(count: c.numLayers * n * maxNew * c.kvDim)
+        // Caches are written before they are read (prefill, then storeKV each step). The
+        // sequences' caches are laid out [layer][step][sequence], so memory is backed as the
+        // longest sequence grows rather than for n × max_tokens up front.
+        let promptK = try Arena(count: c.numLayers * p * c.kvDim, zeroed: false)
+        let promptV = try Arena(count: c.numLayers * p * c.kvDim, zeroed: false)
+        let seqK = try Arena(count: c.numLayers * n * maxNew * c.kvDim, zeroed: false)
+        let seqV = try Arena(count: c.numLayers * n * maxNew * c.kvDim, zeroed: false)
         let ctx = p + maxNew
         let scores = try Arena(count: max(p * p, DecodeAttention.scratchCount(rows: n, heads: c.numHeads, headDim: c.headDim, context: ctx)))
         let logitsBuf = try Arena(count: n * c.vocabSize)
@@ -216,14 +221,15 @@ extension LlamaModel {
                 blocks(rows: rows, positions: pos.baseAddress!, s) { l in
                     let kl = promptK.pointer + l * p * c.kvDim, vl = promptV.pointer + l * p * c.kvDim
                     for (r, i) in active.enumerated() {
-                        let slot = ((l * n + i) * maxNew + t) * c.kvDim
+                        let slot = ((l * maxNew + t) * n + i) * c.kvDim
                         storeKV(s, row: r, k: seqK.pointer + slot, v: seqV.pointer + slot)
                     }
                     let attention = DecodeAttention(rows: rows, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, context: ctx)
                     attention.run(out: s.attn, outStride: c.qDim, q: s.qkv, qStride: c.qkvDim,
                                   prompt: KVSpan(keys: kl, values: vl, count: p), own: { r in
-                                      let own = ((l * n + active[r]) * maxNew) * c.kvDim
-                                      return KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1)
+                                      let own = (l * maxNew * n + active[r]) * c.kvDim
+                                      return KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1,
+                                                    rowStride: n * c.kvDim)
                                   }, scratch: scores.pointer)
                 }
             }

@@ -61,12 +61,15 @@ public final class Arena: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
-    public init(count: Int) throws {
+    /// zeroed: false leaves the memory as the allocator gives it, for buffers every read of
+    /// which follows a write (KV caches): their pages are then only backed as they fill, where
+    /// zeroing a group's cache for max_tokens up front took seconds and all of its memory.
+    public init(count: Int, zeroed: Bool = true) throws {
         guard count >= 0, let raw = try? UnsafeMutableRawPointer.allocateChecked(bytes: count * 4) else {
             throw PonderError(.outOfMemory, "cannot allocate \(count * 4) bytes")
         }
         pointer = raw.bindMemory(to: Float.self, capacity: count)
-        pointer.initialize(repeating: 0, count: count)
+        if zeroed { pointer.initialize(repeating: 0, count: count) }
         self.count = count
     }
 

@@ -212,15 +212,27 @@ final class KernelTests: XCTestCase {
                 let context = promptLen + 3
                 var scratch = [Float](repeating: .nan, count: DecodeAttention.scratchCount(rows: rows, heads: heads, headDim: d, context: context))
                 var out = [Float](repeating: 0, count: rows * outStride)
-                let ownK = ok.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.count) }, ownV = ov.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.count) }
+                // Own spans with padded rows (as generation lays them out: a row per sequence
+                // between one sequence's steps).
+                let ownStride = kvStride + 7
+                let ownK = ok.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 3 * ownStride) }
+                let ownV = ov.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 3 * ownStride) }
                 defer { (ownK + ownV).forEach { $0.deallocate() } }
-                for r in 0..<rows { ownK[r].initialize(from: ok[r], count: ok[r].count); ownV[r].initialize(from: ov[r], count: ov[r].count) }
+                for r in 0..<rows {
+                    ownK[r].initialize(repeating: .nan, count: 3 * ownStride)
+                    ownV[r].initialize(repeating: .nan, count: 3 * ownStride)
+                    for j in 0..<ownLen[r] {
+                        (ownK[r] + j * ownStride).update(from: Array(ok[r][(j * kvStride)..<((j + 1) * kvStride)]), count: kvStride)
+                        (ownV[r] + j * ownStride).update(from: Array(ov[r][(j * kvStride)..<((j + 1) * kvStride)]), count: kvStride)
+                    }
+                }
                 pk.withUnsafeBufferPointer { kp in
                     pv.withUnsafeBufferPointer { vp in
                         DecodeAttention(rows: rows, heads: heads, kvHeads: kvHeads, headDim: d, context: context)
                             .run(out: &out, outStride: outStride, q: q, qStride: qStride,
                                  prompt: KVSpan(keys: kp.baseAddress!, values: vp.baseAddress!, count: promptLen),
-                                 own: { KVSpan(keys: ownK[$0], values: ownV[$0], count: ownLen[$0]) }, scratch: &scratch)
+                                 own: { KVSpan(keys: ownK[$0], values: ownV[$0], count: ownLen[$0], rowStride: ownStride) },
+                                 scratch: &scratch)
                     }
                 }
                 for r in 0..<rows {
