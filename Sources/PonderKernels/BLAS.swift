@@ -50,14 +50,8 @@ public let fewRowsLimit = 64
 public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                           rows m: Int, out n: Int, in k: Int, accumulate: Bool) {
     let chunks = min(workerThreads, max(1, n / 64))
-    let wide = hasAVX512
     parallelFor(chunks) { c in
-        let lo = n * c / chunks, hi = n * (c + 1) / chunks
-        if wide {
-            fewRowsAVX512(y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate)
-        } else {
-            fewRows(SIMD8<Float>.self, y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate)
-        }
+        fewRowsColumns(y, x, w, rows: m, out: n, in: k, from: n * c / chunks, to: n * (c + 1) / chunks, accumulate: accumulate)
     }
 }
 
@@ -66,10 +60,18 @@ public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
 @inline(__always)
 public func fewRowsSerial(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                           _ w: UnsafePointer<Float>, ldw: Int, rows m: Int, out n: Int, in k: Int, accumulate: Bool = false) {
+    fewRowsColumns(y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy)
+}
+
+/// The few-rows kernel at the CPU's vector width, over output columns lo..<hi.
+@inline(__always)
+func fewRowsColumns(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                    rows m: Int, out n: Int, in k: Int, from lo: Int, to hi: Int, accumulate: Bool,
+                    ldx: Int? = nil, ldw: Int? = nil, ldy: Int? = nil) {
     if hasAVX512 {
-        fewRowsAVX512(y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy)
+        fewRowsAVX512(y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy)
     } else {
-        fewRows(SIMD8<Float>.self, y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate,
+        fewRows(SIMD8<Float>.self, y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate,
                 ldx: ldx, ldw: ldw, ldy: ldy)
     }
 }

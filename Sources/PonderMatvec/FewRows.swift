@@ -1,9 +1,9 @@
 import CPrefetch
 
 /// The decode matmul y[m × n] (+)= x[m × k] · W[n × k]ᵀ for few rows m, over output columns
-/// lo..<hi (row strides ldx, ldw, ldy default to the dense k, k, n), generic over the SIMD width so one source serves AVX2 (SIMD8) and AVX-512
-/// (SIMD16). It is @inlinable so that each caller module compiles its own specialisation with
-/// its own target flags.
+/// lo..<hi (row strides ldx, ldw, ldy default to the dense k, k, n). Generic over the SIMD width
+/// so one source serves AVX2 (SIMD8) and AVX-512 (SIMD16); @inlinable so that each caller
+/// module compiles its own specialisation with its own target flags.
 ///
 /// Decode reads every weight once per step, so the kernels are shaped around the weight
 /// stream: one row (m = 1) or a pair of rows (m > 1) at a time, each pair multiplied with as

@@ -22,7 +22,6 @@ public struct GenerateRequest: Sendable {
 
     public init(prompt: String? = nil) { self.prompt = prompt }
 
-    public static let keys = ["prompt", "messages", "chat", "max_tokens", "stop", "n", "parse_special", "sampling"] + samplingKeys
     public static let samplingKeys = ["temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed"]
 
     /// The sampling keys present in `r` (the request itself or its "sampling" object).

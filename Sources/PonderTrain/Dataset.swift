@@ -145,17 +145,17 @@ public enum Datasets {
         let dx = digits(x), dy = digits(y)
         var steps: [String] = [], borrow = 0
         for i in 0..<dx.count {
-            var top = dx[i], text = "\(dx[i])"
-            if borrow > 0 { top -= borrow; text += " - \(borrow)" }
-            let sub = i < dy.count ? dy[i] : 0
-            if i < dy.count { text += " - \(sub)" }
-            if top < sub {
-                steps.append("1\(text) = \(top + 10 - sub), borrow 1")
-                borrow = 1
+            var terms = [dx[i]]
+            if borrow > 0 { terms.append(borrow) }
+            if i < dy.count { terms.append(dy[i]) }
+            let value = terms[0] - terms.dropFirst().reduce(0, +)
+            let text = terms.map(String.init).joined(separator: " - ")
+            if value < 0 {
+                steps.append("1\(text) = \(value + 10), borrow 1")
             } else {
-                if text != "\(dx[i])" || i < dy.count { steps.append("\(text) = \(top - sub)") } else { steps.append(text) }
-                borrow = 0
+                steps.append(terms.count == 1 ? text : "\(text) = \(value)")
             }
+            borrow = value < 0 ? 1 : 0
         }
         return steps.joined(separator: ". ") + ". So \(x) - \(y) = \(x - y)"
     }
