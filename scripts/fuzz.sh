@@ -5,18 +5,23 @@
 #   scripts/fuzz.sh smoke [SECONDS]                   replay every regression input, then fuzz each
 #                                                     target SECONDS (default 10) from its seeds
 #   scripts/fuzz.sh regress [TARGET]                  replay the committed regression inputs only
+#   scripts/fuzz.sh triage TARGET                     group a run's saved inputs by the bug they hit
 #   scripts/fuzz.sh list | build
 #
 # The library and the targets are built with -sanitize=fuzzer,address (coverage-guided, ASan) in
-# their own scratch path, .build-fuzz, with PONDER_FUZZ set so Package.swift declares the
-# ponder-fuzz executable; normal builds never see it. Exits non-zero on any crash, sanitizer
-# report, hang (-timeout), or allocation beyond -malloc_limit_mb, printing the input's path and
-# the top frames; keep such an input under Tests/Fuzz/regressions/TARGET/.
+# their own scratch path, .build-fuzz (work files: .build-fuzz-work), with PONDER_FUZZ set so
+# Package.swift declares the ponder-fuzz executable; normal builds never see it. Exits non-zero
+# on any crash, sanitizer report, hang (-timeout), or allocation beyond -malloc_limit_mb,
+# printing the input's path and the top frames; keep such an input under
+# Tests/Fuzz/regressions/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 ROOT=$PWD
 BIN=.build-fuzz/release/ponder-fuzz
+# Corpora, saved inputs and logs live beside the scratch path, not in it: SwiftPM prunes empty
+# directories there on every build, including a running fuzzer's artifact directory.
+OUT=.build-fuzz-work
 # Swift's own crash backtracer would race ASan and libFuzzer for the signal.
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:handle_sigill=1:symbolize=1}"
@@ -46,13 +51,23 @@ top_frames() {
     | swift demangle --simplified | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ in /    /' | head -"${2:-10}" || true
 }
 
+# One line naming the bug an input hits: the harness's BUG message, else the first frame in
+# Ponder's sources, else the sanitizer's or libFuzzer's error line.
+signature() {
+  local sig
+  sig=$(grep -m1 -oE 'ponder-fuzz: BUG: .{0,70}' "$1" | sed -E 's/[0-9]+/N/g' || true)
+  [ -n "$sig" ] || sig=$(top_frames "$1" 40 | grep -m1 '/Sources/' | sed -E 's/^ +//; s|/[^ ]*/Sources/|Sources/|' || true)
+  [ -n "$sig" ] || sig=$(grep -m1 -oE '(ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer): .{0,60})|ALARM: .{0,40}' "$1" || true)
+  echo "${sig:-unknown}"
+}
+
 # Replays every file under Tests/Fuzz/regressions/TARGET; returns the number that fail.
 regress_target() {
   local t=$1 failed=0 f
   [ -d "Tests/Fuzz/regressions/$t" ] || return 0
   for f in "Tests/Fuzz/regressions/$t"/*; do
     [ -f "$f" ] || continue
-    local log=".build-fuzz/logs/regress-$t-$(basename "$f").log"
+    local log="$OUT/logs/regress-$t-$(basename "$f").log"
     if PONDER_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" "$f" >"$log" 2>&1; then
       echo "  ok    $t/$(basename "$f")"
     else
@@ -68,15 +83,18 @@ regress_target() {
 fuzz_target() {
   local t=$1 secs=$2 work=$3
   shift 3
-  mkdir -p "$work" ".build-fuzz/artifacts/$t" .build-fuzz/logs
-  local log=".build-fuzz/logs/$t.log" rc=0 start=$SECONDS
+  mkdir -p "$work" "$OUT/artifacts/$t" $OUT/logs
+  local log="$OUT/logs/$t.log" rc=0 start=$SECONDS
   PONDER_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" -max_total_time="$secs" -print_final_stats=1 \
-    -artifact_prefix=".build-fuzz/artifacts/$t/" "$@" "$work" "Tests/Fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+    -artifact_prefix="$OUT/artifacts/$t/" "$@" "$work" "Tests/Fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   local execs
   execs=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
   [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
-  local crashes
+  # -fork mode counts its workers' crashes, OOMs and timeouts in the status line.
+  local crashes forked
   crashes=$(grep -c 'Test unit written to' "$log" || true)
+  forked=$(grep -oE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | grep -oE '[0-9]+/[0-9]+/[0-9]+' || true)
+  if [ -n "$forked" ]; then IFS=/ read -r oom slow crash <<<"$forked"; crashes=$((oom + slow + crash)); fi
   [ "$rc" = 0 ] || [ "$crashes" -gt 0 ] || crashes=1
   if [ "$rc" != 0 ] || [ "$crashes" -gt 0 ]; then
     echo "$t: CRASH (exit $rc), log: $log" >&2
@@ -98,7 +116,7 @@ case "${1:-}" in
   regress)
     build
     scratch
-    mkdir -p .build-fuzz/logs
+    mkdir -p $OUT/logs
     failed=0
     for t in ${2:-$(targets)}; do regress_target "$t" || failed=$((failed + $?)); done
     [ "$failed" = 0 ] || { echo "fuzz.sh: $failed regression input(s) still crash" >&2; exit 1; }
@@ -107,7 +125,7 @@ case "${1:-}" in
     secs=${2:-10}
     build
     scratch
-    mkdir -p .build-fuzz/logs
+    mkdir -p $OUT/logs
     echo "fuzz smoke: committed regression inputs"
     failed=0
     for t in $(targets); do regress_target "$t" || failed=$((failed + $?)); done
@@ -121,8 +139,22 @@ case "${1:-}" in
     done
     [ "$failed" = 0 ] || { echo "fuzz.sh: smoke failed ($failed)" >&2; exit 1; }
     ;;
+  triage)
+    # Groups the inputs a run saved ($OUT/artifacts/TARGET) by the bug they hit.
+    t=${2:?usage: scripts/fuzz.sh triage TARGET}
+    build >/dev/null
+    scratch
+    mkdir -p $OUT/logs/triage
+    for f in $OUT/artifacts/"$t"/*; do
+      [ -f "$f" ] || continue
+      log="$OUT/logs/triage/$(basename "$f").log"
+      PONDER_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" "$f" >"$log" 2>&1 || true
+      printf '%s\t%s\t%s\n' "$(signature "$log")" "$(stat -c %s "$f")" "$f"
+    done | sort -t"$(printf '\t')" -k1,1 -k2,2n \
+      | awk -F'\t' '{n[$1]++; if (!($1 in ex)) ex[$1]=$3 " (" $2 " bytes)"} END {for (s in n) printf "%5d  %s\n       smallest: %s\n", n[s], s, ex[s]}'
+    ;;
   ''|-h|--help)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
   *)
@@ -132,7 +164,7 @@ case "${1:-}" in
     build
     targets | grep -qx "$t" || { echo "fuzz.sh: no target $t (scripts/fuzz.sh list)" >&2; exit 2; }
     scratch
-    line=$(fuzz_target "$t" "$secs" ".build-fuzz/corpus/$t" "$@") && rc=0 || rc=1
+    line=$(fuzz_target "$t" "$secs" "$OUT/corpus/$t" "$@") && rc=0 || rc=1
     read -r _ execs took crashes <<<"$line"
     echo "$t: $execs executions in ${took}s, $crashes crash(es)"
     exit $rc
