@@ -47,7 +47,7 @@ targets() { PONDER_FUZZ_TARGET=list "$BIN"; }
 # The first frames of a crash report that are Ponder's (demangled), under the error line.
 top_frames() {
   grep -E '^(==[0-9]+==ERROR|ponder-fuzz: BUG|SUMMARY)|^    #[0-9]+ ' "$1" \
-    | grep -vE 'compiler-rt|libc\.so|__sanitizer|fuzzer::|<compiler-generated>|ponder_fuzz_main' \
+    | grep -vE 'compiler-rt|libc\.so|__sanitizer|fuzzer::|<compiler-generated>|ponder_fuzz_main|nptl/|raise\.c|abort\.c| bug\(_:\)' \
     | swift demangle --simplified | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ in /    /' | head -"${2:-10}" || true
 }
 
@@ -84,8 +84,9 @@ fuzz_target() {
   local t=$1 secs=$2 work=$3
   shift 3
   mkdir -p "$work" "$OUT/artifacts/$t" $OUT/logs
-  local log="$OUT/logs/$t.log" rc=0 start=$SECONDS
-  PONDER_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" -max_total_time="$secs" -print_final_stats=1 \
+  local log="$OUT/logs/$t.log" rc=0 start=$SECONDS dict=()
+  [ ! -f "Tests/Fuzz/dict/$t.dict" ] || dict=(-dict="Tests/Fuzz/dict/$t.dict")
+  PONDER_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" "${dict[@]}" -max_total_time="$secs" -print_final_stats=1 \
     -artifact_prefix="$OUT/artifacts/$t/" "$@" "$work" "Tests/Fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   local execs
   execs=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)

@@ -349,3 +349,70 @@ out("corpus/sft_data/blank_lines.jsonl", '\n  \n{"prompt": "a", "completion": "b
 out("corpus/json/nested.json", json.dumps({"a": [1, -2.5e-3, True, None, "\u00e9\\n"], "b": {"c": {}}, "d": []}))
 out("corpus/json/numbers.json", "[0, -0, 1e308, 9223372036854775807, -9223372036854775808, 18446744073709551615, 0.1]")
 out("corpus/json/string.json", '"tab\\t quote\\" \\u00e9 \\ud83d\\ude42"')
+
+# --------------------------------------------------------------------------------------------
+# dictionaries (libFuzzer -dict): the names and values a mutation is unlikely to spell by chance
+
+HOSTILE_VALUES = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-39", "1e-45", "-0", "0.5", "-1", "1e308",
+                  "4294967296", "9223372036854775807", "9223372036854775808", "18446744073709551616", "null", "true",
+                  "false", "[]", "{}", '"\\u0000"', '"\\ud800"', '"\\uffff"']
+
+
+def dictionary(name: str, words: set) -> None:
+    """words: str (written as UTF-8) or bytes."""
+    def quote(w) -> str:
+        b = w.encode() if isinstance(w, str) else w
+        return '"' + "".join(chr(c) if 0x20 <= c < 0x7F and chr(c) not in '"\\' else "\\x%02X" % c for c in b) + '"'
+    out(f"dict/{name}.dict", "".join(sorted(quote(w) + "\n" for w in words)))
+
+
+def json_words(value) -> set[str]:
+    words: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            words.add(f'"{k}"')
+            words |= json_words(v)
+    elif isinstance(value, list):
+        for v in value:
+            words |= json_words(v)
+    elif isinstance(value, str) and len(value) < 40:
+        words.add(json.dumps(value))
+    return words
+
+
+def corpus_words(target: str, lines: bool = False) -> set[str]:
+    words: set[str] = set()
+    d = os.path.join(FUZZ, "corpus", target)
+    for name in os.listdir(d):
+        with open(os.path.join(d, name)) as f:
+            docs = [json.loads(x) for x in f if x.strip()] if lines else [json.load(f)]
+        for doc in docs:
+            words |= json_words(doc)
+    return words
+
+
+for target in ["generate_request", "model_options", "sft_config", "hf_config", "adapter_config", "json"]:
+    dictionary(target, corpus_words(target) | set(HOSTILE_VALUES))
+dictionary("sft_data", corpus_words("sft_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####", "<<", ">>"})
+with open(os.path.join(FUZZ, "corpus", "tokenizer_json", "llama.json")) as f:
+    tok = json.load(f)
+dictionary("tokenizer_json", {f'"{k}"' for k in ["model", "type", "vocab", "merges", "added_tokens", "id", "content",
+                                                 "special", "pre_tokenizer", "pretokenizers", "individual_digits",
+                                                 "ignore_merges", "Sequence", "ByteLevel", "Digits", "Split",
+                                                 "pattern", "Regex", "BPE"]}
+           | {json.dumps(s) for s in SPECIALS} | {"\\\\p{N}{1,3}", "\\\\p{N}|", "\\\\p{N}]?"} | set(HOSTILE_VALUES))
+dictionary("tokenizer", set(SPECIALS) | {"\r\n", "   ", "'s", "'LL", "\u00e9", "\U0001F642", "\u0663", "\t"})
+dictionary("safetensors", {'"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"F32"', '"F16"', '"BF16"', '"I64"',
+                           '"model.embed_tokens.weight"', '"lm_head.weight"', '"model.norm.weight"'} | set(HOSTILE_VALUES))
+gguf_keys = ["general.architecture", "general.alignment", "llama.block_count", "llama.context_length",
+             "llama.embedding_length", "llama.feed_forward_length", "llama.attention.head_count",
+             "llama.attention.head_count_kv", "llama.attention.key_length", "llama.rope.dimension_count",
+             "llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon", "llama.vocab_size", "qwen2",
+             "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.merges",
+             "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+             "tokenizer.ggml.eot_token_id", "tokenizer.chat_template", "output.weight", "blk.0.attn_q.bias",
+             "token_embd.weight", "GGUF"]
+# and little-endian values: u64 max/2^63, f32 NaN/inf, f16 NaN/inf, ggml type ids 0-30
+dictionary("gguf", set(gguf_keys) | {b"\xff\xff\xff\xff\xff\xff\xff\x7f", b"\x00\x00\x00\x00\x00\x00\x00\x80",
+                                     b"\xff\xff\xff\xff\xff\xff\xff\xff", b"\x00\x00\xc0\x7f", b"\x00\x00\x80\x7f",
+                                     b"\x00\x7e", b"\x00\x7c"} | {struct.pack("<I", t) for t in (0, 1, 2, 3, 8, 12, 14, 30)})
