@@ -20,6 +20,8 @@ pipq pytest tokenizers gguf numpy safetensors
 # what these machines carry; where it cannot be had, those tests skip (scripts/test.sh says so).
 pipq "torch==2.13.0+cpu" || echo "note: no CPU torch wheel here"
 if python3 -c "import torch" 2>/dev/null; then pipq transformers peft accelerate || true; fi
+# TRL is the oracle of the GRPO tests (scripts/trl_grpo_oracle.py); pinned, as its math is the reference.
+if python3 -c "import torch" 2>/dev/null; then pipq "trl==1.16.0" || true; fi
 pipq -e bindings/python
 # The tiny random models of Tests/Fixtures/tiny and transformers' outputs on them are generated
 # together, not committed (torch's initialisers differ across CPUs and builds).
