@@ -94,6 +94,7 @@ def build_trainer(case, model_dir, tmp):
         scale_rewards=case["scale_rewards"], multi_objective_aggregation=case["multi_objective_aggregation"],
         reward_weights=list(case["reward_weights"]), num_generations=case["num_generations"],
         max_completion_length=case["max_completion_length"], gradient_accumulation_steps=micro,
+        use_bias_correction_kl=case.get("use_bias_correction_kl", True),
         per_device_train_batch_size=rows // micro, steps_per_generation=micro,
     )
     dataset = Dataset.from_dict({"prompt": [f"prompt {i}" for i in range(rows // groups)]})

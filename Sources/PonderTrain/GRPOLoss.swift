@@ -149,6 +149,9 @@ public struct GRPOLossParams: Sendable {
     public var epsilonHigh: Double = 0.2
     /// Dr. GRPO's constant normaliser.
     public var maxCompletionLength: Int = 256
+    /// Multiply the KL estimate by the importance ratio (TRL ≥ 1.x's default; the paper's runs,
+    /// on older TRL, did not).
+    public var useBiasCorrectionKL = false
     public init() {}
 }
 
@@ -215,15 +218,28 @@ public func grpoMicroBatchLoss(_ seqs: [GRPOSequence], params p: GRPOLossParams,
     for (b, s) in seqs.enumerated() {
         let a = s.advantage, w = weight(b), t = s.logp.count
         let lr = (0..<t).map { i in s.oldLogp.map { Double(s.logp[i]) - Double($0[i]) } ?? 0 }
-        var g = [Float](repeating: 0, count: t)
-        // The KL term (k3 estimator) is always per token.
+        var g = [Double](repeating: 0, count: t)
+        let len = max(1, lens[b])
+        let seqLogRatio = (0..<t).reduce(0.0) { $0 + (s.mask[$1] ? lr[$1] : 0) } / len
+        // The KL term (k3 estimator) is per token; with the bias correction it is weighted by
+        // the importance ratio (per token, or the sequence's), through which it has a gradient too.
         if p.beta != 0, let ref = s.refLogp {
+            var weighted = 0.0
             for i in 0..<t where s.mask[i] {
                 let d = Double(ref[i]) - Double(s.logp[i])
-                let kl = exp(d) - d - 1
+                var kl = exp(d) - d - 1, dkl = 1 - exp(d)
+                if p.useBiasCorrectionKL {
+                    let coef = exp(p.importanceSamplingLevel == .token ? lr[i] : seqLogRatio)
+                    if p.importanceSamplingLevel == .token { dkl = dkl * coef + kl * coef } else { dkl *= coef }
+                    weighted += kl * coef
+                    kl *= coef
+                }
                 loss += w * p.beta * kl
-                g[i] += Float(w * p.beta * (1 - exp(d)))
+                g[i] += w * p.beta * dkl
                 klSum += kl
+            }
+            if p.useBiasCorrectionKL && p.importanceSamplingLevel == .sequence {
+                for i in 0..<t where s.mask[i] { g[i] += w * p.beta * weighted / len }
             }
         }
         // The policy term: ratio per token, or one ratio per sequence (GSPO).
@@ -240,7 +256,7 @@ public func grpoMicroBatchLoss(_ seqs: [GRPOSequence], params p: GRPOLossParams,
             for i in 0..<t where s.mask[i] {
                 let coef = exp(lr[i]), c = min(coef, p.epsilonHigh)
                 loss += w * -c * a * Double(s.logp[i])
-                g[i] += Float(w * -c * a)
+                g[i] += w * -c * a
                 if coef > p.epsilonHigh && a > 0 { cispoClipped += 1 }
             }
         case (.token, _):
@@ -248,7 +264,7 @@ public func grpoMicroBatchLoss(_ seqs: [GRPOSequence], params p: GRPOLossParams,
             for i in 0..<t where s.mask[i] {
                 let r = clipped(exp(lr[i]))
                 loss += w * r.loss
-                g[i] += Float(w * r.dLogRatio)
+                g[i] += w * r.dLogRatio
                 if r.low { lo += 1 }
                 if r.high { hi += 1 }
                 if r.low || r.high { region += 1 }
@@ -258,21 +274,19 @@ public func grpoMicroBatchLoss(_ seqs: [GRPOSequence], params p: GRPOLossParams,
             lowSeq.append(lo / lens[b])  // NaN for a fully masked row, as TRL's 0/0
             highSeq.append(hi / lens[b])
         case (.sequence, _):
-            let len = max(1, lens[b])
-            let liw = (0..<t).reduce(0.0) { $0 + (s.mask[$1] ? lr[$1] : 0) } / len
-            let coef = exp(liw)
+            let coef = exp(seqLogRatio)
             let total = w * lens[b]  // Σ over the sequence's tokens of their weight
             if p.lossType == .cispo {
                 let c = min(coef, p.epsilonHigh)
                 for i in 0..<t where s.mask[i] {
                     loss += w * -c * a * Double(s.logp[i])
-                    g[i] += Float(w * -c * a)
+                    g[i] += w * -c * a
                 }
                 if coef > p.epsilonHigh && a > 0 { cispoClipped += 1 }
             } else {
                 let r = clipped(coef)
                 loss += total * r.loss
-                for i in 0..<t where s.mask[i] { g[i] += Float(total * r.dLogRatio / len) }
+                for i in 0..<t where s.mask[i] { g[i] += total * r.dLogRatio / len }
                 lowSeq.append(r.low ? 1 : 0)
                 highSeq.append(r.high ? 1 : 0)
                 if r.low { low += 1 }
@@ -280,7 +294,7 @@ public func grpoMicroBatchLoss(_ seqs: [GRPOSequence], params p: GRPOLossParams,
                 if r.low || r.high { region += 1 }
             }
         }
-        grads.append(g)
+        grads.append(g.map { Float($0) })
     }
 
     // Metrics over this micro-batch, as TRL's global_masked_mean: per token, or per sequence
