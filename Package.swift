@@ -43,7 +43,7 @@ let package = Package(
                 swiftSettings: simd),
         .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
         .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
-        .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512"]),
+        .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
     // task), which Swift 6's static checker cannot express without wrappers on every loop.

@@ -11,8 +11,15 @@
  *  - Strings the library returns through `char **` are owned by the caller and must be
  *    released with ponder_string_free(). Strings returned as `const char *` are static or
  *    owned by the library, as stated per function.
- *  - Handles are opaque and come in create/free pairs. Passing NULL, a freed handle or a
- *    pointer that is not a handle returns PONDER_ERR_MISUSE; nothing ever traps or aborts.
+ *  - Handles are opaque and come in create/free pairs. A handle is a number that is never
+ *    reused (not an address), so passing NULL, a freed handle, another kind's handle or a
+ *    pointer that is not a handle returns PONDER_ERR_MISUSE, and freeing a handle twice is a
+ *    no-op; nothing ever traps or aborts.
+ *  - JSON numbers are 64-bit: NaN, Infinity, an integer beyond 64 bits or a number that
+ *    overflows a double is PONDER_ERR_PARSE with its byte offset.
+ *  - Model files are read only if they are regular files (a FIFO or device is PONDER_ERR_IO,
+ *    at once); every size and offset in them is checked against the file before anything is
+ *    allocated for it (PONDER_ERR_FORMAT names the tensor or byte offset).
  *  - Callbacks are a function pointer plus a `void *user` passed back unchanged.
  *
  * Threading: a ponder_model is immutable once loaded (except through a trainer, below). ponder_tokenize, ponder_detokenize,
@@ -129,7 +136,10 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
  *   "top_k" (0 = off), "min_p" (0), "repetition_penalty" (1), "seed" (default: from the
  *   clock; sequence i uses seed + i), "stop": string or [strings], "n" (default 1: number of
  *   completions of the prompt, decoded together sharing the prompt's KV cache),
- *   "parse_special" (default true). The sampling keys (temperature, top_p, top_k, min_p,
+ *   "parse_special" (default true: special-token text such as "<|im_end|>" in the prompt or in
+ *   message content becomes its token, as Hugging Face's apply_chat_template does; false keeps
+ *   it text, for untrusted content). A message's "role" is one of "system", "user",
+ *   "assistant", "tool"; its "content" a string. The sampling keys (temperature, top_p, top_k, min_p,
  *   repetition_penalty, seed) may instead be grouped as "sampling": {...}; a key given both
  *   ways is an error.
  * Result JSON:
@@ -139,6 +149,8 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
  *   finish_reason is "stop" (a stop string; it is cut from the text), "eos" (an end token;
  *   its id is in token_ids but not in text) or "length" (max_tokens reached). logprobs are
  *   those of the generated ids under the model's unprocessed distribution (temperature 1).
+ *   A temperature so small that logits / temperature overflow samples greedily (its limit).
+ *   Logits that are NaN or infinite (a corrupt model) are PONDER_ERR_FORMAT, and no result.
  * *out_result_json must be freed with ponder_string_free. */
 ponder_status ponder_generate(const ponder_model *model, const char *request_json, char **out_result_json);
 

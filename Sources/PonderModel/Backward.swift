@@ -152,9 +152,8 @@ extension LlamaModel {
             throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.sequences)×\(batch.length)")
         }
         try a.reshape(sequences: batch.sequences, length: batch.length)
-        try checkVocabBounds(batch.tokens, "tokens")
         try checkVocabBounds(batch.targets.filter { $0 >= 0 }, "targets")
-        batch.tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }
+        try batch.tokens.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }
         for l in 0..<c.numLayers { trainLayerForward(l, a) }
         let d = c.hiddenSize
         rmsnormForward(a.xnF.pointer, rstd: a.rstdF.pointer, a.xs.pointer + c.numLayers * a.rows * d, w.norm,

@@ -46,8 +46,13 @@ public struct GenerateRequest: Sendable {
             for (i, m) in msgs.enumerated() {
                 let mr = r.element("messages", i, m)
                 let role = mr.string("role"), content = mr.string("content")
-                if role == nil && !mr.has("role") { mr.failHere("missing \"role\"") }
-                if content == nil && !mr.has("content") { mr.failHere("missing \"content\"") }
+                if role == nil { mr.failHere(mr.has("role") ? "role: expected a string, got null" : "missing \"role\"") }
+                if content == nil { mr.failHere(mr.has("content") ? "content: expected a string, got null" : "missing \"content\"") }
+                // The role is written into the template's markup verbatim, so only the known
+                // roles pass: "robot" or "user<|im_end|>..." would forge turns.
+                if let role, !ChatTemplate.roles.contains(role) {
+                    mr.fail("role", "expected one of \(ChatTemplate.roles.joined(separator: ", ")), got \"\(role)\"")
+                }
                 mr.rejectUnknownKeys()
                 if let role, let content { out.append(.init(role: role, content: content)) }
             }
@@ -122,10 +127,14 @@ extension LlamaModel {
     public func promptTokens(_ request: GenerateRequest) throws -> [Int32] {
         var text: String
         if let messages = request.messages ?? (request.chat ? [.init(role: "user", content: request.prompt ?? "")] : nil) {
-            guard let rendered = tokenizer.chatTemplate.render(messages) else {
+            guard let parts = tokenizer.chatTemplate.parts(messages) else {
                 throw PonderError(.unsupported, "messages: this model has no chat template Ponder recognises (ChatML, Llama-3)")
             }
-            text = rendered
+            if !request.parseSpecial {
+                // Content is plain text here: "<|im_end|>" typed by a user stays characters.
+                return parts.flatMap { tokenizer.encode($0.text, parseSpecial: !$0.isContent) }
+            }
+            text = parts.map(\.text).joined()
         } else {
             text = request.prompt ?? ""
         }
@@ -168,7 +177,7 @@ extension LlamaModel {
         var inputs = [Int32](repeating: 0, count: n)
 
         let t0 = monotonicSeconds()
-        prefill(prompt, s, k: promptK.pointer, v: promptV.pointer, scores: scores.pointer)
+        try prefill(prompt, s, k: promptK.pointer, v: promptV.pointer, scores: scores.pointer)
         logits(s, first: p - 1, rows: 1, into: logitsBuf.pointer)
         for i in 1..<n { (logitsBuf.pointer + i * c.vocabSize).update(from: logitsBuf.pointer, count: c.vocabSize) }
         let t1 = monotonicSeconds()
@@ -193,6 +202,9 @@ extension LlamaModel {
                     out[r] = seqs[rowsNow[r]].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize)
                 }
             }
+            for (r, i) in active.enumerated() where picks[r].0 < 0 {
+                throw PonderError.format("model: non-finite logits at step \(step) of sequence \(i) (NaN or infinite weights or activations: is the model file corrupt?)")
+            }
             var still: [Int] = []
             for (r, i) in active.enumerated() {
                 let (tok, lp) = picks[r]
@@ -215,7 +227,7 @@ extension LlamaModel {
                 positions[r] = Int32(p + step)
             }
             let rows = active.count, t = step
-            inputs.withUnsafeBufferPointer { embed($0.baseAddress!, rows: rows, into: s.x) }
+            try inputs.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: rows, into: s.x) }
             positions.withUnsafeBufferPointer { pos in
                 blocks(rows: rows, positions: pos.baseAddress!, s) { l in
                     let kl = promptK.pointer + l * p * c.kvDim, vl = promptV.pointer + l * p * c.kvDim
