@@ -1,5 +1,8 @@
 import PonderBase
 import PonderKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A batch of `sequences` rows of `length` tokens (right-padded). targets[i] is the token
 /// predicted at position i (-1: none, e.g. prompt or padding).
@@ -8,12 +11,16 @@ public struct TokenBatch: Sendable {
     public var length: Int
     public var tokens: [Int32]
     public var targets: [Int32]
+    /// log p is of softmax(logits / temperature): GRPO scores completions at the temperature
+    /// they were sampled with, as TRL does; 1 for SFT.
+    public var temperature: Float = 1
 
-    public init(sequences: Int, length: Int, tokens: [Int32], targets: [Int32]) {
+    public init(sequences: Int, length: Int, tokens: [Int32], targets: [Int32], temperature: Float = 1) {
         self.sequences = sequences
         self.length = length
         self.tokens = tokens
         self.targets = targets
+        self.temperature = temperature
     }
 }
 
@@ -147,6 +154,12 @@ extension LlamaModel {
     /// Training forward: runs the batch, keeps what backward needs, and returns
     /// log p(target) at every position (0 where the target is -1).
     public func trainForward(_ batch: TokenBatch, _ a: TrainActivations) throws -> [Float] {
+        try trainForward(batch, a, entropy: nil)
+    }
+
+    /// As trainForward, also writing the entropy of the (temperature-scaled) distribution at
+    /// every scored position into `entropy` (rows entries; 0 elsewhere), a GRPO metric.
+    public func trainForward(_ batch: TokenBatch, _ a: TrainActivations, entropy: UnsafeMutablePointer<Float>?) throws -> [Float] {
         let c = config
         guard batch.tokens.count == batch.sequences * batch.length, batch.targets.count == batch.tokens.count else {
             throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.sequences)×\(batch.length)")
@@ -160,10 +173,20 @@ extension LlamaModel {
                        rows: a.rows, dim: d, eps: c.rmsNormEps)
         var logp = [Float](repeating: 0, count: a.rows)
         let scored = batch.targets.indices.filter { batch.targets[$0] >= 0 }
+        guard batch.temperature > 0, batch.temperature.isFinite else { throw PonderError.invalid("batch: temperature \(batch.temperature)") }
+        let invT = 1 / batch.temperature
+        entropy?.update(repeating: 0, count: a.rows)
         forEachHeadChunk(scored, a) { rows, x, lg in
             for (i, r) in rows.enumerated() {
                 let row = lg + i * c.vocabSize
-                logp[r] = row[Int(batch.targets[r])] - logSumExp(row, c.vocabSize)
+                if invT != 1 { scaleInPlace(row, c.vocabSize, by: invT) }
+                let lse = logSumExp(row, c.vocabSize)
+                logp[r] = row[Int(batch.targets[r])] - lse
+                if let entropy {
+                    var h: Float = 0
+                    for j in 0..<c.vocabSize { h += expf(row[j] - lse) * row[j] }
+                    entropy[r] = lse - h
+                }
             }
         }
         return logp
@@ -202,14 +225,15 @@ extension LlamaModel {
         func g(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? { gradient(of: p, in: grads) }
         let dX = a.dX.pointer
         dX.update(repeating: 0, count: rows * d)
-        // LM head, chunk by chunk: dlogits = c·(onehot − softmax) with c = dL/dlogp.
+        // LM head, chunk by chunk: dlogits = c·(onehot − softmax(z/T))/T with c = dL/dlogp.
         a.dXn.pointer.update(repeating: 0, count: rows * d)
         let scored = batch.targets.indices.filter { batch.targets[$0] >= 0 && dLogp[$0] != 0 }
         forEachHeadChunk(scored, a) { rowIDs, x, lg in
             let n = rowIDs.count
             for (i, r) in rowIDs.enumerated() {
                 let row = lg + i * c.vocabSize
-                let coef = dLogp[r]
+                let coef = dLogp[r] / batch.temperature
+                if batch.temperature != 1 { scaleInPlace(row, c.vocabSize, by: 1 / batch.temperature) }
                 softmaxInPlace(row, c.vocabSize)
                 for j in 0..<c.vocabSize { row[j] *= -coef }
                 row[Int(batch.targets[r])] += coef

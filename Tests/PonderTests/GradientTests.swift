@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import PonderModel
 @testable import PonderText
@@ -30,8 +31,9 @@ final class GradientTests: XCTestCase {
     }
 
     func check(_ m: LlamaModel, params: UnsafeMutablePointer<Float>, entries: [ParameterLayout.Entry],
-               checkpointing: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
-        let b = GradientTests.batch(seqs: 2, len: 5, vocab: m.config.vocabSize, seed: 9)
+               checkpointing: Bool = false, temperature: Float = 1, file: StaticString = #filePath, line: UInt = #line) throws {
+        var b = GradientTests.batch(seqs: 2, len: 5, vocab: m.config.vocabSize, seed: 9)
+        b.temperature = temperature
         let acts = try TrainActivations(model: m, sequences: 2, length: 5, checkpointing: checkpointing)
         var rng = RandomGenerator(seed: 5)
         let weightsPerToken = b.targets.map { $0 >= 0 ? Float(0.5 + rng.uniform()) : 0 }
@@ -85,6 +87,29 @@ final class GradientTests: XCTestCase {
     func testUntiedHeadAndQKVBias() throws {
         let m = try GradientTests.tinyModel(bias: true, tied: false)
         try check(m, params: m.weights.pointer, entries: m.layout.entries)
+    }
+
+    /// GRPO scores log p of softmax(logits / T): the backward divides by T as well.
+    func testGradientsAtATemperature() throws {
+        let m = try GradientTests.tinyModel(bias: false, tied: true)
+        try check(m, params: m.weights.pointer, entries: m.layout.entries, temperature: 0.7)
+        // And log p at T is the log-softmax of the logits / T.
+        var b = GradientTests.batch(seqs: 1, len: 5, vocab: m.config.vocabSize, seed: 4)
+        b.targets = b.targets.map { $0 < 0 ? 7 : $0 }
+        let acts = try TrainActivations(model: m, sequences: 1, length: 5)
+        b.temperature = 0.6
+        var entropy = [Float](repeating: -1, count: 5)
+        let lp = try entropy.withUnsafeMutableBufferPointer { try m.trainForward(b, acts, entropy: $0.baseAddress!) }
+        let logits = try m.forwardLogits(b.tokens)
+        let v = m.config.vocabSize
+        for i in 0..<5 {
+            let z = (0..<v).map { Double(logits[i * v + $0]) / 0.6 }
+            let mx = z.max()!
+            let lse = mx + log(z.reduce(0) { $0 + exp($1 - mx) })
+            XCTAssertEqual(Double(lp[i]), z[Int(b.targets[i])] - lse, accuracy: 1e-4)
+            let h = -z.reduce(0) { $0 + exp($1 - lse) * ($1 - lse) }
+            XCTAssertEqual(Double(entropy[i]), h, accuracy: 1e-3)
+        }
     }
 
     func testActivationCheckpointingGivesTheSameGradients() throws {
