@@ -5,28 +5,32 @@ import PonderText
 
 public enum DataSource: Sendable {
     case jsonl(String)
-    case arithmetic(count: Int, seed: UInt64)
+    case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit)
 
     init?(_ r: JSONReader, _ key: String) {
         guard let v = r.value(key) else { return nil }
         if let s = v.asString { self = .jsonl(s); return }
-        let g = r.element(key, 0, v)
+        guard let g = r.object(key) else { return nil }
         let kind = g.string("generate")
         let count = g.int("count", in: 1...10_000_000) ?? 256
         let seed = UInt64(g.int("seed", in: 0...Int64(Int32.max)) ?? 0)
+        var split = Datasets.ArithmeticSplit.train
+        if let s = g.string("split") {
+            if let v = Datasets.ArithmeticSplit(rawValue: s) { split = v } else { g.fail("split", "expected \"train\", \"test\" or \"all\", got \"\(s)\"") }
+        }
         g.rejectUnknownKeys()
         guard kind == "arithmetic" else {
-            r.fail(key, "expected a JSONL path or {\"generate\": \"arithmetic\", \"count\", \"seed\"}")
+            r.fail(key, "expected a JSONL path or {\"generate\": \"arithmetic\", \"count\", \"seed\", \"split\"}")
             return nil
         }
-        self = .arithmetic(count: count, seed: seed)
+        self = .arithmetic(count: count, seed: seed, split: split)
     }
 
     func examples(system: String?) throws -> [ChatExample] {
         switch self {
         case let .jsonl(p): return try Datasets.loadJSONL(p, system: system)
-        case let .arithmetic(n, seed):
-            let ex = Datasets.arithmetic(count: n, seed: seed)
+        case let .arithmetic(n, seed, split):
+            let ex = Datasets.arithmetic(count: n, seed: seed, split: split)
             guard let system else { return ex }
             return ex.map { ChatExample(messages: [.init(role: "system", content: system)] + $0.messages) }
         }
@@ -65,7 +69,7 @@ public struct SFTConfig: Sendable {
         } else {
             r.failHere("missing \"data\"")
         }
-        train = trainSource ?? .arithmetic(count: 1, seed: 0)
+        train = trainSource ?? .arithmetic(count: 1, seed: 0, split: .train)
         if let t {
             batchSize = t.int("batch_size", in: 1...4096) ?? batchSize
             gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
