@@ -40,8 +40,25 @@ public struct ParsedAnswer: Sendable, CustomStringConvertible {
         let canon = Normalizer.canonical(c.body)
         // Structural answers must look like mathematics, so a reference such as "Monday" is
         // unparseable (no score) instead of comparing as text.
-        guard canon.unicodeScalars.contains(where: { isASCIIDigit($0.value) || $0 == "\\" }) else { return nil }
+        guard canon.unicodeScalars.contains(where: { isASCIIDigit($0.value) || $0 == "\\" }), !ParsedAnswer.hasWord(canon) else { return nil }
         self.init(value: .expression(canon), text: canon + (c.percent ? "%" : ""), variable: c.variable)
+    }
+
+    /// A run of three or more letters outside a LaTeX command: prose ("The answer is 5"), which
+    /// is searched for its last number instead of compared as an expression.
+    private static func hasWord(_ s: String) -> Bool {
+        var run = 0
+        var command = false
+        for u in s.unicodeScalars {
+            if isASCIILetter(u.value) {
+                run += 1
+                if !command && run >= 3 { return true }
+            } else {
+                run = 0
+                command = u == "\\"
+            }
+        }
+        return false
     }
 
     init(value: Value, text: String, variable: String?) {
@@ -324,6 +341,17 @@ public enum Answers {
                         k = m + 1
                     } else {
                         k += 1
+                    }
+                }
+                // A mixed number: the integer right before it ("3\\frac{1}{2}", "2 \\frac12").
+                if t[s] != 0x2D {
+                    var w = s
+                    if w > t.startIndex, t[w - 1] == 0x20 { w -= 1 }
+                    var d = w
+                    while d > t.startIndex, isASCIIDigit(t[d - 1]) { d -= 1 }
+                    if d < w {
+                        s = d
+                        if s > t.startIndex, t[s - 1] == 0x2D { s -= 1 }
                     }
                 }
                 return t[s..<k]
