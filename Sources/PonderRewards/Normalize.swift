@@ -180,47 +180,61 @@ enum Normalizer {
         return string(t[...])
     }
 
-    /// The structural form: no spaces, single-character arguments braced (\frac12 → \frac{1}{2},
-    /// \sqrt3 → \sqrt{3}, x^2 → x^{2}).
+    /// The structural form: no spaces, single-character arguments braced (\\frac12 → \\frac{1}{2},
+    /// \\sqrt3 → \\sqrt{3}, x^2 → x^{2}), inside groups too.
     static func canonical(_ s: String) -> String {
         let t = scalars(s).filter { !isSpace($0) }
         var out: Scalars = []
-        var i = 0
-        func braceNext(_ count: Int) {
-            for _ in 0..<count {
-                guard i < t.count else { return }
-                if t[i] == 0x7B {
-                    guard let c = matchingClose(t.compactMap(Unicode.Scalar.init), i) else { out.append(contentsOf: t[i...]); i = t.count; return }
-                    out.append(contentsOf: t[i...c])
-                    i = c + 1
-                } else {
-                    out.append(0x7B)
-                    out.append(t[i])
-                    out.append(0x7D)
-                    i += 1
-                }
+        canonical(t[...], into: &out, depth: 0)
+        return string(out[...])
+    }
+
+    private static func canonical(_ t: Scalars.SubSequence, into out: inout Scalars, depth: Int) {
+        let frac = scalars("\\frac"), sqrt = scalars("\\sqrt")
+        var i = t.startIndex
+        func argument() {
+            guard i < t.endIndex else { return }
+            if t[i] == 0x7B, depth < 32, let c = close(t, i) {
+                out.append(0x7B)
+                canonical(t[(i + 1)..<c], into: &out, depth: depth + 1)
+                out.append(0x7D)
+                i = c + 1
+            } else {
+                out.append(0x7B)
+                out.append(t[i])
+                out.append(0x7D)
+                i += 1
             }
         }
-        let frac = scalars("\\frac"), sqrt = scalars("\\sqrt")
-        while i < t.count {
-            if Answers.matches(frac, t[...], at: i) {
+        while i < t.endIndex {
+            if Answers.matches(frac, t, at: i) {
                 out.append(contentsOf: frac)
                 i += frac.count
-                braceNext(2)
-            } else if Answers.matches(sqrt, t[...], at: i), i + sqrt.count < t.count, t[i + sqrt.count] != 0x5B {
+                argument()
+                argument()
+            } else if Answers.matches(sqrt, t, at: i), i + sqrt.count < t.endIndex, t[i + sqrt.count] != 0x5B {
                 out.append(contentsOf: sqrt)
                 i += sqrt.count
-                braceNext(1)
+                argument()
             } else if t[i] == 0x5E || t[i] == 0x5F {
                 out.append(t[i])
                 i += 1
-                braceNext(1)
+                argument()
             } else {
                 out.append(t[i])
                 i += 1
             }
         }
-        return string(out[...])
+    }
+
+    private static func close(_ t: Scalars.SubSequence, _ open: Int) -> Int? {
+        var depth = 0
+        var k = open
+        while k < t.endIndex {
+            if t[k] == 0x7B { depth += 1 } else if t[k] == 0x7D { depth -= 1; if depth == 0 { return k } }
+            k += 1
+        }
+        return nil
     }
 
     /// Splits at `sep` outside (), [], {}.

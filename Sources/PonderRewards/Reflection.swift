@@ -231,24 +231,36 @@ func isSubstantive(_ s: Scalars.SubSequence) -> Bool {
 
 struct GuardedReflection {
     var counts: [Int]
+    /// Share of sentences that repeat an earlier one, or of repeated word n-grams (the larger).
     var repetition: Double
+    /// A sentence with a reflection keyword appears twice: the reflection is void.
+    var repeatedReflection: Bool
     var corrected: Bool
 }
 
-/// The four dimensions counted once per distinct substantive sentence of `think` (already
-/// lower-cased), with the share of repeated sentences / word n-grams and whether a
-/// backtracking sentence replaced an earlier result by the final answer.
+/// The four dimensions counted in `think` (already lower-cased): at most once per distinct
+/// sentence, only in sentences with something to check, and not in sentences with more than two
+/// keywords (a pasted list). Also: how repetitive the text is, and whether a backtracking
+/// sentence replaced an earlier result by the final answer.
 func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?) -> GuardedReflection {
     let sents = sentences(think)
     var seen = Set<[UInt32]>()
     var counts = [Int](repeating: 0, count: 4)
     var backtrackAt: [Int] = []
+    var repeatedReflection = false
     for (k, s) in sents.enumerated() {
-        let key = normalizedSentence(s)
         let m = Matcher(t: Scalars(s))
-        if m.count(.backtracking) > 0 { backtrackAt.append(k) }
-        guard seen.insert(key).inserted, isSubstantive(s) else { continue }
-        for d in ReflectionDimension.allCases where m.count(d) > 0 { counts[d.rawValue] += 1 }
+        let per = ReflectionDimension.allCases.map { m.count($0) }
+        let reflective = per.contains { $0 > 0 }
+        guard seen.insert(normalizedSentence(s)).inserted else {
+            if reflective { repeatedReflection = true }
+            continue
+        }
+        guard reflective, per.reduce(0, +) <= 2 else { continue }
+        // "That was a mistake." may carry no numbers itself; the corrected result follows it.
+        if per[ReflectionDimension.backtracking.rawValue] > 0 { backtrackAt.append(k) }
+        guard isSubstantive(s) else { continue }
+        for d in ReflectionDimension.allCases where per[d.rawValue] > 0 { counts[d.rawValue] += 1 }
     }
     let dup = sents.isEmpty ? 0 : 1 - Double(seen.count) / Double(sents.count)
     let ngramRep = repeatedNgramFraction(words(think[...]), n: ngram)
@@ -266,7 +278,8 @@ func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?)
             }
         }
     }
-    return GuardedReflection(counts: counts, repetition: max(dup, ngramRep), corrected: corrected)
+    return GuardedReflection(counts: counts, repetition: max(dup, ngramRep), repeatedReflection: repeatedReflection,
+                             corrected: corrected)
 }
 
 private func normalizedSentence(_ s: Scalars.SubSequence) -> [UInt32] {

@@ -138,6 +138,7 @@ public struct RewardSet: Sendable {
             let lower = lowercased(string(think))
             let g = guardedReflection(lower, ngram: config.reflectionNgramSize,
                                       finalAnswer: ctx.accuracy.value == 1 ? ctx.finalAnswer : nil)
+            if g.repeatedReflection { return RewardScore(0, "repeated_reflection") }
             var v = paperReflectionValue(counts: g.counts)
             if g.corrected && v > 0 { v = min(1, v + config.reflectionCorrectionBonus) }
             v *= max(0, 1 - config.reflectionRepetitionWeight * g.repetition)
