@@ -68,6 +68,13 @@ public struct ParsedAnswer: Sendable, CustomStringConvertible {
     }
 
     private static func tuple(_ body: String) -> ParsedAnswer? {
+        // Each level of nesting is a level of recursion: answers are never deep.
+        var depth = 0, deepest = 0
+        for ch in body.unicodeScalars {
+            if ch == "(" || ch == "[" || ch == "{" { depth += 1; deepest = max(deepest, depth) }
+            if ch == ")" || ch == "]" || ch == "}" { depth -= 1 }
+        }
+        guard deepest <= 16 else { return nil }
         var s = Substring(body)
         var ordered = false
         if let f = s.first, let l = s.last, (f == "(" && l == ")") || (f == "[" && l == "]"),

@@ -283,7 +283,9 @@ final class RewardTests: XCTestCase {
                      "\\frac{1}{", "-", "--5", "1,,,2", "1/0", "\\frac{1}{0}", "0/0", "99999999999999999999999999999",
                      "1e999", "\u{0}", "<answer>\u{0}</answer>", String(repeating: "(", count: 5000) + "1",
                      String(repeating: "{", count: 5000), "<answer>" + String(repeating: "(", count: 900) + "1</answer>",
-                     "<answer>" + String(repeating: "\\frac{1}{", count: 300) + "</answer>", "2^{99999}", "10^{64} + 1"]
+                     "<answer>" + String(repeating: "\\frac{1}{", count: 300) + "</answer>", "2^{99999}", "10^{64} + 1",
+                     "<answer>" + String(repeating: "(1,", count: 300) + String(repeating: ")", count: 300) + "</answer>",
+                     "<answer>" + String(repeating: "{", count: 480) + "1,2" + String(repeating: "}", count: 480) + "</answer>"]
         // Invalid UTF-8 reaching Swift through a lossy decode (the C ABI rejects it first).
         cases.append(String(decoding: [0x3C, 0x61, 0x6E, 0xFF, 0xC3, 0x28, 0x35, 0xED, 0xA0, 0x80], as: UTF8.self))
         var rng = SystemRandomNumberGenerator()
