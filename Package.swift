@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "PonderRewards", dependencies: ["PonderBase", "PonderJSON"]),
         .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards"]),
         .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards"]),
-        .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
+        .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
                                                         "PonderRewards"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per

@@ -11,9 +11,18 @@
  *  - Strings the library returns through `char **` are owned by the caller and must be
  *    released with ponder_string_free(). Strings returned as `const char *` are static or
  *    owned by the library, as stated per function.
- *  - Handles are opaque and come in create/free pairs. Passing NULL, a freed handle or a
- *    pointer that is not a handle returns PONDER_ERR_MISUSE; nothing ever traps or aborts.
- *  - Callbacks are a function pointer plus a `void *user` passed back unchanged.
+ *  - Handles are opaque and come in create/free pairs. A handle is a number that is never
+ *    reused (not an address), so passing NULL, a freed handle, another kind's handle or a
+ *    pointer that is not a handle returns PONDER_ERR_MISUSE, and freeing a handle twice is a
+ *    no-op; nothing ever traps or aborts.
+ *  - JSON numbers are 64-bit: NaN, Infinity, an integer beyond 64 bits or a number that
+ *    overflows a double is PONDER_ERR_PARSE with its byte offset.
+ *  - Model files are read only if they are regular files (a FIFO or device is PONDER_ERR_IO,
+ *    at once); every size and offset in them is checked against the file before anything is
+ *    allocated for it (PONDER_ERR_FORMAT names the tensor or byte offset).
+ *  - Callbacks are a function pointer plus a `void *user` passed back unchanged. A callback
+ *    that returns bool (tokens, training metrics) returns false to cancel, everywhere: the call
+ *    then returns PONDER_ERR_CANCELLED and no result; each function says what state it leaves.
  *
  * Threading: a ponder_model is immutable once loaded (except through a trainer, below). ponder_tokenize, ponder_detokenize,
  * ponder_model_info and ponder_generate* may be called on the same model from several threads
@@ -129,7 +138,10 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
  *   "top_k" (0 = off), "min_p" (0), "repetition_penalty" (1), "seed" (default: from the
  *   clock; sequence i uses seed + i), "stop": string or [strings], "n" (default 1: number of
  *   completions of the prompt, decoded together sharing the prompt's KV cache),
- *   "parse_special" (default true). The sampling keys (temperature, top_p, top_k, min_p,
+ *   "parse_special" (default true: special-token text such as "<|im_end|>" in the prompt or in
+ *   message content becomes its token, as Hugging Face's apply_chat_template does; false keeps
+ *   it text, for untrusted content). A message's "role" is one of "system", "user",
+ *   "assistant", "tool"; its "content" a string. The sampling keys (temperature, top_p, top_k, min_p,
  *   repetition_penalty, seed) may instead be grouped as "sampling": {...}; a key given both
  *   ways is an error.
  * Result JSON:
@@ -139,6 +151,8 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
  *   finish_reason is "stop" (a stop string; it is cut from the text), "eos" (an end token;
  *   its id is in token_ids but not in text) or "length" (max_tokens reached). logprobs are
  *   those of the generated ids under the model's unprocessed distribution (temperature 1).
+ *   A temperature so small that logits / temperature overflow samples greedily (its limit).
+ *   Logits that are NaN or infinite (a corrupt model) are PONDER_ERR_FORMAT, and no result.
  * *out_result_json must be freed with ponder_string_free. */
 ponder_status ponder_generate(const ponder_model *model, const char *request_json, char **out_result_json);
 
@@ -151,12 +165,17 @@ typedef bool (*ponder_token_callback)(int32_t sequence, int32_t token, const cha
 ponder_status ponder_generate_stream(const ponder_model *model, const char *request_json,
                                      ponder_token_callback callback, void *user, char **out_result_json);
 
-/* ---- Training (stage 1: supervised fine-tuning) ------------------------------------------ */
+/* ---- Training (supervised fine-tuning; one handle type for every trainer kind) ------------ */
 
 typedef struct ponder_trainer ponder_trainer;
 
-/* Creates an SFT run. config_json:
- * {"model": {"path": "model.gguf" | "hf_dir"} | {"scratch": {"hidden_size", "intermediate_size",
+/* Creates a training run of the kind config_json names: "kind": "sft" (the default, and the
+ * only kind so far); any other kind is PONDER_ERR_INVALID_ARGUMENT naming "kind". Every kind
+ * takes "model", "lora", "output", "threads" and, in "training", the optimizer and step keys
+ * (learning_rate through logging_steps, max_nonfinite_steps); "data", batch_size and
+ * gradient_accumulation_steps are SFT's. An SFT config_json:
+ * {"kind": "sft",
+ *  "model": {"path": "model.gguf" | "hf_dir"} | {"scratch": {"hidden_size", "intermediate_size",
  *            "num_layers", "num_heads", "num_kv_heads", "head_dim", "context_length", "rope_theta",
  *            "tie_word_embeddings", "vocab_size", "seed", "init_std"}}   (scratch: byte-level tokenizer),
  *  "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", ...]}    (absent: full fine-tuning),
@@ -166,7 +185,8 @@ typedef struct ponder_trainer ponder_trainer;
  *               "max_steps": 0, "learning_rate": 1e-4, "lr_scheduler_type": "linear" | "cosine" |
  *               "constant", "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 1,
  *               "adam_beta1", "adam_beta2", "adam_epsilon", "seed": 0,
- *               "gradient_checkpointing": false, "eval_steps": 0, "logging_steps": 1},
+ *               "gradient_checkpointing": false, "eval_steps": 0, "logging_steps": 1,
+ *               "max_nonfinite_steps": 5},
  *  "output": {"dir": "runs/x", "save_steps": 0, "save_total_limit": 2, "resume": true},
  *  "threads": 2}
  * JSONL lines are {"prompt", "completion"}, {"messages": [...]} or GSM8K's {"question",
@@ -176,20 +196,36 @@ ponder_status ponder_trainer_create(const char *config_json, ponder_trainer **ou
 void ponder_trainer_free(ponder_trainer *trainer);
 
 /* One optimizer step. *out_metrics_json (may be NULL): {"step", "epoch", "loss", "grad_norm",
- * "learning_rate", "num_tokens", "tokens_per_second", ["eval_loss"]}. A non-finite loss or
- * gradient is PONDER_ERR_INVALID_ARGUMENT and leaves the weights unchanged. MISUSE once all
- * steps are done. */
+ * "learning_rate", "num_tokens", "tokens_per_second", ["nonfinite_skipped"], ["eval_loss"]}.
+ * A step whose loss or gradient is NaN or infinite is skipped: weights and optimizer state
+ * are untouched, the step still counts and its examples are consumed, no checkpoint is written
+ * at it, and the call returns PONDER_OK with "nonfinite_skipped": the number of such steps in a
+ * row, this one included ("loss" and "grad_norm" are null where not finite: JSON has no NaN).
+ * The training.max_nonfinite_steps-th one in a row (default 5; 1 stops at the first) is not
+ * skipped but fails with PONDER_ERR_INVALID_ARGUMENT, and the run stops there: its newest
+ * checkpoint is from a step whose update was finite.
+ * After a failure: an error computing the step (that one, PONDER_ERR_OUT_OF_MEMORY, ...) leaves
+ * the trainer as before the call (weights, optimizer state, step, data position), so calling
+ * again meets the same batch; recreate the trainer (e.g. with a lower learning_rate) to resume
+ * from the newest checkpoint. An error after the update (PONDER_ERR_IO writing metrics.jsonl or
+ * a checkpoint, or the eval_steps evaluation) leaves the update applied and the step counted.
+ * PONDER_ERR_MISUSE once all steps are done. */
 ponder_status ponder_trainer_step(ponder_trainer *trainer, char **out_metrics_json);
 
-/* Called after every step with the step's metrics JSON; return false to stop early. */
+/* Called after every step with the step's metrics JSON; return false to cancel. */
 typedef bool (*ponder_metrics_callback)(const char *metrics_json, void *user);
 
 /* Trains to the last step (callback may be NULL), then saves a checkpoint if output.dir is
- * set. *out_summary_json (may be NULL): {"global_step", "total_steps", "last", "checkpoint"}. */
+ * set. *out_summary_json (may be NULL): {"global_step", "total_steps", "last", "checkpoint"}.
+ * When the callback returns false: the steps done stay done, a checkpoint of them is saved
+ * (with output.dir), and the call returns PONDER_ERR_CANCELLED and no summary; calling it again
+ * continues from there. A failing step ends the run with that step's status (see
+ * ponder_trainer_step) and no checkpoint of its own. */
 ponder_status ponder_trainer_run(ponder_trainer *trainer, ponder_metrics_callback callback, void *user,
                                  char **out_summary_json);
 
-/* Mean loss per completion token on the eval data: {"step", "eval_loss"}. */
+/* Evaluates the current weights on the eval data: {"step", "eval_loss"} for SFT (the mean loss
+ * per completion token). PONDER_ERR_INVALID_ARGUMENT without eval data. */
 ponder_status ponder_trainer_evaluate(ponder_trainer *trainer, char **out_json);
 
 /* Writes checkpoint-<step> under dir (atomically); *out_path (may be NULL) receives its path. */

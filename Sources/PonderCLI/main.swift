@@ -136,14 +136,15 @@ case "sft":
         let text = try readFile(args[2])
         let config = try SFTConfig(json: text.withUnsafeBytes { try JSONValue.parse($0, what: args[2]) })
         let trainer = try SFTTrainer(config: config)
-        fputs("sft: \(trainer.train.count) training sequences, \(trainer.eval.count) eval, \(trainer.totalSteps) steps" +
-              (trainer.step > 0 ? ", resuming at step \(trainer.step)" : "") + "\n", stderr)
+        let run = trainer.training
+        fputs("sft: \(trainer.train.count) training sequences, \(trainer.eval.count) eval, \(run.totalSteps) steps" +
+              (run.step > 0 ? ", resuming at step \(run.step)" : "") + "\n", stderr)
         try trainer.run { m in
             print(m.json.serialized())
             fflush(stdout)
             return true
         }
-        if let d = config.outputDir, let c = Checkpoints.latest(in: d) { fputs("sft: saved \(c)\n", stderr) }
+        if let d = config.run.outputDir, let c = Checkpoints.latest(in: d) { fputs("sft: saved \(c)\n", stderr) }
     } catch { fail("\(error)", code: 1) }
 case "score":
     scoreCommand(args[2...])

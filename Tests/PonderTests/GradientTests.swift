@@ -92,6 +92,35 @@ final class GradientTests: XCTestCase {
         try check(m, params: m.weights.pointer, entries: m.layout.entries, checkpointing: true)
     }
 
+    /// Recomputing each layer during backward runs the same arithmetic on the same inputs as
+    /// keeping its activations, so the gradients must be bit-identical, not merely close.
+    func testActivationCheckpointingGradientsAreBitIdentical() throws {
+        func grads(_ m: LlamaModel, count: Int, checkpointing: Bool) throws -> [Float] {
+            let b = GradientTests.batch(seqs: 3, len: 7, vocab: m.config.vocabSize, seed: 11)
+            let acts = try TrainActivations(model: m, sequences: 3, length: 7, checkpointing: checkpointing)
+            let g = try Arena(count: count)
+            _ = try m.trainForward(b, acts)
+            m.trainBackward(b, acts, dLogp: b.targets.map { $0 >= 0 ? -0.1 : 0 }, grads: g.pointer)
+            return Array(UnsafeBufferPointer(start: g.pointer, count: count))
+        }
+        for (bias, tied) in [(false, true), (true, false)] {
+            let m = try GradientTests.tinyModel(bias: bias, tied: tied)
+            let plain = try grads(m, count: m.weights.count, checkpointing: false)
+            XCTAssertTrue(plain.contains { $0 != 0 } && plain.allSatisfy(\.isFinite))
+            XCTAssertEqual(try grads(m, count: m.weights.count, checkpointing: true), plain, "bias \(bias), tied \(tied)")
+        }
+        let m = try GradientTests.tinyModel(bias: true, tied: true)
+        var cfg = LoRAConfig()
+        cfg.rank = 3
+        let ad = try LoRAAdapters(config: cfg, model: m.config, seed: 2)
+        var rng = RandomGenerator(seed: 3)
+        for i in 0..<ad.arena.count { ad.arena.pointer[i] = 0.1 * rng.normal() }
+        m.adapters = ad
+        let plain = try grads(m, count: ad.arena.count, checkpointing: false)
+        XCTAssertTrue(plain.contains { $0 != 0 })
+        XCTAssertEqual(try grads(m, count: ad.arena.count, checkpointing: true), plain, "LoRA")
+    }
+
     func testLoRAGradients() throws {
         let m = try GradientTests.tinyModel(bias: false, tied: true)
         var cfg = LoRAConfig()

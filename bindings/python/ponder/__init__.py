@@ -258,8 +258,8 @@ class Model(_Handle):
 
 
 class Trainer(_Handle):
-    """A supervised fine-tuning run (config keys as in ponder.h: model, lora, data, training,
-    output, threads). Not thread-safe."""
+    """A training run of config["kind"] ("sft", the default: keys as in ponder.h: model, lora,
+    data, training, output, threads). Not thread-safe."""
 
     _free = "ponder_trainer_free"
 
@@ -273,6 +273,8 @@ class Trainer(_Handle):
         return json.loads(_take_string(out))
 
     def run(self, on_step: Optional[Callable[[Dict[str, Any]], Optional[bool]]] = None) -> Dict[str, Any]:
+        """Trains to the last step. on_step returning False cancels: the steps done are saved
+        (with output.dir) and PonderError CANCELLED is raised; run() again continues."""
         failure: List[BaseException] = []
 
         def trampoline(metrics: bytes, _user: Any) -> bool:
