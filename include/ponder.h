@@ -235,6 +235,56 @@ ponder_status ponder_trainer_save(ponder_trainer *trainer, const char *dir, char
  * ponder_model_save. Free it with ponder_model_free; do not use it while the trainer runs. */
 ponder_status ponder_trainer_model(ponder_trainer *trainer, ponder_model **out_model);
 
+/* ---- Rewards (pure functions of the text: no model) --------------------------------------- */
+
+/* A reward supplied by the caller (custom rewards, agent environments, scorers): the score of
+ * `completion` for `prompt` against `reference` (either may be NULL), or NaN for "no score", which
+ * leaves it out of the weighted total and out of its group. The strings are UTF-8, owned by
+ * Ponder and valid only during the call; `user` is passed back unchanged. Called on the thread
+ * that called into Ponder. Every place that plugs in a reward or scorer takes this type. */
+typedef double (*ponder_reward_fn)(const char *prompt, const char *completion, const char *reference, void *user);
+
+/* Scores completions with Ponder's rewards. request_json (every key but "items" optional):
+ * {"rewards": ["accuracy", "format", "reflection"],  names, in order; also "length", "repetition"
+ *  "reward_weights": [1, 1, 1],                       one per reward (default 1 each, the paper's)
+ *  "format_mode": "strict" | "paper",                 default "strict"
+ *  "reflection_mode": "guarded" | "paper",            default "guarded"
+ *  "reflection_requires_correct": true, "reflection_correction_bonus": 0.2,
+ *  "reflection_ngram_size": 4, "reflection_repetition_weight": 2,
+ *  "max_completion_length": 1024, "soft_punish_cache": 256,
+ *  "repetition_ngram_size": 3, "repetition_max_penalty": -1,
+ *  "items": [{"completion": "...", "reference": "...", "prompt": "...", "completion_tokens": 120}, ...]}
+ * The rewards:
+ *  - accuracy: 1 or 0. The final answer is the content of <answer>...</answer>, else the last
+ *    \boxed{...}, else what follows GSM8K's "####", else the last number; the reference's is what
+ *    follows "####", else its last \boxed{...}, else all of it. Compared as math-verify does:
+ *    as strings, then as numbers (rounded to 6 decimals when a decimal point was written; "50%"
+ *    equals 50 and 0.5), then structurally. No score without a reference or when the reference
+ *    holds no number or LaTeX ("unparseable_reference"), never a free 1.
+ *  - format: "strict": <think>...</think> then <answer>...</answer>, each tag exactly once, only
+ *    whitespace around and between the blocks; a quarter per tag in its place. "paper": the
+ *    paper's re.match(r"^<think>.*?</think>\s*<answer>.*?</answer>$", DOTALL | MULTILINE), 0 or 1.
+ *  - reflection: "paper": the paper's published reward (four keyword patterns on the whole
+ *    lower-cased completion, decayed counts, 1 - 1/(1 + (0.8 ln(1 + raw))^1.2), 2 decimals).
+ *    "guarded": the same patterns counted only inside <think>, once per distinct sentence with
+ *    numbers and an operation, not in sentences with more than two keywords; 0 when a
+ *    reflective sentence is repeated, the format is not strict-valid or (by default) the answer
+ *    is wrong; scaled by max(0, 1 - weight x repeated share); plus the bonus when a backtracking
+ *    sentence replaced an earlier result by the final, correct answer.
+ *  - length: DAPO's soft overlong punishment: 0 up to max - cache, a linear ramp to -1 at max,
+ *    -1 beyond; in tokens when the item has completion_tokens, else in characters.
+ *  - repetition: (1 - distinct/total word n-grams) x repetition_max_penalty.
+ * *out_result_json (free with ponder_string_free): {"results": [{"rewards": {name: x | null},
+ * "total": t | null, "reasons": {name: "correct" | "wrong" | "no_answer" | "ok" | "tags_3_of_4" |
+ * "backtracking=1 verification=0 ..." | ...}}, ...]}, one per item, in order. null is "no score";
+ * total is the weighted sum over the rewards that have one, null only when none has.
+ * Returns PONDER_ERR_PARSE for malformed JSON or invalid UTF-8, PONDER_ERR_INVALID_ARGUMENT for an
+ * unknown key or reward name, a wrong type or a weight count that differs from the rewards' (the
+ * message names the JSON path), PONDER_ERR_MISUSE for a NULL argument; *out_result_json is then
+ * untouched. Any completion text (unclosed or nested tags, megabytes) scores, never fails.
+ * Thread-safe. */
+ponder_status ponder_score(const char *request_json, char **out_result_json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,7 +15,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 pipq() { python3 -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "as the 'root' user" || true; }; }
-pipq pytest tokenizers gguf numpy safetensors
+pipq pytest tokenizers gguf numpy safetensors math-verify
 # Reference oracles for the checkpoint tests (transformers, PEFT). The CPU build of torch is
 # what these machines carry; where it cannot be had, those tests skip (scripts/test.sh says so).
 pipq "torch==2.13.0+cpu" || echo "note: no CPU torch wheel here"

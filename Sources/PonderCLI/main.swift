@@ -18,6 +18,8 @@ usage:
   ponder tokenize --model PATH --text TEXT [--no-special] [--json]
   ponder sft CONFIG.json            (supervised fine-tuning; config keys as in ponder.h)
   ponder convert IN OUT --to safetensors|gguf [--dtype f32|f16]
+  ponder score [--rewards accuracy,format,reflection] [--reflection-mode guarded|paper] [--format-mode strict|paper]
+               [--reward-weights 1,1,1] [--options JSON]   (JSONL {"completion", "reference"?} on stdin)
   ponder version
 """
 
@@ -144,6 +146,8 @@ case "sft":
         }
         if let d = config.run.outputDir, let c = Checkpoints.latest(in: d) { fputs("sft: saved \(c)\n", stderr) }
     } catch { fail("\(error)", code: 1) }
+case "score":
+    scoreCommand(args[2...])
 case "bench-matmul":
     // Weight-streaming throughput of linear() at decode shapes (SmolLM2's), for bench/.
     benchMatmul()

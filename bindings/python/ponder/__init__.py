@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-__all__ = ["PonderError", "Model", "Trainer", "library", "version"]
+__all__ = ["PonderError", "Model", "Trainer", "library", "version", "score"]
 
 # ponder_status values, as in ponder.h
 STATUS_NAMES = {
@@ -97,6 +97,8 @@ def library() -> ctypes.CDLL:
     lib.ponder_trainer_evaluate.argtypes = [ctypes.c_void_p, vpp]
     lib.ponder_trainer_save.argtypes = [ctypes.c_void_p, ctypes.c_char_p, vpp]
     lib.ponder_trainer_model.argtypes = [ctypes.c_void_p, vpp]
+    lib.ponder_score.argtypes = [ctypes.c_char_p, vpp]
+    lib.ponder_score.restype = ctypes.c_int
     for f in ("ponder_model_load", "ponder_model_info", "ponder_tokenize", "ponder_detokenize",
               "ponder_generate", "ponder_generate_stream", "ponder_model_save", "ponder_trainer_create",
               "ponder_trainer_step", "ponder_trainer_run", "ponder_trainer_evaluate", "ponder_trainer_save",
@@ -109,6 +111,22 @@ def library() -> ctypes.CDLL:
 
 def version() -> str:
     return library().ponder_version().decode()
+
+
+def score(items: Sequence[Any], rewards: Optional[Sequence[str]] = None,
+          reward_weights: Optional[Sequence[float]] = None, **options: Any) -> List[Dict[str, Any]]:
+    """Scores completions with Ponder's rewards (ponder_score; no model needed). items: dicts
+    {"completion", "reference"?, "prompt"?, "completion_tokens"?} or completion strings; options
+    as in ponder.h (reflection_mode, format_mode, ...). One {"rewards", "total", "reasons"} per item."""
+    request: Dict[str, Any] = dict(options)
+    if rewards is not None:
+        request["rewards"] = list(rewards)
+    if reward_weights is not None:
+        request["reward_weights"] = list(reward_weights)
+    request["items"] = [{"completion": i} if isinstance(i, str) else i for i in items]
+    out = ctypes.c_void_p()
+    _check(library().ponder_score(json.dumps(request).encode(), ctypes.byref(out)))
+    return json.loads(_take_string(out))["results"]
 
 
 def _check(status: int) -> None:
