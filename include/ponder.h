@@ -165,12 +165,21 @@ typedef bool (*ponder_token_callback)(int32_t sequence, int32_t token, const cha
 ponder_status ponder_generate_stream(const ponder_model *model, const char *request_json,
                                      ponder_token_callback callback, void *user, char **out_result_json);
 
-/* ---- Training (supervised fine-tuning; one handle type for every trainer kind) ------------ */
+/* ---- Callbacks shared by several sections ------------------------------------------------ */
+
+/* A reward supplied by the caller (custom rewards, agent environments, scorers): the score of
+ * `completion` for `prompt` against `reference` (either may be NULL), or NaN for "no score", which
+ * leaves it out of the weighted total and out of its group. The strings are UTF-8, owned by
+ * Ponder and valid only during the call; `user` is passed back unchanged. Called on the thread
+ * that called into Ponder. Every place that plugs in a reward or scorer takes this type. */
+typedef double (*ponder_reward_fn)(const char *prompt, const char *completion, const char *reference, void *user);
+
+/* ---- Training (SFT and GRPO; one handle type for every trainer kind) ---------------------- */
 
 typedef struct ponder_trainer ponder_trainer;
 
-/* Creates a training run of the kind config_json names: "kind": "sft" (the default, and the
- * only kind so far); any other kind is PONDER_ERR_INVALID_ARGUMENT naming "kind". Every kind
+/* Creates a training run of the kind config_json names: "kind": "sft" (the default) or "grpo";
+ * any other kind is PONDER_ERR_INVALID_ARGUMENT naming "kind". Every kind
  * takes "model", "lora", "output", "threads" and, in "training", the optimizer and step keys
  * (learning_rate through logging_steps, max_nonfinite_steps); "data", batch_size and
  * gradient_accumulation_steps are SFT's. An SFT config_json:
@@ -191,7 +200,36 @@ typedef struct ponder_trainer ponder_trainer;
  *  "threads": 2}
  * JSONL lines are {"prompt", "completion"}, {"messages": [...]} or GSM8K's {"question",
  * "answer"} (→ <think>…</think><answer>…</answer>); the loss is on assistant tokens only.
- * With output.dir and resume (default), the newest checkpoint there is resumed exactly. */
+ * With output.dir and resume (default), the newest checkpoint there is resumed exactly.
+ *
+ * A GRPO config_json (the shared keys as above; option names and meanings as TRL's GRPOConfig,
+ * defaults the paper's, not TRL's — TRL defaults to loss "dapo" and beta 0):
+ * {"kind": "grpo", "model": ..., "lora": ..., "output": ..., "threads": 2,
+ *  "data": {"train": "prompts.jsonl" | {"generate": "arithmetic", "count", "seed", "split"},
+ *           "eval": (the same; greedy held-out evaluation), "system": null | "paper" | "text",
+ *           "max_prompt_length": 512},
+ *  "reward": {"rewards": ["accuracy", "format", "reflection"], "reward_weights": [1, 1, 1],
+ *             "custom": [], and the reward options of ponder_score ("reflection_mode", ...)},
+ *  "training": {... the shared keys ..., "prompts_per_step": 2, "num_generations": 7,
+ *               "gradient_accumulation_steps": 1 (micro-batches per step), "max_completion_length": 256,
+ *               "temperature": 1, "top_p": 1, "top_k": 0, "min_p": 0, "repetition_penalty": 1,
+ *               "beta": 0.04, "epsilon": 0.2, "epsilon_high": (epsilon), "loss_type": "grpo" |
+ *               "bnpo" | "dapo" | "dr_grpo" | "cispo", "importance_sampling_level": "token" |
+ *               "sequence", "use_bias_correction_kl": false, "scale_rewards": "group" | "batch" |
+ *               "none", "multi_objective_aggregation": "sum_then_normalize" | "normalize_then_sum",
+ *               "num_iterations": 1, "mask_truncated_completions": false,
+ *               "skip_zero_std_groups": false, "log_completions_steps": 0, "eval_limit": 0}}
+ * JSONL prompt lines: {"prompt", "reference"} (or "solution"), {"messages", "reference"}, or any
+ * SFT shape (the last assistant turn's final answer is the reference). A step samples
+ * prompts_per_step × num_generations completions in one batch, scores them, and applies GRPO's
+ * loss. Every log-probability in the loss (policy, old policy, reference) is the training
+ * forward's on logits / temperature, as TRL computes them; top_k, top_p, min_p and
+ * repetition_penalty filter what is sampled, but ratios are to the unfiltered policy. With LoRA
+ * the reference is the base model (adapters off). Step metrics add TRL's names — reward,
+ * reward_std, rewards/<name>/mean|std, frac_reward_zero_std, completions/mean_length,
+ * completions/clipped_ratio, kl, entropy, clip_ratio/* — and accuracy, format_rate,
+ * reflection, reflection/<dimension>, rollout_seconds, reference_seconds, update_seconds;
+ * with eval data, eval_accuracy, eval_format_rate, eval_reflection, eval_mean_length. */
 ponder_status ponder_trainer_create(const char *config_json, ponder_trainer **out_trainer);
 void ponder_trainer_free(ponder_trainer *trainer);
 
@@ -225,7 +263,8 @@ ponder_status ponder_trainer_run(ponder_trainer *trainer, ponder_metrics_callbac
                                  char **out_summary_json);
 
 /* Evaluates the current weights on the eval data: {"step", "eval_loss"} for SFT (the mean loss
- * per completion token). PONDER_ERR_INVALID_ARGUMENT without eval data. */
+ * per completion token), {"step", "eval_accuracy", "eval_format_rate", ...} for GRPO (greedy
+ * answers). PONDER_ERR_INVALID_ARGUMENT without eval data. */
 ponder_status ponder_trainer_evaluate(ponder_trainer *trainer, char **out_json);
 
 /* Writes checkpoint-<step> under dir (atomically); *out_path (may be NULL) receives its path. */
@@ -235,14 +274,19 @@ ponder_status ponder_trainer_save(ponder_trainer *trainer, const char *dir, char
  * ponder_model_save. Free it with ponder_model_free; do not use it while the trainer runs. */
 ponder_status ponder_trainer_model(ponder_trainer *trainer, ponder_model **out_model);
 
+/* Registers the function of a custom reward of a "grpo" trainer: `name` must be declared in the
+ * config's "reward": {"custom": ["name", ...], "rewards": [..., "name"], "reward_weights": [...]}.
+ * fn(prompt, completion, reference, user) is called once per completion of every step, on the
+ * thread running the step; reference is NULL when the prompt has none; a NaN or infinite
+ * return means "no score" (the completion's total then leaves that reward out, as TRL does
+ * with None). `user` must stay valid while the trainer may step. Registering a name again
+ * replaces its function. A step with a declared reward still unregistered fails with
+ * PONDER_ERR_MISUSE (state unchanged). Returns MISUSE for a NULL or stale handle, a NULL fn, or
+ * a trainer that is not "grpo"; INVALID_ARGUMENT for an undeclared name. */
+ponder_status ponder_trainer_set_reward(ponder_trainer *trainer, const char *name, ponder_reward_fn fn, void *user);
+
 /* ---- Rewards (pure functions of the text: no model) --------------------------------------- */
 
-/* A reward supplied by the caller (custom rewards, agent environments, scorers): the score of
- * `completion` for `prompt` against `reference` (either may be NULL), or NaN for "no score", which
- * leaves it out of the weighted total and out of its group. The strings are UTF-8, owned by
- * Ponder and valid only during the call; `user` is passed back unchanged. Called on the thread
- * that called into Ponder. Every place that plugs in a reward or scorer takes this type. */
-typedef double (*ponder_reward_fn)(const char *prompt, const char *completion, const char *reference, void *user);
 
 /* Scores completions with Ponder's rewards. request_json (every key but "items" optional):
  * {"rewards": ["accuracy", "format", "reflection"],  names, in order; also "length", "repetition"

@@ -82,3 +82,31 @@ public func ponder_trainer_model(_ t: OpaquePointer?, _ out: UnsafeMutablePointe
         out.pointee = models.insert(try trainers.get(t).trainer.training.model)
     }
 }
+
+public typealias RewardFnC = @convention(c) (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
+                                             UnsafeMutableRawPointer?) -> Double
+
+/// The caller's pointer, carried into a Sendable closure: the header makes the caller
+/// responsible for `user` living as long as the trainer (and for what it points to).
+struct UserPointer: @unchecked Sendable { let p: UnsafeMutableRawPointer? }
+
+@_cdecl("ponder_trainer_set_reward")
+public func ponder_trainer_set_reward(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: RewardFnC?,
+                                      _ user: UnsafeMutableRawPointer?) -> Int32 {
+    guarded {
+        let tr = try trainers.get(t).trainer
+        let n = try cString(name, "name")
+        guard let fn else { throw PonderError(.misuse, "fn is NULL") }
+        guard let grpo = tr as? GRPOTrainer else { throw PonderError(.misuse, "trainer: only a \"grpo\" trainer takes rewards") }
+        let u = UserPointer(p: user)
+        try grpo.setReward(n) { input in
+            // A NaN or infinite return is "no score" (the reward is then left out for it).
+            let v = (input.prompt ?? "").withCString { p in
+                input.completion.withCString { c in
+                    (input.reference ?? "").withCString { r in fn(p, c, input.reference == nil ? nil : r, u.p) }
+                }
+            }
+            return v.isFinite ? v : nil
+        }
+    }
+}

@@ -130,7 +130,7 @@ public enum Datasets {
             default: problem = ("*", a, Int(rng.next() % 8) + 2)
             }
             if split == .train && isHeldOut(problem.0, problem.1, problem.2) { continue }
-            out.append(arithmeticExample(problem.0, problem.1, problem.2))
+            out.append(arithmeticExample(problem.0, problem.1, problem.2, check: rng.next() % 4 == 0))
         }
         return out
     }
@@ -144,12 +144,22 @@ public enum Datasets {
         return h % 5 == 0
     }
 
-    static func arithmeticExample(_ op: Character, _ a: Int, _ b: Int) -> ChatExample {
-        let (work, result): (String, Int)
+    /// `check`: end the worked answer by verifying the result with the inverse operation
+    /// ("Check: 53 - 17 = 36."), a reflection behaviour the base model then has at some rate
+    /// for GRPO's reflection reward to reinforce (or not).
+    static func arithmeticExample(_ op: Character, _ a: Int, _ b: Int, check: Bool = false) -> ChatExample {
+        var (work, result): (String, Int)
         switch op {
         case "+": (work, result) = (columnSum(a, b), a + b)
         case "-": (work, result) = (columnDifference(a, b), a - b)
         default: (work, result) = (columnProduct(a, b), a * b)
+        }
+        if check {
+            switch op {
+            case "+": work += ". Check: \(result) - \(b) = \(a)"
+            case "-": work += ". Check: \(result) + \(b) = \(a)"
+            default: work += ". Check: \(result) / \(b) = \(a)"
+            }
         }
         return ChatExample(messages: [.init(role: "user", content: "What is \(a) \(op) \(b)?"),
                                       .init(role: "assistant", content: gsm8kCompletion("\(work)\n#### \(result)"))])

@@ -60,6 +60,7 @@ _lib: Optional[ctypes.CDLL] = None
 
 TOKEN_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p)
 METRICS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_void_p)
+REWARD_FN = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
 
 
 def library() -> ctypes.CDLL:
@@ -99,6 +100,8 @@ def library() -> ctypes.CDLL:
     lib.ponder_trainer_model.argtypes = [ctypes.c_void_p, vpp]
     lib.ponder_score.argtypes = [ctypes.c_char_p, vpp]
     lib.ponder_score.restype = ctypes.c_int
+    lib.ponder_trainer_set_reward.argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
+    lib.ponder_trainer_set_reward.restype = ctypes.c_int
     for f in ("ponder_model_load", "ponder_model_info", "ponder_tokenize", "ponder_detokenize",
               "ponder_generate", "ponder_generate_stream", "ponder_model_save", "ponder_trainer_create",
               "ponder_trainer_step", "ponder_trainer_run", "ponder_trainer_evaluate", "ponder_trainer_save",
@@ -258,18 +261,43 @@ class Model(_Handle):
 
 
 class Trainer(_Handle):
-    """A training run of config["kind"] ("sft", the default: keys as in ponder.h: model, lora,
-    data, training, output, threads). Not thread-safe."""
+    """A training run of config["kind"] ("sft", the default, or "grpo": keys as in ponder.h:
+    model, lora, data, training, output, threads; GRPO adds reward). Not thread-safe."""
 
     _free = "ponder_trainer_free"
 
     def __init__(self, config: Dict[str, Any]):
         super().__init__(ctypes.c_void_p())
         _check(library().ponder_trainer_create(json.dumps(config).encode(), ctypes.byref(self._handle)))
+        self._rewards: Dict[str, Any] = {}
+        self._reward_errors: List[BaseException] = []
+
+    def set_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
+        """Registers a custom reward of a "grpo" trainer, declared in config["reward"]["custom"]:
+        fn(prompt, completion, reference) -> score, or None for no score. An exception inside
+        fn counts as no score for that completion and is re-raised after the step."""
+        def trampoline(prompt: bytes, completion: bytes, reference: Optional[bytes], _user: Any) -> float:
+            try:
+                v = fn(prompt.decode(), completion.decode(), reference.decode() if reference is not None else None)
+                return float("nan") if v is None else float(v)
+            except BaseException as e:
+                self._reward_errors.append(e)
+                return float("nan")
+        cb = REWARD_FN(trampoline)
+        self._rewards[name] = cb  # kept alive as long as the trainer may call it
+        _check(library().ponder_trainer_set_reward(self._h, name.encode(), cb, None))
+
+    def _raise_reward_errors(self) -> None:
+        if self._reward_errors:
+            e = self._reward_errors[0]
+            self._reward_errors = []
+            raise e
 
     def step(self) -> Dict[str, Any]:
         out = ctypes.c_void_p()
-        _check(library().ponder_trainer_step(self._h, ctypes.byref(out)))
+        status = library().ponder_trainer_step(self._h, ctypes.byref(out))
+        self._raise_reward_errors()
+        _check(status)
         return json.loads(_take_string(out))
 
     def run(self, on_step: Optional[Callable[[Dict[str, Any]], Optional[bool]]] = None) -> Dict[str, Any]:
@@ -289,6 +317,7 @@ class Trainer(_Handle):
         status = library().ponder_trainer_run(self._h, cb, None, ctypes.byref(out))
         if failure:
             raise failure[0]
+        self._raise_reward_errors()
         _check(status)
         return json.loads(_take_string(out))
 
