@@ -229,7 +229,17 @@ typedef struct ponder_trainer ponder_trainer;
  * reward_std, rewards/<name>/mean|std, frac_reward_zero_std, completions/mean_length,
  * completions/clipped_ratio, kl, entropy, clip_ratio/* — and accuracy, format_rate,
  * reflection, reflection/<dimension>, rollout_seconds, reference_seconds, update_seconds;
- * with eval data, eval_accuracy, eval_format_rate, eval_reflection, eval_mean_length. */
+ * with eval data, eval_accuracy, eval_format_rate, eval_reflection, eval_mean_length.
+ *
+ * Rejection-sampling SFT ("kind": "rejection_sft"): the SFT keys without data.train, plus
+ * {"rejection": {"prompts": (as data.train of GRPO), "system", "num_samples": 8,
+ *   "max_completion_length": 256, "temperature": 1, "top_p": 1, "seed": 0, "min_reward": 2,
+ *   "require": ["accuracy", "format"], "max_per_prompt": 0, "reward": {...}, "output": path}}.
+ * At create, the model samples num_samples completions per prompt; those that ended on their
+ * own, have a weighted reward total >= min_reward and score 1 on every `require`d reward are
+ * kept once each and written as JSONL {"messages": [...]} to `output` (default
+ * output.dir/rejection_samples.jsonl; reused, not resampled, when it exists); the run is then
+ * SFT on that file. PONDER_ERR_INVALID_ARGUMENT when nothing passes. */
 ponder_status ponder_trainer_create(const char *config_json, ponder_trainer **out_trainer);
 void ponder_trainer_free(ponder_trainer *trainer);
 

@@ -286,13 +286,14 @@ extension Trainer {
     }
 }
 
-/// The trainer a config asks for with "kind": "sft" (the default) or "grpo". Every other key belongs to
+/// The trainer a config asks for with "kind": "sft" (the default), "grpo" or "rejection_sft". Every other key belongs to
 /// that kind's config.
 public func makeTrainer(json: JSONValue) throws -> any Trainer {
     switch json["kind"] {
     case nil, .null?, .string("sft")?: return try SFTTrainer(config: SFTConfig(json: json))
     case .string("grpo")?: return try GRPOTrainer(config: GRPOConfig(json: json))
-    case let .string(k)?: throw PonderError.invalid("kind: unknown trainer kind \"\(k)\" (expected \"sft\" or \"grpo\")")
+    case .string("rejection_sft")?: return try makeRejectionSFTTrainer(json: json)
+    case let .string(k)?: throw PonderError.invalid("kind: unknown trainer kind \"\(k)\" (expected \"sft\", \"grpo\" or \"rejection_sft\")")
     case let v?: throw PonderError.invalid("kind: expected a string, got \(v.typeName)")
     }
 }
