@@ -51,3 +51,16 @@ let package = Package(
     // task), which Swift 6's static checker cannot express without wrappers on every loop.
     swiftLanguageModes: [.v5]
 )
+
+// libFuzzer targets (Tests/Fuzz, docs/RELIABILITY.md): declared only when scripts/fuzz.sh sets
+// PONDER_FUZZ, so a normal `swift build` / `swift test` never sees them.
+if Context.environment["PONDER_FUZZ"] != nil {
+    package.targets += [
+        .systemLibrary(name: "CFuzzer", path: "Tests/Fuzz/Sources/CFuzzer"),
+        .executableTarget(name: "ponder-fuzz", dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain"],
+                          path: "Tests/Fuzz/Sources/PonderFuzz",
+                          // gold dies on the ASan-instrumented objects (internal error in
+                          // format_file_lineno); the toolchain's lld links them.
+                          linkerSettings: [.unsafeFlags(["-use-ld=lld"])]),
+    ]
+}

@@ -16,3 +16,7 @@ swift build -c release
 swift test -c release -Xswiftc -enable-testing 2>&1 | grep -vE '^Test Case .* (started|passed)' 
 PONDER_LIBRARY="$PWD/.build/release/libponder.so" python3 -m pytest -q tests/python
 bash tests/integration/test_install.sh
+# Reliability (docs/RELIABILITY.md): a hostile C caller against every function of ponder.h, then
+# every committed crash input replayed and each fuzz target run briefly from its seeds.
+tests/c/run_hostile.sh
+scripts/fuzz.sh smoke

@@ -1,0 +1,936 @@
+/* hostile.c — throws what a careless or hostile C caller could at every function of ponder.h
+ * (NULLs, freed and made-up handles, double frees, handles of the wrong kind, garbage JSON and
+ * text, non-regular files, concurrent calls, callbacks that re-enter or free) and checks that
+ * only the status codes the header documents come back and that nothing crashes or hangs.
+ *
+ *   tests/c/run_hostile.sh                        (builds libponder.so and this, runs it)
+ *   hostile [MODEL_DIR [GGUF]]                    all cases, each in its own process
+ *   hostile --case NAME [MODEL_DIR [GGUF]]        one case in this process (for a debugger)
+ *   HOSTILE_VERBOSE=1                             print every call's status and message
+ *
+ * Each case runs in a child process so a crash or hang is reported against that case and the
+ * others still run. The exit status is the number of cases that failed. */
+#define _GNU_SOURCE
+#include <ponder.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *model_dir = "Tests/Fuzz/model";
+static const char *gguf_path = "Tests/Fuzz/corpus/gguf/llama_f32_f16_bf16.gguf";
+static char tmp[256];
+static int failures;
+
+/* ---- checks ---------------------------------------------------------------------------- */
+
+#define S(code) (1u << (code))
+#define OK S(PONDER_OK)
+#define INVALID S(PONDER_ERR_INVALID_ARGUMENT)
+#define PARSE S(PONDER_ERR_PARSE)
+#define IO S(PONDER_ERR_IO)
+#define FORMAT S(PONDER_ERR_FORMAT)
+#define UNSUPPORTED S(PONDER_ERR_UNSUPPORTED)
+#define OOM S(PONDER_ERR_OUT_OF_MEMORY)
+#define CANCELLED S(PONDER_ERR_CANCELLED)
+#define SMALL S(PONDER_ERR_BUFFER_TOO_SMALL)
+#define MISUSE S(PONDER_ERR_MISUSE)
+/* What bad JSON text may give: PARSE (malformed) or INVALID_ARGUMENT (well-formed, wrong). */
+#define REJECTED (PARSE | INVALID)
+
+static void fail(int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("    FAIL line %d: ", line);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    failures++;
+}
+
+#define EXPECT(cond, ...) do { if (!(cond)) fail(__LINE__, __VA_ARGS__); } while (0)
+
+static const char *shorten(const char *s) {
+    static __thread char buf[160];
+    size_t n = strlen(s);
+    if (n < sizeof buf) return s;
+    memcpy(buf, s, 150);
+    strcpy(buf + 150, "...");
+    return buf;
+}
+
+/* The status must be one of `allowed`; a failure must come with a message; INTERNAL ("a bug in
+ * Ponder") is never acceptable. */
+static ponder_status check(ponder_status s, unsigned allowed, const char *expr, const char *input, int line) {
+    const char *msg = ponder_last_error();
+    if (getenv("HOSTILE_VERBOSE"))
+        printf("    %s%s%s -> %s: %s\n", expr, input ? " with " : "", input ? shorten(input) : "", ponder_status_string(s),
+               s == PONDER_OK ? "" : shorten(msg ? msg : "(NULL)"));
+    if (msg == NULL) {
+        fail(line, "%s: ponder_last_error() returned NULL", expr);
+    } else if (s < 0 || s > PONDER_ERR_INTERNAL || !(allowed & S(s))) {
+        fail(line, "%s%s%s -> %d (%s)%s%s", expr, input ? " with " : "", input ? shorten(input) : "", (int)s,
+             ponder_status_string(s), s == PONDER_OK ? "" : ": ", s == PONDER_OK ? "" : shorten(msg));
+    } else if (s != PONDER_OK && msg[0] == '\0') {
+        fail(line, "%s -> %s with an empty ponder_last_error()", expr, ponder_status_string(s));
+    } else if (s == PONDER_ERR_PARSE && strstr(msg, "offset") == NULL) {
+        fail(line, "%s%s%s -> PARSE without the byte offset: %s", expr, input ? " with " : "", input ? shorten(input) : "",
+             shorten(msg));
+    }
+    return s;
+}
+
+#define CHECK(expr, allowed) check((expr), (allowed), #expr, NULL, __LINE__)
+#define CHECK_IN(expr, allowed, input) check((expr), (allowed), #expr, (input), __LINE__)
+
+/* Output pointers are preset to this; the header says a failing call leaves them untouched. */
+#define SENTINEL ((void *)0x5EED)
+
+static char *json_path(const char *key, const char *path) {
+    static __thread char buf[4096];
+    snprintf(buf, sizeof buf, "{\"%s\": \"%s\", \"threads\": 1}", key, path);
+    return buf;
+}
+
+static ponder_model *load(const char *path) {
+    ponder_model *m = NULL;
+    if (ponder_model_load(json_path("path", path), &m) != PONDER_OK) {
+        fail(__LINE__, "cannot load %s: %s", path, ponder_last_error());
+        return NULL;
+    }
+    return m;
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n) {
+        fail(__LINE__, "harness: cannot write %s", path);
+    }
+    if (f) fclose(f);
+}
+
+/* Handles that are not live: made-up addresses, stack and freed heap memory. */
+static void *bogus_handles[6];
+static void make_bogus_handles(void) {
+    static int on_stack_like;
+    void *freed = malloc(64);
+    volatile uintptr_t freed_address = (uintptr_t)freed; /* a dangling handle, by design */
+    free(freed);
+    bogus_handles[0] = (void *)1;
+    bogus_handles[1] = (void *)UINTPTR_MAX;
+    bogus_handles[2] = &on_stack_like;
+    bogus_handles[3] = (void *)freed_address;
+    bogus_handles[4] = (void *)0x10000;
+    bogus_handles[5] = (void *)&make_bogus_handles;
+}
+
+/* ---- cases ----------------------------------------------------------------------------- */
+
+static void case_static_calls(void) {
+    const char *v = ponder_version();
+    EXPECT(v != NULL, "ponder_version() is NULL");
+    if (v) {
+        char expect[32];
+        int n = ponder_version_number();
+        snprintf(expect, sizeof expect, "%d.%d.%d", n / 10000, n / 100 % 100, n % 100);
+        EXPECT(strcmp(v, expect) == 0, "ponder_version() %s vs ponder_version_number() %d", v, n);
+    }
+    int codes[] = {INT_MIN, -1, 0, 1, 5, 10, 11, 100, INT_MAX};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+        const char *s = ponder_status_string((ponder_status)codes[i]);
+        EXPECT(s != NULL && s[0] != '\0', "ponder_status_string(%d) is NULL or empty", codes[i]);
+    }
+    const char *e = ponder_last_error();
+    EXPECT(e != NULL && e[0] == '\0', "ponder_last_error() before any failure is not \"\"");
+    ponder_string_free(NULL);
+}
+
+static void case_load_null_arguments(void) {
+    ponder_model *m = SENTINEL;
+    CHECK(ponder_model_load(NULL, &m), MISUSE | INVALID);
+    EXPECT(m == SENTINEL, "out_model written on failure");
+    CHECK(ponder_model_load(json_path("path", model_dir), NULL), MISUSE);
+    CHECK(ponder_model_load(NULL, NULL), MISUSE | INVALID);
+}
+
+static const char *garbage_options[] = {
+    "", " ", "{", "}", "[]", "null", "0", "\"path\"", "{\"path\": 1}", "{\"path\": null}", "{\"path\": []}",
+    "{\"path\": \"x\", \"threads\": 0}", "{\"path\": \"x\", \"threads\": 257}", "{\"path\": \"x\", \"threads\": -1}",
+    "{\"path\": \"x\", \"threads\": 1.5}", "{\"path\": \"x\", \"threads\": \"2\"}",
+    "{\"path\": \"x\", \"threads\": 1e400}", "{\"path\": \"x\", \"threads\": NaN}",
+    "{\"path\": \"x\", \"threads\": 18446744073709551617}", "{\"path\": \"x\", \"bogus\": 1}",
+    "{\"path\": \"x\", \"adapter\": 5}", "{\"path\": \"\xff\xfe\"}", "{\"path\": \"\xc0\xaf\"}",
+    "{\"path\": \"\xed\xa0\x80\"}", "{\"path\": \"a\\u0000b\"}", "{\"path\": \"x\"} trailing", "{\"path\": \"x\",}",
+    "{'path': 'x'}", "\xef\xbb\xbf{\"path\": \"x\"}", "{\"path\": \"x\" /* comment */}",
+};
+
+static void case_load_garbage_options(void) {
+    for (size_t i = 0; i < sizeof garbage_options / sizeof *garbage_options; i++) {
+        ponder_model *m = SENTINEL;
+        CHECK_IN(ponder_model_load(garbage_options[i], &m), REJECTED | IO, garbage_options[i]);
+        EXPECT(m == SENTINEL, "out_model written on failure (%s)", garbage_options[i]);
+    }
+    /* Deep nesting and a huge document: a parse error or a rejection, not a stack overflow. */
+    size_t n = 1 << 20;
+    char *deep = malloc(2 * n + 1);
+    memset(deep, '[', n);
+    memset(deep + n, ']', n);
+    deep[2 * n] = 0;
+    ponder_model *m = SENTINEL;
+    CHECK_IN(ponder_model_load(deep, &m), REJECTED, "[[[[... (2^20 deep)");
+    char *big = malloc(n + 64);
+    strcpy(big, "{\"path\": \"");
+    memset(big + 10, 'a', n);
+    strcpy(big + 10 + n, "\"}");
+    CHECK_IN(ponder_model_load(big, &m), REJECTED | IO, "{\"path\": \"aaaa... (1 MiB)\"}");
+    EXPECT(m == SENTINEL, "out_model written on failure");
+    free(deep);
+    free(big);
+}
+
+static void case_load_bad_files(void) {
+    char path[1024], dir[512];
+    snprintf(path, sizeof path, "%s/garbage.gguf", tmp);
+    write_file(path, "GGUF\x03\0\0\0garbage", 15);
+    ponder_model *m = SENTINEL;
+    CHECK_IN(ponder_model_load(json_path("path", path), &m), FORMAT, path);
+    snprintf(path, sizeof path, "%s/empty", tmp);
+    write_file(path, "", 0);
+    CHECK_IN(ponder_model_load(json_path("path", path), &m), FORMAT | IO, path);
+    snprintf(path, sizeof path, "%s/text.txt", tmp);
+    write_file(path, "hello\n", 6);
+    CHECK_IN(ponder_model_load(json_path("path", path), &m), FORMAT, path);
+    const char *paths[] = {"/nonexistent/model.gguf", "", "/", "/dev/null", "/dev/zero", "/proc/self/maps", tmp};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        CHECK_IN(ponder_model_load(json_path("path", paths[i]), &m), IO | FORMAT, paths[i]);
+    /* An HF directory with a corrupt config.json, then with a config.json that is a directory. */
+    snprintf(dir, sizeof dir, "%s/hf", tmp);
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_file(path, "{\"vocab_size\": ", 15);
+    CHECK_IN(ponder_model_load(json_path("path", dir), &m), PARSE | FORMAT, dir);
+    unlink(path);
+    mkdir(path, 0700);
+    CHECK_IN(ponder_model_load(json_path("path", dir), &m), IO | FORMAT, dir);
+    /* A good model with a missing or corrupt adapter. */
+    char opts[1024];
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"adapter\": \"%s\"}", model_dir, tmp);
+    CHECK_IN(ponder_model_load(opts, &m), IO | FORMAT, opts);
+    EXPECT(m == SENTINEL, "out_model written on failure");
+}
+
+/* A FIFO (or any non-regular file) must be refused, not opened: open() on a FIFO blocks until a
+ * writer comes, which never does. */
+static void case_load_fifo(void) {
+    char path[1024], dir[512];
+    snprintf(path, sizeof path, "%s/fifo.gguf", tmp);
+    if (mkfifo(path, 0600) != 0) { fail(__LINE__, "harness: mkfifo failed"); return; }
+    ponder_model *m = SENTINEL;
+    alarm(5);
+    CHECK_IN(ponder_model_load(json_path("path", path), &m), IO | FORMAT, path);
+    snprintf(dir, sizeof dir, "%s/hf", tmp);
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    mkfifo(path, 0600);
+    CHECK_IN(ponder_model_load(json_path("path", dir), &m), IO | FORMAT, "HF dir whose config.json is a FIFO");
+    alarm(0);
+    EXPECT(m == SENTINEL, "out_model written on failure");
+}
+
+static void case_free_null_and_twice(void) {
+    ponder_model_free(NULL);
+    ponder_trainer_free(NULL);
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    ponder_model_free(m);
+    ponder_model_free(m);
+    char *out = SENTINEL;
+    CHECK(ponder_model_info(m, &out), MISUSE);
+    EXPECT(out == SENTINEL, "out_json written on failure");
+}
+
+/* A freed handle must stay dead even after new models are loaded: a handle value is never handed
+ * out again, so a call with a freed one is MISUSE and freeing it again cannot free another model. */
+static void case_stale_handle_does_not_alias(void) {
+    enum { ROUNDS = 200 };
+    static ponder_model *freed[ROUNDS];
+    int reported = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        ponder_model *m = load(model_dir);
+        if (!m) return;
+        for (int k = 0; k < round && reported < 3; k++) {
+            if (freed[k] != m) continue;
+            char *out = SENTINEL;
+            ponder_status s = ponder_model_info(freed[k], &out);
+            fail(__LINE__, "round %d: the handle freed in round %d came back for a new model; a call with the freed "
+                 "handle -> %s (expected MISUSE)", round, k, ponder_status_string(s));
+            if (s == PONDER_OK) ponder_string_free(out);
+            ponder_model_free(freed[k]); /* "freeing twice is detected and ignored" */
+            s = ponder_model_info(m, &out);
+            EXPECT(s == PONDER_OK, "round %d: freeing the stale handle again freed the new model (info -> %s)", round,
+                   ponder_status_string(s));
+            if (s == PONDER_OK) ponder_string_free(out);
+            reported++;
+            break;
+        }
+        ponder_model_free(m);
+        freed[round] = m;
+    }
+}
+
+static void case_bogus_handles(void) {
+    make_bogus_handles();
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    ponder_trainer *as_trainer = (ponder_trainer *)m;
+    for (size_t i = 0; i < sizeof bogus_handles / sizeof *bogus_handles; i++) {
+        ponder_model *b = bogus_handles[i];
+        char *out = SENTINEL;
+        int32_t ids[4] = {1, 2, 3, 4};
+        size_t n = 77;
+        CHECK(ponder_model_info(b, &out), MISUSE);
+        CHECK(ponder_model_save(b, "{\"path\": \"/tmp/x.gguf\"}"), MISUSE);
+        CHECK(ponder_tokenize(b, "hi", 2, true, ids, 4, &n), MISUSE);
+        CHECK(ponder_detokenize(b, ids, 4, &out, NULL), MISUSE);
+        CHECK(ponder_generate(b, "{\"prompt\": \"1\"}", &out), MISUSE);
+        CHECK(ponder_generate_stream(b, "{\"prompt\": \"1\"}", NULL, NULL, &out), MISUSE);
+        CHECK(ponder_trainer_step((ponder_trainer *)b, &out), MISUSE);
+        CHECK(ponder_trainer_run((ponder_trainer *)b, NULL, NULL, &out), MISUSE);
+        CHECK(ponder_trainer_evaluate((ponder_trainer *)b, &out), MISUSE);
+        CHECK(ponder_trainer_save((ponder_trainer *)b, tmp, &out), MISUSE);
+        ponder_model *mm = SENTINEL;
+        CHECK(ponder_trainer_model((ponder_trainer *)b, &mm), MISUSE);
+        EXPECT(out == SENTINEL && mm == SENTINEL && n == 77, "an output written on failure (handle %p)", (void *)b);
+        ponder_model_free(b);
+        ponder_trainer_free((ponder_trainer *)b);
+    }
+    /* A live model handle is not a trainer handle, and one byte past it is not a model. */
+    char *out = SENTINEL;
+    CHECK(ponder_trainer_step(as_trainer, &out), MISUSE);
+    ponder_trainer_free(as_trainer);
+    CHECK(ponder_model_info((ponder_model *)((char *)m + 1), &out), MISUSE);
+    ponder_model_free((ponder_model *)((char *)m + 1));
+    CHECK(ponder_model_info(m, &out), OK);
+    if (out != SENTINEL) ponder_string_free(out);
+    ponder_model_free(m);
+}
+
+static void case_info_and_save(void) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    char *out = SENTINEL;
+    CHECK(ponder_model_info(m, NULL), MISUSE);
+    CHECK(ponder_model_info(NULL, &out), MISUSE);
+    EXPECT(out == SENTINEL, "out_json written on failure");
+    if (CHECK(ponder_model_info(m, &out), OK) == PONDER_OK) {
+        EXPECT(strstr(out, "\"vocab_size\":300") != NULL, "info lacks vocab_size 300: %s", shorten(out));
+        ponder_string_free(out);
+    }
+    CHECK(ponder_model_save(NULL, "{\"path\": \"/tmp/x.gguf\"}"), MISUSE);
+    CHECK(ponder_model_save(m, NULL), MISUSE | INVALID);
+    const char *bad[] = {"", "{", "{}", "{\"path\": 5}", "{\"path\": \"/tmp/x\", \"format\": \"onnx\"}",
+                         "{\"path\": \"/tmp/x.gguf\", \"dtype\": \"q4_0\"}", "{\"path\": \"/tmp/x\", \"bogus\": true}",
+                         "{\"path\": \"\xff\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) CHECK_IN(ponder_model_save(m, bad[i]), REJECTED, bad[i]);
+    char opts[1024], path[512];
+    snprintf(opts, sizeof opts, "{\"path\": \"/nonexistent-dir/sub/model.gguf\"}");
+    CHECK_IN(ponder_model_save(m, opts), IO, opts);
+    snprintf(opts, sizeof opts, "{\"path\": \"/proc/version/model\", \"format\": \"safetensors\"}");
+    CHECK_IN(ponder_model_save(m, opts), IO, opts);
+    /* Round trips: what is saved loads again. */
+    snprintf(path, sizeof path, "%s/saved.gguf", tmp);
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"dtype\": \"f16\"}", path);
+    if (CHECK_IN(ponder_model_save(m, opts), OK, opts) == PONDER_OK) {
+        ponder_model *again = load(path);
+        if (again) ponder_model_free(again);
+    }
+    snprintf(path, sizeof path, "%s/saved-hf", tmp);
+    snprintf(opts, sizeof opts, "{\"path\": \"%s\", \"format\": \"safetensors\"}", path);
+    if (CHECK_IN(ponder_model_save(m, opts), OK, opts) == PONDER_OK) {
+        ponder_model *again = load(path);
+        if (again) ponder_model_free(again);
+    }
+    ponder_model_free(m);
+}
+
+static const char *bad_utf8[] = {
+    "\xff", "\xfe\xff", "a\x80", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80",
+    "\xe2\x82", "ok then \xc3",
+};
+
+static void case_tokenize(void) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    int32_t ids[64];
+    size_t n = 77;
+    CHECK(ponder_tokenize(NULL, "hi", 2, true, ids, 64, &n), MISUSE);
+    CHECK(ponder_tokenize(m, NULL, 0, true, ids, 64, &n), MISUSE | OK);
+    CHECK(ponder_tokenize(m, NULL, 5, true, ids, 64, &n), MISUSE);
+    CHECK(ponder_tokenize(m, "hi", 2, true, ids, 64, NULL), MISUSE);
+    CHECK(ponder_tokenize(m, "hello", 5, true, NULL, 64, &n), MISUSE);
+    CHECK(ponder_tokenize(m, "hi", SIZE_MAX, true, ids, 64, &n), INVALID | MISUSE);
+    CHECK(ponder_tokenize(m, "hi", (size_t)INT64_MAX + 7, true, ids, 64, &n), INVALID | MISUSE);
+    /* Sizing call: capacity 0 and ids NULL report the count. */
+    n = 0;
+    CHECK(ponder_tokenize(m, "12 + 7 = 19", 11, true, NULL, 0, &n), SMALL);
+    EXPECT(n > 0, "n_ids not set by the sizing call");
+    for (int i = 0; i < 64; i++) ids[i] = -7;
+    size_t need = n;
+    CHECK(ponder_tokenize(m, "12 + 7 = 19", 11, true, ids, need - 1, &n), SMALL);
+    EXPECT(n == need && ids[0] == -7, "BUFFER_TOO_SMALL wrote ids or a different count");
+    CHECK(ponder_tokenize(m, "", 0, true, NULL, 0, &n), OK);
+    EXPECT(n == 0, "empty text gave %zu ids", n);
+    CHECK(ponder_tokenize(m, "a\0b\0<|im_end|>", 15, true, ids, 64, &n), OK);
+    CHECK(ponder_tokenize(m, "<|im_start|>user<|im_end|>", 26, false, ids, 64, &n), OK);
+    for (size_t i = 0; i < sizeof bad_utf8 / sizeof *bad_utf8; i++)
+        CHECK_IN(ponder_tokenize(m, bad_utf8[i], strlen(bad_utf8[i]), true, ids, 64, &n), PARSE, bad_utf8[i]);
+    /* 1 MiB of text. */
+    size_t big = 1 << 20;
+    char *text = malloc(big);
+    for (size_t i = 0; i < big; i++) text[i] = "0123456789 +-=\n"[i % 15];
+    CHECK(ponder_tokenize(m, text, big, true, NULL, 0, &n), SMALL | OK | INVALID);
+    free(text);
+    ponder_model_free(m);
+}
+
+static void case_detokenize(void) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    char *out = SENTINEL;
+    size_t len = 77;
+    int32_t ids[] = {45, 46, 47};
+    CHECK(ponder_detokenize(NULL, ids, 3, &out, &len), MISUSE);
+    CHECK(ponder_detokenize(m, NULL, 3, &out, &len), MISUSE);
+    CHECK(ponder_detokenize(m, ids, 3, NULL, &len), MISUSE);
+    CHECK(ponder_detokenize(m, ids, SIZE_MAX, &out, &len), INVALID | MISUSE);
+    EXPECT(out == SENTINEL && len == 77, "outputs written on failure");
+    int32_t bad[][1] = {{-1}, {300}, {301}, {INT32_MAX}, {INT32_MIN}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "id %d", bad[i][0]);
+        CHECK_IN(ponder_detokenize(m, bad[i], 1, &out, &len), INVALID, what);
+    }
+    EXPECT(out == SENTINEL && len == 77, "outputs written on failure");
+    if (CHECK(ponder_detokenize(m, NULL, 0, &out, &len), OK) == PONDER_OK) {
+        EXPECT(len == 0 && out && out[0] == 0, "empty detokenize gave %zu bytes", len);
+        ponder_string_free(out);
+    }
+    if (CHECK(ponder_detokenize(m, ids, 3, &out, NULL), OK) == PONDER_OK) ponder_string_free(out);
+    /* Every id, including specials and bytes that are not UTF-8 alone. */
+    int32_t all[300];
+    for (int i = 0; i < 300; i++) all[i] = i;
+    if (CHECK(ponder_detokenize(m, all, 300, &out, &len), OK) == PONDER_OK) ponder_string_free(out);
+    ponder_model_free(m);
+}
+
+/* Requests that are wrong in one way each (max_tokens 1, so nothing else is): rejected with PARSE
+ * or INVALID_ARGUMENT, and the message names the field at fault ("" = any message). */
+struct bad_request {
+    const char *json;
+    const char *field;
+};
+static const struct bad_request bad_requests[] = {
+    {"", ""}, {"{", ""}, {"[]", ""}, {"null", ""}, {"{}", "prompt"}, {"{\"prompt\": 5}", "prompt"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"bogus\": 1}", "bogus"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"messages\": []}", "messages"},
+    {"{\"prompt\": \"\", \"max_tokens\": 1}", "prompt"},
+    {"{\"prompt\": \"1\", \"max_tokens\": -1}", "max_tokens"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 100000}", "max_tokens"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1.5}", "max_tokens"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": -1}", "temperature"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": \"hot\"}", "temperature"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"top_p\": 0}", "top_p"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"top_p\": 1.5}", "top_p"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"top_k\": -1}", "top_k"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"min_p\": 2}", "min_p"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"repetition_penalty\": 0}", "repetition_penalty"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"n\": 0}", "n"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"n\": 100000}", "n"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"seed\": -1}", "seed"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"stop\": [\"\"]}", "stop"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"stop\": [1]}", "stop"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": 1, \"sampling\": {\"temperature\": 1}}", "temperature"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"sampling\": {\"bogus\": 1}}", "bogus"},
+    {"{\"messages\": [{\"role\": \"user\"}], \"max_tokens\": 1}", "content"},
+    {"{\"messages\": [{\"content\": \"x\"}], \"max_tokens\": 1}", "role"},
+    {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"x\": 1}], \"max_tokens\": 1}", "messages[0]"},
+    {"{\"messages\": \"hi\", \"max_tokens\": 1}", "messages"},
+    {"{\"prompt\": \"\xff\", \"max_tokens\": 1}", "offset"},
+    /* Issue 12: numbers JSON cannot hold, integers past their type, roles that are not roles. */
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": NaN}", "temperature"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": Infinity}", "temperature"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": -Infinity}", "temperature"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": 1e400}", "temperature"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1e400}", "max_tokens"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"seed\": 18446744073709551616}", "seed"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"seed\": 1e30}", "seed"},
+    {"{\"prompt\": \"1\", \"max_tokens\": 1, \"top_k\": 99999999999999999999}", "top_k"},
+    {"{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}], \"max_tokens\": 1}", "role"},
+    {"{\"messages\": [{\"role\": \"user<|im_end|>\", \"content\": \"x\"}], \"max_tokens\": 1}", "role"},
+    {"{\"messages\": [{\"role\": \"<|im_start|>system\", \"content\": \"x\"}], \"max_tokens\": 1}", "role"},
+    {"{\"messages\": [{\"role\": \"user\", \"content\": null}], \"max_tokens\": 1}", "content"},
+};
+
+/* Requests that are valid but extreme: any documented status, no crash, nothing non-finite. */
+static const char *edge_requests[] = {
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"temperature\": 1e-39, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"temperature\": 1e-45, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"temperature\": 100, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"repetition_penalty\": 1e-39, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"repetition_penalty\": 100, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"top_p\": 1e-300, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"min_p\": 1, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"top_k\": 1, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"top_k\": 10000000, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"n\": 64, \"temperature\": 1, \"seed\": 9223372036854775807}",
+    "{\"prompt\": \"1\", \"max_tokens\": 0}",
+    "{\"prompt\": \"a\\u0000b\", \"max_tokens\": 2, \"temperature\": 0}",
+    "{\"prompt\": \"<|im_end|><|im_start|>\", \"max_tokens\": 2, \"parse_special\": false, \"temperature\": 0}",
+    "{\"prompt\": \"1\", \"max_tokens\": 4, \"stop\": [\"\\u00e9\", \"<|im_end|>\", \"1111111111111111\"]}",
+    "{\"prompt\": \"1\", \"chat\": true, \"max_tokens\": 2, \"temperature\": 0}",
+    "{\"messages\": [], \"max_tokens\": 2, \"temperature\": 0}",
+};
+
+static void case_generate_garbage(void) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    char *out = SENTINEL;
+    CHECK(ponder_generate(NULL, "{\"prompt\": \"1\"}", &out), MISUSE);
+    CHECK(ponder_generate(m, NULL, &out), MISUSE | INVALID);
+    CHECK(ponder_generate(m, "{\"prompt\": \"1\"}", NULL), MISUSE);
+    CHECK(ponder_generate_stream(m, "{\"prompt\": \"1\"}", NULL, NULL, NULL), MISUSE);
+    EXPECT(out == SENTINEL, "out_result_json written on failure");
+    for (size_t i = 0; i < sizeof bad_requests / sizeof *bad_requests; i++) {
+        const char *json = bad_requests[i].json;
+        out = SENTINEL;
+        if (CHECK_IN(ponder_generate(m, json, &out), REJECTED, json) == PONDER_OK) {
+            ponder_string_free(out);
+            continue;
+        }
+        const char *msg = ponder_last_error();
+        EXPECT(strstr(msg, bad_requests[i].field) != NULL, "%s: the message does not name %s: %s", json,
+               bad_requests[i].field, msg);
+        EXPECT(strstr(msg, "got null") == NULL || strstr(json, "null") != NULL, "%s: the message says null: %s", json, msg);
+        EXPECT(out == SENTINEL, "out_result_json written on failure (%s)", json);
+    }
+    /* A prompt far longer than the context (64 positions). */
+    size_t n = 100000;
+    char *req = malloc(n + 64);
+    strcpy(req, "{\"prompt\": \"");
+    memset(req + 12, '7', n);
+    strcpy(req + 12 + n, "\", \"max_tokens\": 1}");
+    CHECK_IN(ponder_generate(m, req, &out), INVALID, "a 100000-token prompt");
+    free(req);
+    ponder_model_free(m);
+}
+
+/* The writer prints non-finite numbers as null. */
+static int logprobs_finite(const char *result) {
+    for (const char *p = strstr(result, "\"logprobs\":["); p; p = strstr(p + 1, "\"logprobs\":[")) {
+        const char *end = strchr(p, ']');
+        const char *null = strstr(p, "null");
+        if (null && end && null < end) return 0;
+    }
+    return 1;
+}
+
+static void case_generate_edges(int i) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    {
+        char *out = SENTINEL;
+        if (CHECK_IN(ponder_generate(m, edge_requests[i], &out), OK | INVALID | UNSUPPORTED, edge_requests[i]) == PONDER_OK) {
+            EXPECT(out != SENTINEL && strstr(out, "\"completions\"") != NULL, "no completions in %s", shorten(out));
+            EXPECT(logprobs_finite(out), "a logprob that is not a finite number in %s", shorten(out));
+            ponder_string_free(out);
+        }
+    }
+    ponder_model_free(m);
+}
+
+struct stream_state {
+    ponder_model *m;
+    int calls;
+    int mode; /* 0 count, 1 cancel at once, 2 re-enter, 3 free the model mid-call */
+    int failures;
+};
+
+static bool on_token(int32_t seq, int32_t token, const char *text, void *user) {
+    struct stream_state *st = user;
+    st->calls++;
+    if (text == NULL || seq < 0 || token < 0 || token >= 300) st->failures++;
+    if (st->mode == 1) return false;
+    if (st->mode == 2) {
+        int32_t ids[32];
+        size_t n = 0;
+        char *out = NULL;
+        if (ponder_tokenize(st->m, "12 + 7", 6, true, ids, 32, &n) != PONDER_OK) st->failures++;
+        if (ponder_generate(st->m, "{\"prompt\": \"1\", \"max_tokens\": 1, \"temperature\": 0}", &out) == PONDER_OK)
+            ponder_string_free(out);
+        else
+            st->failures++;
+    }
+    if (st->mode == 3 && st->calls == 1) ponder_model_free(st->m);
+    return true;
+}
+
+static void case_generate_callbacks(void) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    const char *req = "{\"prompt\": \"12 + 7 =\", \"max_tokens\": 4, \"n\": 2, \"temperature\": 0.7, \"seed\": 3}";
+    struct stream_state st = {m, 0, 0, 0};
+    char *out = SENTINEL;
+    if (CHECK(ponder_generate_stream(m, req, on_token, &st, &out), OK) == PONDER_OK) ponder_string_free(out);
+    EXPECT(st.calls == 8 && st.failures == 0, "callback: %d calls (expected 8), %d bad arguments", st.calls, st.failures);
+    st = (struct stream_state){m, 0, 1, 0};
+    out = SENTINEL;
+    CHECK(ponder_generate_stream(m, req, on_token, &st, &out), CANCELLED);
+    EXPECT(out == SENTINEL, "out_result_json written on cancel");
+    st = (struct stream_state){m, 0, 2, 0};
+    if (CHECK(ponder_generate_stream(m, req, on_token, &st, &out), OK) == PONDER_OK) ponder_string_free(out);
+    EXPECT(st.failures == 0, "calls made from inside the callback failed (%d)", st.failures);
+    /* "a call already running keeps the model alive until it returns, but a call that starts
+     * after the free gets PONDER_ERR_MISUSE" */
+    st = (struct stream_state){m, 0, 3, 0};
+    out = SENTINEL;
+    if (CHECK(ponder_generate_stream(m, req, on_token, &st, &out), OK) == PONDER_OK) ponder_string_free(out);
+    out = SENTINEL;
+    CHECK(ponder_generate(m, req, &out), MISUSE);
+}
+
+/* ---- concurrency ----------------------------------------------------------------------- */
+
+#define THREADS 8
+static ponder_model *shared_model;
+static char *reference_text;
+static pthread_barrier_t barrier;
+static int thread_failures;
+static pthread_mutex_t failures_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void thread_fail(const char *what, const char *detail) {
+    pthread_mutex_lock(&failures_lock);
+    printf("    FAIL (thread): %s: %s\n", what, shorten(detail));
+    thread_failures++;
+    pthread_mutex_unlock(&failures_lock);
+}
+
+static void *hammer(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&barrier);
+    for (int i = 0; i < 20; i++) {
+        int32_t ids[64];
+        size_t n = 0;
+        char *out = NULL;
+        if (ponder_tokenize(shared_model, "12 + 7 = 19", 11, true, ids, 64, &n) != PONDER_OK)
+            thread_fail("tokenize", ponder_last_error());
+        if (ponder_detokenize(shared_model, ids, n, &out, NULL) != PONDER_OK) thread_fail("detokenize", ponder_last_error());
+        else ponder_string_free(out);
+        if (ponder_model_info(shared_model, &out) != PONDER_OK) thread_fail("info", ponder_last_error());
+        else ponder_string_free(out);
+        if (ponder_generate(shared_model, "{\"prompt\": \"12 + 7 =\", \"max_tokens\": 3, \"temperature\": 0}", &out) != PONDER_OK) {
+            thread_fail("generate", ponder_last_error());
+        } else {
+            /* Greedy and seeded: every thread gets the same completion (timings aside). */
+            char *c = strstr(out, "\"timings\"");
+            if (c) *c = 0;
+            if (strcmp(out, reference_text) != 0) thread_fail("generate differs across threads", out);
+            ponder_string_free(out);
+        }
+    }
+    return NULL;
+}
+
+static void run_threads(void *(*fn)(void *)) {
+    pthread_t t[THREADS];
+    pthread_barrier_init(&barrier, NULL, THREADS);
+    for (long i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, fn, (void *)i);
+    for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&barrier);
+}
+
+static void case_concurrent_calls(void) {
+    shared_model = load(model_dir);
+    if (!shared_model) return;
+    char *out = NULL;
+    if (CHECK(ponder_generate(shared_model, "{\"prompt\": \"12 + 7 =\", \"max_tokens\": 3, \"temperature\": 0}", &out), OK))
+        return;
+    char *c = strstr(out, "\"timings\"");
+    if (c) *c = 0;
+    reference_text = strdup(out);
+    ponder_string_free(out);
+    run_threads(hammer);
+    failures += thread_failures;
+    ponder_model_free(shared_model);
+    free(reference_text);
+}
+
+/* Each thread's last error is its own. */
+static void *own_error(void *arg) {
+    long i = (long)arg;
+    char req[128], key[32];
+    snprintf(key, sizeof key, "bogus_key_%ld", i);
+    snprintf(req, sizeof req, "{\"prompt\": \"1\", \"%s\": 1}", key);
+    pthread_barrier_wait(&barrier);
+    for (int k = 0; k < 50; k++) {
+        char *out = NULL;
+        if (ponder_generate(shared_model, req, &out) != PONDER_ERR_INVALID_ARGUMENT) thread_fail("generate", "not rejected");
+        pthread_barrier_wait(&barrier); /* every thread has now failed with its own message */
+        if (strstr(ponder_last_error(), key) == NULL) thread_fail("last error of another thread", ponder_last_error());
+        pthread_barrier_wait(&barrier);
+    }
+    return NULL;
+}
+
+static void case_concurrent_last_error(void) {
+    shared_model = load(model_dir);
+    if (!shared_model) return;
+    run_threads(own_error);
+    failures += thread_failures;
+    ponder_model_free(shared_model);
+}
+
+static ponder_model *freed_together;
+
+static void *load_free(void *arg) {
+    long i = (long)arg;
+    pthread_barrier_wait(&barrier);
+    for (int k = 0; k < 10; k++) {
+        ponder_model *m = NULL;
+        if (ponder_model_load(json_path("path", i % 2 ? model_dir : gguf_path), &m) != PONDER_OK) {
+            thread_fail("load", ponder_last_error());
+            continue;
+        }
+        char *out = NULL;
+        if (ponder_model_info(m, &out) != PONDER_OK) thread_fail("info", ponder_last_error());
+        else ponder_string_free(out);
+        ponder_model_free(m);
+    }
+    /* All threads free the same handle at once: one frees it, the others are ignored. */
+    pthread_barrier_wait(&barrier);
+    ponder_model_free(freed_together);
+    return NULL;
+}
+
+static void case_concurrent_load_free(void) {
+    freed_together = load(model_dir);
+    if (!freed_together) return;
+    run_threads(load_free);
+    failures += thread_failures;
+    char *out = SENTINEL;
+    CHECK(ponder_model_info(freed_together, &out), MISUSE);
+}
+
+/* ---- training -------------------------------------------------------------------------- */
+
+static const char *tiny_sft =
+    "{\"model\": {\"scratch\": {\"hidden_size\": 16, \"intermediate_size\": 32, \"num_layers\": 1, \"num_heads\": 2,"
+    " \"num_kv_heads\": 1, \"context_length\": 96, \"seed\": 0}},"
+    " \"data\": {\"train\": {\"generate\": \"arithmetic\", \"count\": 8, \"seed\": 1},"
+    " \"eval\": {\"generate\": \"arithmetic\", \"count\": 2, \"seed\": 2}, \"max_length\": 96},"
+    " \"training\": {\"batch_size\": 2, \"max_steps\": 3, \"learning_rate\": 1e-3}, \"threads\": 1}";
+
+static const char *bad_sft[] = {
+    "", "{", "{}", "[]", "{\"model\": {}}", "{\"model\": {\"path\": 1}, \"data\": {\"train\": \"x.jsonl\"}}",
+    "{\"model\": {\"scratch\": {}}, \"data\": {}}",
+    "{\"model\": {\"scratch\": {\"hidden_size\": -1}}, \"data\": {\"train\": {\"generate\": \"arithmetic\"}}}",
+    "{\"model\": {\"scratch\": {\"hidden_size\": 1e400}}, \"data\": {\"train\": {\"generate\": \"arithmetic\"}}}",
+    "{\"model\": {\"scratch\": {\"vocab_size\": 99999999999}}, \"data\": {\"train\": {\"generate\": \"arithmetic\"}}}",
+    "{\"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": {\"generate\": \"poetry\"}}}",
+    "{\"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"t.jsonl\"}, \"training\": {\"learning_rate\": NaN}}",
+    "{\"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"t.jsonl\"}, \"training\": {\"batch_size\": 0}}",
+    "{\"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"t.jsonl\"}, \"lora\": {\"r\": 0}}",
+    "{\"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"t.jsonl\"}, \"lora\": {\"target_modules\": [\"x\"]}}",
+    "{\"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"t.jsonl\"}, \"bogus\": 1}",
+};
+
+static void case_trainer_garbage(void) {
+    ponder_trainer *t = SENTINEL;
+    CHECK(ponder_trainer_create(NULL, &t), MISUSE | INVALID);
+    CHECK(ponder_trainer_create(tiny_sft, NULL), MISUSE);
+    for (size_t i = 0; i < sizeof bad_sft / sizeof *bad_sft; i++)
+        CHECK_IN(ponder_trainer_create(bad_sft[i], &t), REJECTED, bad_sft[i]);
+    /* Well-formed configs naming files that are missing or not what they claim. */
+    char cfg[2048], path[512];
+    snprintf(cfg, sizeof cfg, "{\"model\": {\"path\": \"/nonexistent.gguf\"}, \"data\": {\"train\": {\"generate\": \"arithmetic\"}}}");
+    CHECK_IN(ponder_trainer_create(cfg, &t), IO, cfg);
+    snprintf(path, sizeof path, "%s/train.jsonl", tmp);
+    write_file(path, "{\"prompt\": \"1\", \"completion\": \"2\"}\nnot json\n", 45);
+    snprintf(cfg, sizeof cfg, "{\"model\": {\"path\": \"%s\"}, \"data\": {\"train\": \"%s\"}}", model_dir, path);
+    CHECK_IN(ponder_trainer_create(cfg, &t), PARSE | INVALID, cfg);
+    write_file(path, "{\"prompt\": \"1\"}\n", 16);
+    CHECK_IN(ponder_trainer_create(cfg, &t), INVALID, cfg);
+    snprintf(cfg, sizeof cfg, "{\"model\": {\"path\": \"%s\"}, \"data\": {\"train\": \"/nonexistent.jsonl\"}}", model_dir);
+    CHECK_IN(ponder_trainer_create(cfg, &t), IO, cfg);
+    EXPECT(t == SENTINEL, "out_trainer written on failure");
+}
+
+static bool stop_now(const char *metrics, void *user) {
+    (void)metrics;
+    ++*(int *)user;
+    return false;
+}
+
+static void case_trainer_lifecycle(void) {
+    ponder_trainer *t = NULL;
+    if (CHECK(ponder_trainer_create(tiny_sft, &t), OK)) return;
+    char *out = SENTINEL;
+    if (CHECK(ponder_trainer_step(t, &out), OK) == PONDER_OK) {
+        EXPECT(strstr(out, "\"loss\"") != NULL, "no loss in %s", shorten(out));
+        ponder_string_free(out);
+    }
+    CHECK(ponder_trainer_step(t, NULL), OK);
+    CHECK(ponder_trainer_save(t, NULL, &out), MISUSE | INVALID);
+    CHECK(ponder_trainer_save(t, "/proc/version/ckpt", &out), IO);
+    CHECK(ponder_trainer_save(t, "\xff\xfe", &out), PARSE | INVALID | IO);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/ckpt", tmp);
+    out = SENTINEL;
+    if (CHECK(ponder_trainer_save(t, dir, &out), OK) == PONDER_OK) ponder_string_free(out);
+    CHECK(ponder_trainer_save(t, dir, NULL), OK);
+    if (CHECK(ponder_trainer_evaluate(t, &out), OK) == PONDER_OK) ponder_string_free(out);
+    CHECK(ponder_trainer_evaluate(t, NULL), MISUSE);
+    int calls = 0;
+    CHECK(ponder_trainer_run(t, stop_now, &calls, NULL), OK | CANCELLED);
+    EXPECT(calls == 1, "run's callback returned false but was called %d times", calls);
+    CHECK(ponder_trainer_run(t, NULL, NULL, &out), OK);
+    if (out != SENTINEL) ponder_string_free(out);
+    CHECK(ponder_trainer_step(t, &out), MISUSE); /* all steps done */
+    ponder_model *m = SENTINEL;
+    CHECK(ponder_trainer_model(t, NULL), MISUSE);
+    if (CHECK(ponder_trainer_model(t, &m), OK) == PONDER_OK) {
+        /* A model handle outlives its trainer. */
+        ponder_trainer_free(t);
+        ponder_trainer_free(t);
+        CHECK(ponder_trainer_step(t, &out), MISUSE);
+        if (CHECK(ponder_model_info(m, &out), OK) == PONDER_OK) ponder_string_free(out);
+        if (CHECK(ponder_generate(m, "{\"prompt\": \"1+1=\", \"max_tokens\": 2, \"temperature\": 0}", &out), OK) == PONDER_OK)
+            ponder_string_free(out);
+        ponder_model_free(m);
+    } else {
+        ponder_trainer_free(t);
+    }
+}
+
+/* ---- driver ---------------------------------------------------------------------------- */
+
+struct test_case {
+    const char *name;
+    void (*fn)(void);
+    void (*indexed)(int); /* a family: one process per index, so one crash hides no other */
+    size_t count;
+};
+
+static const struct test_case cases[] = {
+    {"static_calls", case_static_calls, NULL, 1},
+    {"load_null_arguments", case_load_null_arguments, NULL, 1},
+    {"load_garbage_options", case_load_garbage_options, NULL, 1},
+    {"load_bad_files", case_load_bad_files, NULL, 1},
+    {"load_fifo", case_load_fifo, NULL, 1},
+    {"free_null_and_twice", case_free_null_and_twice, NULL, 1},
+    {"stale_handle_does_not_alias", case_stale_handle_does_not_alias, NULL, 1},
+    {"bogus_handles", case_bogus_handles, NULL, 1},
+    {"info_and_save", case_info_and_save, NULL, 1},
+    {"tokenize", case_tokenize, NULL, 1},
+    {"detokenize", case_detokenize, NULL, 1},
+    {"generate_garbage", case_generate_garbage, NULL, 1},
+    {"generate_edge", NULL, case_generate_edges, sizeof edge_requests / sizeof *edge_requests},
+    {"generate_callbacks", case_generate_callbacks, NULL, 1},
+    {"concurrent_calls", case_concurrent_calls, NULL, 1},
+    {"concurrent_last_error", case_concurrent_last_error, NULL, 1},
+    {"concurrent_load_free", case_concurrent_load_free, NULL, 1},
+    {"trainer_garbage", case_trainer_garbage, NULL, 1},
+    {"trainer_lifecycle", case_trainer_lifecycle, NULL, 1},
+};
+#define NCASES (sizeof cases / sizeof *cases)
+
+static int run_case(const struct test_case *c, int index) {
+    snprintf(tmp, sizeof tmp, "/tmp/ponder-hostile-%s-XXXXXX", c->name);
+    if (!mkdtemp(tmp)) {
+        printf("    harness: mkdtemp failed\n");
+        return 1;
+    }
+    if (c->indexed) c->indexed(index);
+    else c->fn();
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) printf("    harness: could not remove %s\n", tmp);
+    return failures;
+}
+
+/* Runs `hostile --case NAME[:INDEX]` in a child process; returns its verdict. */
+static const char *spawn(char **argv, const char *name, char *why, size_t why_size) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[] = {argv[0], "--case", (char *)name, (char *)model_dir, (char *)gguf_path, NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    int status = 0, waited = 0;
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (++waited > 120 * 50) { /* 120 s */
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        nanosleep(&tick, NULL);
+    }
+    why[0] = 0;
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        snprintf(why, why_size, " (signal %d, %s)", sig, strsignal(sig));
+        return sig == SIGALRM || sig == SIGKILL ? "HANG" : "CRASH";
+    }
+    return WEXITSTATUS(status) == 0 ? "PASS" : "FAIL";
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int a = 1;
+    const char *only = NULL;
+    if (argc > 2 && strcmp(argv[1], "--case") == 0) {
+        only = argv[2];
+        a = 3;
+    }
+    if (argc > a) model_dir = argv[a];
+    if (argc > a + 1) gguf_path = argv[a + 1];
+    if (only) {
+        char name[128];
+        snprintf(name, sizeof name, "%s", only);
+        char *colon = strchr(name, ':');
+        int index = colon ? atoi(colon + 1) : 0;
+        if (colon) *colon = 0;
+        for (size_t i = 0; i < NCASES; i++)
+            if (strcmp(cases[i].name, name) == 0) return run_case(&cases[i], index) ? 1 : 0;
+        fprintf(stderr, "no case %s\n", only);
+        return 2;
+    }
+    int failed = 0, total = 0;
+    for (size_t i = 0; i < NCASES; i++) {
+        for (size_t k = 0; k < cases[i].count; k++) {
+            char name[128], why[64];
+            if (cases[i].indexed) snprintf(name, sizeof name, "%s:%zu", cases[i].name, k);
+            else snprintf(name, sizeof name, "%s", cases[i].name);
+            fflush(stdout);
+            const char *verdict = spawn(argv, name, why, sizeof why);
+            total++;
+            if (strcmp(verdict, "PASS") != 0) failed++;
+            if (cases[i].indexed && cases[i].indexed == case_generate_edges)
+                printf("%-5s %s%s  %s\n", verdict, name, why, edge_requests[k]);
+            else
+                printf("%-5s %s%s\n", verdict, name, why);
+        }
+    }
+    printf("%d of %d cases failed\n", failed, total);
+    return failed > 125 ? 125 : failed;
+}
