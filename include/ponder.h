@@ -227,7 +227,7 @@ typedef struct ponder_trainer ponder_trainer;
  * repetition_penalty filter what is sampled, but ratios are to the unfiltered policy. With LoRA
  * the reference is the base model (adapters off). Step metrics add TRL's names — reward,
  * reward_std, rewards/<name>/mean|std, frac_reward_zero_std, completions/mean_length,
- * completions/clipped_ratio, kl, entropy, clip_ratio/* — and accuracy, format_rate,
+ * completions/clipped_ratio, kl, entropy, clip_ratio/low_mean (and the rest) — and accuracy, format_rate,
  * reflection, reflection/<dimension>, rollout_seconds, reference_seconds, update_seconds;
  * with eval data, eval_accuracy, eval_format_rate, eval_reflection, eval_mean_length.
  *
