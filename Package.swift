@@ -39,11 +39,13 @@ let package = Package(
         .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"], swiftSettings: simd),
         .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"],
                 swiftSettings: simd),
-        .target(name: "PonderTrain", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText", "PonderModel"],
+        .target(name: "PonderTrain", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText", "PonderModel", "PonderRewards"],
                 swiftSettings: simd),
-        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
-        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain"]),
-        .testTarget(name: "PonderTests", dependencies: ["PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512"]),
+        .target(name: "PonderRewards", dependencies: ["PonderBase", "PonderJSON"]),
+        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards"]),
+        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards"]),
+        .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
+                                                        "PonderRewards"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
     // task), which Swift 6's static checker cannot express without wrappers on every loop.

@@ -11,9 +11,18 @@
  *  - Strings the library returns through `char **` are owned by the caller and must be
  *    released with ponder_string_free(). Strings returned as `const char *` are static or
  *    owned by the library, as stated per function.
- *  - Handles are opaque and come in create/free pairs. Passing NULL, a freed handle or a
- *    pointer that is not a handle returns PONDER_ERR_MISUSE; nothing ever traps or aborts.
- *  - Callbacks are a function pointer plus a `void *user` passed back unchanged.
+ *  - Handles are opaque and come in create/free pairs. A handle is a number that is never
+ *    reused (not an address), so passing NULL, a freed handle, another kind's handle or a
+ *    pointer that is not a handle returns PONDER_ERR_MISUSE, and freeing a handle twice is a
+ *    no-op; nothing ever traps or aborts.
+ *  - JSON numbers are 64-bit: NaN, Infinity, an integer beyond 64 bits or a number that
+ *    overflows a double is PONDER_ERR_PARSE with its byte offset.
+ *  - Model files are read only if they are regular files (a FIFO or device is PONDER_ERR_IO,
+ *    at once); every size and offset in them is checked against the file before anything is
+ *    allocated for it (PONDER_ERR_FORMAT names the tensor or byte offset).
+ *  - Callbacks are a function pointer plus a `void *user` passed back unchanged. A callback
+ *    that returns bool (tokens, training metrics) returns false to cancel, everywhere: the call
+ *    then returns PONDER_ERR_CANCELLED and no result; each function says what state it leaves.
  *
  * Threading: a ponder_model is immutable once loaded (except through a trainer, below). ponder_tokenize, ponder_detokenize,
  * ponder_model_info and ponder_generate* may be called on the same model from several threads
@@ -129,7 +138,10 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
  *   "top_k" (0 = off), "min_p" (0), "repetition_penalty" (1), "seed" (default: from the
  *   clock; sequence i uses seed + i), "stop": string or [strings], "n" (default 1: number of
  *   completions of the prompt, decoded together sharing the prompt's KV cache),
- *   "parse_special" (default true). The sampling keys (temperature, top_p, top_k, min_p,
+ *   "parse_special" (default true: special-token text such as "<|im_end|>" in the prompt or in
+ *   message content becomes its token, as Hugging Face's apply_chat_template does; false keeps
+ *   it text, for untrusted content). A message's "role" is one of "system", "user",
+ *   "assistant", "tool"; its "content" a string. The sampling keys (temperature, top_p, top_k, min_p,
  *   repetition_penalty, seed) may instead be grouped as "sampling": {...}; a key given both
  *   ways is an error.
  * Result JSON:
@@ -139,6 +151,8 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
  *   finish_reason is "stop" (a stop string; it is cut from the text), "eos" (an end token;
  *   its id is in token_ids but not in text) or "length" (max_tokens reached). logprobs are
  *   those of the generated ids under the model's unprocessed distribution (temperature 1).
+ *   A temperature so small that logits / temperature overflow samples greedily (its limit).
+ *   Logits that are NaN or infinite (a corrupt model) are PONDER_ERR_FORMAT, and no result.
  * *out_result_json must be freed with ponder_string_free. */
 ponder_status ponder_generate(const ponder_model *model, const char *request_json, char **out_result_json);
 
@@ -151,12 +165,26 @@ typedef bool (*ponder_token_callback)(int32_t sequence, int32_t token, const cha
 ponder_status ponder_generate_stream(const ponder_model *model, const char *request_json,
                                      ponder_token_callback callback, void *user, char **out_result_json);
 
-/* ---- Training (stage 1: supervised fine-tuning) ------------------------------------------ */
+/* ---- Callbacks shared by several sections ------------------------------------------------ */
+
+/* A reward supplied by the caller (custom rewards, agent environments, scorers): the score of
+ * `completion` for `prompt` against `reference` (either may be NULL), or NaN for "no score", which
+ * leaves it out of the weighted total and out of its group. The strings are UTF-8, owned by
+ * Ponder and valid only during the call; `user` is passed back unchanged. Called on the thread
+ * that called into Ponder. Every place that plugs in a reward or scorer takes this type. */
+typedef double (*ponder_reward_fn)(const char *prompt, const char *completion, const char *reference, void *user);
+
+/* ---- Training (SFT and GRPO; one handle type for every trainer kind) ---------------------- */
 
 typedef struct ponder_trainer ponder_trainer;
 
-/* Creates an SFT run. config_json:
- * {"model": {"path": "model.gguf" | "hf_dir"} | {"scratch": {"hidden_size", "intermediate_size",
+/* Creates a training run of the kind config_json names: "kind": "sft" (the default) or "grpo";
+ * any other kind is PONDER_ERR_INVALID_ARGUMENT naming "kind". Every kind
+ * takes "model", "lora", "output", "threads" and, in "training", the optimizer and step keys
+ * (learning_rate through logging_steps, max_nonfinite_steps); "data", batch_size and
+ * gradient_accumulation_steps are SFT's. An SFT config_json:
+ * {"kind": "sft",
+ *  "model": {"path": "model.gguf" | "hf_dir"} | {"scratch": {"hidden_size", "intermediate_size",
  *            "num_layers", "num_heads", "num_kv_heads", "head_dim", "context_length", "rope_theta",
  *            "tie_word_embeddings", "vocab_size", "seed", "init_std"}}   (scratch: byte-level tokenizer),
  *  "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", ...]}    (absent: full fine-tuning),
@@ -166,30 +194,87 @@ typedef struct ponder_trainer ponder_trainer;
  *               "max_steps": 0, "learning_rate": 1e-4, "lr_scheduler_type": "linear" | "cosine" |
  *               "constant", "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 1,
  *               "adam_beta1", "adam_beta2", "adam_epsilon", "seed": 0,
- *               "gradient_checkpointing": false, "eval_steps": 0, "logging_steps": 1},
+ *               "gradient_checkpointing": false, "eval_steps": 0, "logging_steps": 1,
+ *               "max_nonfinite_steps": 5},
  *  "output": {"dir": "runs/x", "save_steps": 0, "save_total_limit": 2, "resume": true},
  *  "threads": 2}
  * JSONL lines are {"prompt", "completion"}, {"messages": [...]} or GSM8K's {"question",
  * "answer"} (→ <think>…</think><answer>…</answer>); the loss is on assistant tokens only.
- * With output.dir and resume (default), the newest checkpoint there is resumed exactly. */
+ * With output.dir and resume (default), the newest checkpoint there is resumed exactly.
+ *
+ * A GRPO config_json (the shared keys as above; option names and meanings as TRL's GRPOConfig,
+ * defaults the paper's, not TRL's — TRL defaults to loss "dapo" and beta 0):
+ * {"kind": "grpo", "model": ..., "lora": ..., "output": ..., "threads": 2,
+ *  "data": {"train": "prompts.jsonl" | {"generate": "arithmetic", "count", "seed", "split"},
+ *           "eval": (the same; greedy held-out evaluation), "system": null | "paper" | "text",
+ *           "max_prompt_length": 512},
+ *  "reward": {"rewards": ["accuracy", "format", "reflection"], "reward_weights": [1, 1, 1],
+ *             "custom": [], and the reward options of ponder_score ("reflection_mode", ...)},
+ *  "training": {... the shared keys ..., "prompts_per_step": 2, "num_generations": 7,
+ *               "gradient_accumulation_steps": 1 (micro-batches per step), "max_completion_length": 256,
+ *               "temperature": 1, "top_p": 1, "top_k": 0, "min_p": 0, "repetition_penalty": 1,
+ *               "beta": 0.04, "epsilon": 0.2, "epsilon_high": (epsilon), "loss_type": "grpo" |
+ *               "bnpo" | "dapo" | "dr_grpo" | "cispo", "importance_sampling_level": "token" |
+ *               "sequence", "use_bias_correction_kl": false, "scale_rewards": "group" | "batch" |
+ *               "none", "multi_objective_aggregation": "sum_then_normalize" | "normalize_then_sum",
+ *               "num_iterations": 1, "mask_truncated_completions": false,
+ *               "skip_zero_std_groups": false, "log_completions_steps": 0, "eval_limit": 0}}
+ * JSONL prompt lines: {"prompt", "reference"} (or "solution"), {"messages", "reference"}, or any
+ * SFT shape (the last assistant turn's final answer is the reference). A step samples
+ * prompts_per_step × num_generations completions in one batch, scores them, and applies GRPO's
+ * loss. Every log-probability in the loss (policy, old policy, reference) is the training
+ * forward's on logits / temperature, as TRL computes them; top_k, top_p, min_p and
+ * repetition_penalty filter what is sampled, but ratios are to the unfiltered policy. With LoRA
+ * the reference is the base model (adapters off). Step metrics add TRL's names — reward,
+ * reward_std, rewards/<name>/mean|std, frac_reward_zero_std, completions/mean_length,
+ * completions/clipped_ratio, kl, entropy, clip_ratio/low_mean (and the rest) — and accuracy, format_rate,
+ * reflection, reflection/<dimension>, rollout_seconds, reference_seconds, update_seconds;
+ * with eval data, eval_accuracy, eval_format_rate, eval_reflection, eval_mean_length.
+ *
+ * Rejection-sampling SFT ("kind": "rejection_sft"): the SFT keys without data.train, plus
+ * {"rejection": {"prompts": (as data.train of GRPO), "system", "num_samples": 8,
+ *   "max_completion_length": 256, "temperature": 1, "top_p": 1, "seed": 0, "min_reward": 2,
+ *   "require": ["accuracy", "format"], "max_per_prompt": 0, "reward": {...}, "output": path}}.
+ * At create, the model samples num_samples completions per prompt; those that ended on their
+ * own, have a weighted reward total >= min_reward and score 1 on every `require`d reward are
+ * kept once each and written as JSONL {"messages": [...]} to `output` (default
+ * output.dir/rejection_samples.jsonl; reused, not resampled, when it exists); the run is then
+ * SFT on that file. PONDER_ERR_INVALID_ARGUMENT when nothing passes. */
 ponder_status ponder_trainer_create(const char *config_json, ponder_trainer **out_trainer);
 void ponder_trainer_free(ponder_trainer *trainer);
 
 /* One optimizer step. *out_metrics_json (may be NULL): {"step", "epoch", "loss", "grad_norm",
- * "learning_rate", "num_tokens", "tokens_per_second", ["eval_loss"]}. A non-finite loss or
- * gradient is PONDER_ERR_INVALID_ARGUMENT and leaves the weights unchanged. MISUSE once all
- * steps are done. */
+ * "learning_rate", "num_tokens", "tokens_per_second", ["nonfinite_skipped"], ["eval_loss"]}.
+ * A step whose loss or gradient is NaN or infinite is skipped: weights and optimizer state
+ * are untouched, the step still counts and its examples are consumed, no checkpoint is written
+ * at it, and the call returns PONDER_OK with "nonfinite_skipped": the number of such steps in a
+ * row, this one included ("loss" and "grad_norm" are null where not finite: JSON has no NaN).
+ * The training.max_nonfinite_steps-th one in a row (default 5; 1 stops at the first) is not
+ * skipped but fails with PONDER_ERR_INVALID_ARGUMENT, and the run stops there: its newest
+ * checkpoint is from a step whose update was finite.
+ * After a failure: an error computing the step (that one, PONDER_ERR_OUT_OF_MEMORY, ...) leaves
+ * the trainer as before the call (weights, optimizer state, step, data position), so calling
+ * again meets the same batch; recreate the trainer (e.g. with a lower learning_rate) to resume
+ * from the newest checkpoint. An error after the update (PONDER_ERR_IO writing metrics.jsonl or
+ * a checkpoint, or the eval_steps evaluation) leaves the update applied and the step counted.
+ * PONDER_ERR_MISUSE once all steps are done. */
 ponder_status ponder_trainer_step(ponder_trainer *trainer, char **out_metrics_json);
 
-/* Called after every step with the step's metrics JSON; return false to stop early. */
+/* Called after every step with the step's metrics JSON; return false to cancel. */
 typedef bool (*ponder_metrics_callback)(const char *metrics_json, void *user);
 
 /* Trains to the last step (callback may be NULL), then saves a checkpoint if output.dir is
- * set. *out_summary_json (may be NULL): {"global_step", "total_steps", "last", "checkpoint"}. */
+ * set. *out_summary_json (may be NULL): {"global_step", "total_steps", "last", "checkpoint"}.
+ * When the callback returns false: the steps done stay done, a checkpoint of them is saved
+ * (with output.dir), and the call returns PONDER_ERR_CANCELLED and no summary; calling it again
+ * continues from there. A failing step ends the run with that step's status (see
+ * ponder_trainer_step) and no checkpoint of its own. */
 ponder_status ponder_trainer_run(ponder_trainer *trainer, ponder_metrics_callback callback, void *user,
                                  char **out_summary_json);
 
-/* Mean loss per completion token on the eval data: {"step", "eval_loss"}. */
+/* Evaluates the current weights on the eval data: {"step", "eval_loss"} for SFT (the mean loss
+ * per completion token), {"step", "eval_accuracy", "eval_format_rate", ...} for GRPO (greedy
+ * answers). PONDER_ERR_INVALID_ARGUMENT without eval data. */
 ponder_status ponder_trainer_evaluate(ponder_trainer *trainer, char **out_json);
 
 /* Writes checkpoint-<step> under dir (atomically); *out_path (may be NULL) receives its path. */
@@ -198,6 +283,61 @@ ponder_status ponder_trainer_save(ponder_trainer *trainer, const char *dir, char
 /* A model handle on the trainer's model (with its adapters), for generation or
  * ponder_model_save. Free it with ponder_model_free; do not use it while the trainer runs. */
 ponder_status ponder_trainer_model(ponder_trainer *trainer, ponder_model **out_model);
+
+/* Registers the function of a custom reward of a "grpo" trainer: `name` must be declared in the
+ * config's "reward": {"custom": ["name", ...], "rewards": [..., "name"], "reward_weights": [...]}.
+ * fn(prompt, completion, reference, user) is called once per completion of every step, on the
+ * thread running the step; reference is NULL when the prompt has none; a NaN or infinite
+ * return means "no score" (the completion's total then leaves that reward out, as TRL does
+ * with None). `user` must stay valid while the trainer may step. Registering a name again
+ * replaces its function. A step with a declared reward still unregistered fails with
+ * PONDER_ERR_MISUSE (state unchanged). Returns MISUSE for a NULL or stale handle, a NULL fn, or
+ * a trainer that is not "grpo"; INVALID_ARGUMENT for an undeclared name. */
+ponder_status ponder_trainer_set_reward(ponder_trainer *trainer, const char *name, ponder_reward_fn fn, void *user);
+
+/* ---- Rewards (pure functions of the text: no model) --------------------------------------- */
+
+
+/* Scores completions with Ponder's rewards. request_json (every key but "items" optional):
+ * {"rewards": ["accuracy", "format", "reflection"],  names, in order; also "length", "repetition"
+ *  "reward_weights": [1, 1, 1],                       one per reward (default 1 each, the paper's)
+ *  "format_mode": "strict" | "paper",                 default "strict"
+ *  "reflection_mode": "guarded" | "paper",            default "guarded"
+ *  "reflection_requires_correct": true, "reflection_correction_bonus": 0.2,
+ *  "reflection_ngram_size": 4, "reflection_repetition_weight": 2,
+ *  "max_completion_length": 1024, "soft_punish_cache": 256,
+ *  "repetition_ngram_size": 3, "repetition_max_penalty": -1,
+ *  "items": [{"completion": "...", "reference": "...", "prompt": "...", "completion_tokens": 120}, ...]}
+ * The rewards:
+ *  - accuracy: 1 or 0. The final answer is the content of <answer>...</answer>, else the last
+ *    \boxed{...}, else what follows GSM8K's "####", else the last number; the reference's is what
+ *    follows "####", else its last \boxed{...}, else all of it. Compared as math-verify does:
+ *    as strings, then as numbers (rounded to 6 decimals when a decimal point was written; "50%"
+ *    equals 50 and 0.5), then structurally. No score without a reference or when the reference
+ *    holds no number or LaTeX ("unparseable_reference"), never a free 1.
+ *  - format: "strict": <think>...</think> then <answer>...</answer>, each tag exactly once, only
+ *    whitespace around and between the blocks; a quarter per tag in its place. "paper": the
+ *    paper's re.match(r"^<think>.*?</think>\s*<answer>.*?</answer>$", DOTALL | MULTILINE), 0 or 1.
+ *  - reflection: "paper": the paper's published reward (four keyword patterns on the whole
+ *    lower-cased completion, decayed counts, 1 - 1/(1 + (0.8 ln(1 + raw))^1.2), 2 decimals).
+ *    "guarded": the same patterns counted only inside <think>, once per distinct sentence with
+ *    numbers and an operation, not in sentences with more than two keywords; 0 when a
+ *    reflective sentence is repeated, the format is not strict-valid or (by default) the answer
+ *    is wrong; scaled by max(0, 1 - weight x repeated share); plus the bonus when a backtracking
+ *    sentence replaced an earlier result by the final, correct answer.
+ *  - length: DAPO's soft overlong punishment: 0 up to max - cache, a linear ramp to -1 at max,
+ *    -1 beyond; in tokens when the item has completion_tokens, else in characters.
+ *  - repetition: (1 - distinct/total word n-grams) x repetition_max_penalty.
+ * *out_result_json (free with ponder_string_free): {"results": [{"rewards": {name: x | null},
+ * "total": t | null, "reasons": {name: "correct" | "wrong" | "no_answer" | "ok" | "tags_3_of_4" |
+ * "backtracking=1 verification=0 ..." | ...}}, ...]}, one per item, in order. null is "no score";
+ * total is the weighted sum over the rewards that have one, null only when none has.
+ * Returns PONDER_ERR_PARSE for malformed JSON or invalid UTF-8, PONDER_ERR_INVALID_ARGUMENT for an
+ * unknown key or reward name, a wrong type or a weight count that differs from the rewards' (the
+ * message names the JSON path), PONDER_ERR_MISUSE for a NULL argument; *out_result_json is then
+ * untouched. Any completion text (unclosed or nested tags, megabytes) scores, never fails.
+ * Thread-safe. */
+ponder_status ponder_score(const char *request_json, char **out_result_json);
 
 #ifdef __cplusplus
 }

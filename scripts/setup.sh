@@ -15,15 +15,18 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 pipq() { python3 -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "as the 'root' user" || true; }; }
-pipq pytest tokenizers gguf numpy safetensors
+pipq pytest tokenizers gguf numpy safetensors math-verify
 # Reference oracles for the checkpoint tests (transformers, PEFT). The CPU build of torch is
 # what these machines carry; where it cannot be had, those tests skip (scripts/test.sh says so).
 pipq "torch==2.13.0+cpu" || echo "note: no CPU torch wheel here"
 if python3 -c "import torch" 2>/dev/null; then pipq transformers peft accelerate || true; fi
+# TRL is the oracle of the GRPO tests (scripts/trl_grpo_oracle.py); pinned, as its math is the reference.
+if python3 -c "import torch" 2>/dev/null; then pipq "trl==1.16.0" || true; fi
 pipq -e bindings/python
-# The tiny random models of Tests/Fixtures/tiny are generated, not committed (deterministic:
-# the committed reference outputs are what this regenerates).
-if [ ! -f Tests/Fixtures/tiny/llama.gguf ] && python3 -c "import torch, transformers" 2>/dev/null; then
+# The tiny random models of Tests/Fixtures/tiny and transformers' outputs on them are generated
+# together, not committed (torch's initialisers differ across CPUs and builds).
+if { [ ! -f Tests/Fixtures/tiny/llama.gguf ] || [ ! -f Tests/Fixtures/tiny/reference.json ]; } \
+   && python3 -c "import torch, transformers" 2>/dev/null; then
   python3 scripts/make_tiny_fixtures.py >/dev/null
 fi
 scripts/fetch_model.sh >/dev/null

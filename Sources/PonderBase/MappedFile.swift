@@ -12,12 +12,17 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        // Only regular files are mapped; the flag has no effect on them.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw PonderError(.io, "\(path): cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw PonderError(.io, "\(path): cannot stat") }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw PonderError(.io, "\(path): is a directory") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw PonderError(.io, "\(path): not a regular file (a FIFO, device or socket cannot be read as a model)")
+        }
         let size = Int(st.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)

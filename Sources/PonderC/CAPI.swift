@@ -88,16 +88,18 @@ public func ponder_model_info(_ model: OpaquePointer?, _ out: UnsafeMutablePoint
 }
 
 @_cdecl("ponder_tokenize")
-public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ textLen: Int, _ parseSpecial: Bool,
-                            _ ids: UnsafeMutablePointer<Int32>?, _ capacity: Int, _ nIDs: UnsafeMutablePointer<Int>?) -> Int32 {
+// size_t parameters are UInt here (same ABI), so a huge or negative-cast value reads and
+// prints as the caller's number rather than as a negative Int.
+public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ textLen: UInt, _ parseSpecial: Bool,
+                            _ ids: UnsafeMutablePointer<Int32>?, _ capacity: UInt, _ nIDs: UnsafeMutablePointer<UInt>?) -> Int32 {
     guarded {
         let nIDs = try output(nIDs, "n_ids")
         let m = try models.get(model)
-        guard textLen >= 0 && textLen < Int(Int32.max) else { throw PonderError.invalid("text_len: \(textLen) out of range") }
-        let s = try cString(text, "text", length: textLen)
+        guard textLen < UInt(Int32.max) else { throw PonderError.invalid("text_len: \(textLen) out of range (at most \(Int32.max - 1) bytes)") }
+        let s = try cString(text, "text", length: Int(textLen))
         let tokens = m.tokenizer.encode(s, parseSpecial: parseSpecial)
-        nIDs.pointee = tokens.count
-        guard tokens.count <= capacity else {
+        nIDs.pointee = UInt(tokens.count)
+        guard UInt(tokens.count) <= capacity else {
             throw PonderError(.bufferTooSmall, "ids: capacity \(capacity) < \(tokens.count) tokens (n_ids holds the size needed)")
         }
         guard let ids else {
@@ -109,17 +111,19 @@ public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar
 }
 
 @_cdecl("ponder_detokenize")
-public func ponder_detokenize(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ n: Int,
+public func ponder_detokenize(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ n: UInt,
                               _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
-                              _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
+                              _ outLen: UnsafeMutablePointer<UInt>?) -> Int32 {
     guarded {
         let out = try output(out, "out_text")
         let m = try models.get(model)
-        guard n >= 0 && n < 1 << 32 else { throw PonderError.invalid("n_ids: \(n) out of range") }
+        guard n < 1 << 32 else { throw PonderError.invalid("n_ids: \(n) out of range (at most \(UInt32.max))") }
         guard let ids = ids ?? (n == 0 ? UnsafePointer(bitPattern: 4) : nil) else { throw PonderError(.misuse, "ids is NULL with n_ids \(n)") }
-        let list = Array(UnsafeBufferPointer(start: ids, count: n))
+        let list = Array(UnsafeBufferPointer(start: ids, count: Int(n)))
         try m.tokenizer.validate(list)
-        out.pointee = try cStringCopy(m.tokenizer.decode(list), length: outLen)
+        var len = 0
+        out.pointee = try cStringCopy(m.tokenizer.decode(list), length: &len)
+        outLen?.pointee = UInt(len)
     }
 }
 

@@ -5,9 +5,11 @@ import Glibc
 
 /// Live handles. A C caller can pass any pointer; looking it up here (instead of
 /// dereferencing it) is what turns a freed or bogus handle into PONDER_ERR_MISUSE rather than
-/// a crash. Each handle is a fresh 1-byte allocation, so addresses are never reused while live.
+/// a crash. A handle is a number from a counter that never repeats (not an address, which
+/// malloc would hand out again after a free), so a stale handle can never alias a newer object
+/// and a second free of it is a no-op.
 final class HandleTable<T: AnyObject>: @unchecked Sendable {
-    private var objects: [UnsafeMutableRawPointer: T] = [:]
+    private var objects: [UInt: T] = [:]
     private var lock = pthread_mutex_t()
     private let kind: String
 
@@ -17,33 +19,54 @@ final class HandleTable<T: AnyObject>: @unchecked Sendable {
     }
 
     func insert(_ object: T) -> OpaquePointer {
-        let key = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+        let key = HandleCounter.next()
         pthread_mutex_lock(&lock)
         objects[key] = object
         pthread_mutex_unlock(&lock)
-        return OpaquePointer(key)
+        return OpaquePointer(bitPattern: key)!
     }
 
     /// The object behind a handle, retained for the duration of the caller's use.
     func get(_ handle: OpaquePointer?) throws -> T {
         guard let handle else { throw PonderError(.misuse, "\(kind) handle is NULL") }
+        let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
         pthread_mutex_lock(&lock)
-        let object = objects[UnsafeMutableRawPointer(handle)]
+        let object = objects[key]
         pthread_mutex_unlock(&lock)
-        guard let object else { throw PonderError(.misuse, "\(kind) handle \(handle) is not a live \(kind) (freed twice, or never created?)") }
+        guard let object else { throw PonderError(.misuse, "\(kind) handle \(handle) is not a live \(kind) (freed already, or never created?)") }
         return object
     }
 
-    /// Removes a handle; false if it was not live.
+    /// Removes a handle; false if it was not live (NULL, freed already, or bogus).
     @discardableResult
     func remove(_ handle: OpaquePointer?) -> Bool {
         guard let handle else { return false }
-        let key = UnsafeMutableRawPointer(handle)
+        let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
         pthread_mutex_lock(&lock)
-        let removed = objects.removeValue(forKey: key) != nil
+        let removed = objects.removeValue(forKey: key)
         pthread_mutex_unlock(&lock)
-        if removed { key.deallocate() }
-        return removed
+        return removed != nil
+    }
+}
+
+/// Handle numbers, shared by every table so a model handle passed where a trainer is expected
+/// is unknown there too. They start high and step by 16, so handles look like aligned pointers
+/// in a debugger and never equal small integers a caller might pass by mistake; 2^60 handles
+/// would be needed to wrap.
+enum HandleCounter {
+    nonisolated(unsafe) private static var value: UInt = 0x7000_0000_0000
+    nonisolated(unsafe) private static var lock = pthread_mutex_t()
+    nonisolated(unsafe) private static let initialized: Bool = {
+        pthread_mutex_init(&lock, nil)
+        return true
+    }()
+
+    static func next() -> UInt {
+        _ = initialized
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        value += 16
+        return value
     }
 }
 

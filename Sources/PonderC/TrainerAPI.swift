@@ -5,14 +5,20 @@ import PonderTrain
 
 // Trainer handles (include/ponder.h, "Training").
 
-let trainers = HandleTable<SFTTrainer>(kind: "trainer")
+/// One handle type for every trainer kind (the calls below go through the Trainer protocol);
+/// boxed because HandleTable holds class instances and `any Trainer` is not one.
+final class TrainerBox {
+    let trainer: any Trainer
+    init(_ trainer: any Trainer) { self.trainer = trainer }
+}
+
+let trainers = HandleTable<TrainerBox>(kind: "trainer")
 
 @_cdecl("ponder_trainer_create")
 public func ponder_trainer_create(_ config: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded {
         let out = try output(out, "out_trainer")
-        let cfg = try SFTConfig(json: parseJSON(config, "config_json"))
-        out.pointee = trainers.insert(try SFTTrainer(config: cfg))
+        out.pointee = trainers.insert(TrainerBox(try makeTrainer(json: parseJSON(config, "config_json"))))
     }
 }
 
@@ -22,8 +28,9 @@ public func ponder_trainer_free(_ t: OpaquePointer?) { trainers.remove(t) }
 @_cdecl("ponder_trainer_step")
 public func ponder_trainer_step(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t)
-        guard tr.step < tr.totalSteps else { throw PonderError(.misuse, "training is finished (\(tr.totalSteps) steps)") }
+        let tr = try trainers.get(t).trainer
+        let r = tr.training
+        guard r.step < r.totalSteps else { throw PonderError(.misuse, "training is finished (\(r.totalSteps) steps)") }
         let m = try tr.trainStep()
         if let out { out.pointee = try cStringCopy(m.json.serialized()) }
     }
@@ -35,12 +42,13 @@ public typealias MetricsCallbackC = @convention(c) (UnsafePointer<CChar>?, Unsaf
 public func ponder_trainer_run(_ t: OpaquePointer?, _ cb: MetricsCallbackC?, _ user: UnsafeMutableRawPointer?,
                                _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t)
+        let tr = try trainers.get(t).trainer
         let last = try tr.run { m in cb.map { f in m.json.serialized().withCString { f($0, user) } } ?? true }
         if let out {
-            var f: [(String, JSONValue)] = [("global_step", .int(Int64(tr.step))), ("total_steps", .int(Int64(tr.totalSteps)))]
+            let r = tr.training
+            var f: [(String, JSONValue)] = [("global_step", .int(Int64(r.step))), ("total_steps", .int(Int64(r.totalSteps)))]
             if let last { f.append(("last", last.json)) }
-            if let d = tr.config.outputDir, let c = Checkpoints.latest(in: d) { f.append(("checkpoint", .string(c))) }
+            if let d = r.config.outputDir, let c = Checkpoints.latest(in: d) { f.append(("checkpoint", .string(c))) }
             out.pointee = try cStringCopy(JSONValue.object(f).serialized())
         }
     }
@@ -50,9 +58,9 @@ public func ponder_trainer_run(_ t: OpaquePointer?, _ cb: MetricsCallbackC?, _ u
 public func ponder_trainer_evaluate(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
         let out = try output(out, "out_json")
-        let tr = try trainers.get(t)
-        let loss = try tr.evaluate()
-        out.pointee = try cStringCopy(JSONValue.object([("step", .int(Int64(tr.step))), ("eval_loss", .double(loss))]).serialized())
+        let tr = try trainers.get(t).trainer
+        let metrics = try tr.evaluationMetrics()
+        out.pointee = try cStringCopy(JSONValue.object([("step", .int(Int64(tr.training.step)))] + metrics).serialized())
     }
 }
 
@@ -60,9 +68,9 @@ public func ponder_trainer_evaluate(_ t: OpaquePointer?, _ out: UnsafeMutablePoi
 public func ponder_trainer_save(_ t: OpaquePointer?, _ dir: UnsafePointer<CChar>?,
                                 _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t)
+        let tr = try trainers.get(t).trainer
         let d = try cString(dir, "dir")
-        let path = try tr.save(to: d)
+        let path = try tr.training.save(to: d)
         if let out { out.pointee = try cStringCopy(path) }
     }
 }
@@ -71,6 +79,34 @@ public func ponder_trainer_save(_ t: OpaquePointer?, _ dir: UnsafePointer<CChar>
 public func ponder_trainer_model(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded {
         let out = try output(out, "out_model")
-        out.pointee = models.insert(try trainers.get(t).model)
+        out.pointee = models.insert(try trainers.get(t).trainer.training.model)
+    }
+}
+
+public typealias RewardFnC = @convention(c) (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
+                                             UnsafeMutableRawPointer?) -> Double
+
+/// The caller's pointer, carried into a Sendable closure: the header makes the caller
+/// responsible for `user` living as long as the trainer (and for what it points to).
+struct UserPointer: @unchecked Sendable { let p: UnsafeMutableRawPointer? }
+
+@_cdecl("ponder_trainer_set_reward")
+public func ponder_trainer_set_reward(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: RewardFnC?,
+                                      _ user: UnsafeMutableRawPointer?) -> Int32 {
+    guarded {
+        let tr = try trainers.get(t).trainer
+        let n = try cString(name, "name")
+        guard let fn else { throw PonderError(.misuse, "fn is NULL") }
+        guard let grpo = tr as? GRPOTrainer else { throw PonderError(.misuse, "trainer: only a \"grpo\" trainer takes rewards") }
+        let u = UserPointer(p: user)
+        try grpo.setReward(n) { input in
+            // A NaN or infinite return is "no score" (the reward is then left out for it).
+            let v = (input.prompt ?? "").withCString { p in
+                input.completion.withCString { c in
+                    (input.reference ?? "").withCString { r in fn(p, c, input.reference == nil ? nil : r, u.p) }
+                }
+            }
+            return v.isFinite ? v : nil
+        }
     }
 }

@@ -17,7 +17,11 @@ usage:
                   [--seed S] [--stop TEXT]... [--n N] [--threads N] [--json]
   ponder tokenize --model PATH --text TEXT [--no-special] [--json]
   ponder sft CONFIG.json            (supervised fine-tuning; config keys as in ponder.h)
+  ponder grpo CONFIG.json           (GRPO with accuracy/format/reflection rewards; kind "grpo")
+  ponder train CONFIG.json          (the trainer the config's "kind" names)
   ponder convert IN OUT --to safetensors|gguf [--dtype f32|f16]
+  ponder score [--rewards accuracy,format,reflection] [--reflection-mode guarded|paper] [--format-mode strict|paper]
+               [--reward-weights 1,1,1] [--options JSON]   (JSONL {"completion", "reference"?} on stdin)
   ponder version
 """
 
@@ -134,15 +138,24 @@ case "sft":
         let text = try readFile(args[2])
         let config = try SFTConfig(json: text.withUnsafeBytes { try JSONValue.parse($0, what: args[2]) })
         let trainer = try SFTTrainer(config: config)
-        fputs("sft: \(trainer.train.count) training sequences, \(trainer.eval.count) eval, \(trainer.totalSteps) steps" +
-              (trainer.step > 0 ? ", resuming at step \(trainer.step)" : "") + "\n", stderr)
-        try trainer.run { m in
-            print(m.json.serialized())
-            fflush(stdout)
-            return true
-        }
-        if let d = config.outputDir, let c = Checkpoints.latest(in: d) { fputs("sft: saved \(c)\n", stderr) }
+        fputs("sft: \(trainer.train.count) training sequences, \(trainer.eval.count) eval\n", stderr)
+        try runWithProgress(trainer, name: "sft")
     } catch { fail("\(error)", code: 1) }
+case "grpo", "train":
+    // `ponder grpo CONFIG`: a GRPO run (kind "grpo"); `ponder train CONFIG`: whatever "kind" says.
+    guard args.count == 3 else { fail("usage: ponder \(args[1]) CONFIG.json") }
+    do {
+        let text = try readFile(args[2])
+        var json = try text.withUnsafeBytes { try JSONValue.parse($0, what: args[2]) }
+        if args[1] == "grpo", case var .object(f) = json, json["kind"] == nil {
+            f.append(("kind", "grpo"))
+            json = .object(f)
+        }
+        let trainer = try makeTrainer(json: json)
+        try runWithProgress(trainer, name: args[1])
+    } catch { fail("\(error)", code: 1) }
+case "score":
+    scoreCommand(args[2...])
 case "bench-matmul":
     // Weight-streaming throughput of linear() at decode shapes (SmolLM2's), for bench/.
     benchMatmul()

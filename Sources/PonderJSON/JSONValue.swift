@@ -93,12 +93,68 @@ extension JSONValue {
         if i < bytes.count {
             throw PonderError(.parse, "\(what): invalid JSON at byte offset \(i): trailing characters after the value")
         }
+        try checkNumbers(bytes, what: what)
         return convert(obj)
     }
 
     public static func parse(_ text: String, what: String = "JSON") throws -> JSONValue {
         var t = text
         return try t.withUTF8 { try parse(UnsafeRawBufferPointer($0), what: what) }
+    }
+
+    /// json-c accepts NaN and Infinity, turns 1e400 into infinity and clamps integers beyond
+    /// 64 bits to the nearest bound; none of these is a JSON number Ponder could honour, and
+    /// each would surface later as a misleading "got null" or a silently different seed. One
+    /// pass over the text (which json-c has already validated) rejects them with their offset.
+    static func checkNumbers(_ b: UnsafeRawBufferPointer, what: String) throws {
+        var i = 0
+        let n = b.count
+        // The key a value belongs to, so the message can name the field as well as the offset.
+        var key: Range<Int>? = nil
+        func fail(_ at: Int, _ why: String) -> PonderError {
+            let k = key.map { ", in \"" + String(decoding: UnsafeRawBufferPointer(rebasing: b[$0]), as: UTF8.self) + "\"" } ?? ""
+            return PonderError(.parse, "\(what): invalid JSON at byte offset \(at)\(k): \(why)")
+        }
+        while i < n {
+            let c = b[i]
+            if c == 0x22 {  // a string: skip to its closing quote
+                let start = i + 1
+                i += 1
+                while i < n && b[i] != 0x22 { i += b[i] == 0x5C ? 2 : 1 }
+                let end = min(i, n)
+                i += 1
+                var j = i
+                while j < n, [0x20, 0x09, 0x0A, 0x0D].contains(b[j]) { j += 1 }
+                if j < n && b[j] == 0x3A { key = start..<end }
+                continue
+            }
+            if c == 0x4E || c == 0x49 || c == 0x6E || c == 0x69 {  // N I n i: NaN, Infinity
+                if !(c == 0x6E && i + 4 <= n && b[i + 1] == 0x75 && b[i + 2] == 0x6C && b[i + 3] == 0x6C) {  // null
+                    throw fail(i, "NaN and Infinity are not JSON numbers")
+                }
+            }
+            guard c == 0x2D || (c >= 0x30 && c <= 0x39) else { i += 1; continue }
+            let start = i
+            var isInteger = true
+            i += 1
+            while i < n {
+                let d = b[i]
+                if d >= 0x30 && d <= 0x39 { i += 1; continue }
+                if d == 0x2E || d == 0x65 || d == 0x45 || d == 0x2B || d == 0x2D { isInteger = false; i += 1; continue }
+                if d == 0x49 || d == 0x4E || d == 0x69 || d == 0x6E {  // -Infinity, -NaN
+                    throw fail(start, "NaN and Infinity are not JSON numbers")
+                }
+                break
+            }
+            let text = String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+            if isInteger {
+                if Int64(text) == nil {
+                    throw fail(start, "integer \(text) does not fit in 64 bits")
+                }
+            } else if let d = Double(text), !d.isFinite {
+                throw fail(start, "number \(text) is out of range")
+            }
+        }
     }
 
     private static func isLiteralNull(_ bytes: UnsafeRawBufferPointer) -> Bool {

@@ -89,21 +89,26 @@ public struct KVSpan {
     }
 }
 
-/// Decode attention for `rows` sequences that continue one shared prompt (a sampled group, or
-/// a single sequence). Each layer's cache is the prompt's span, read by every row, plus each
-/// row's own span: nothing is copied.
+/// Decode attention for `rows` sequences, each continuing a prompt: a sampled group shares one
+/// prompt, and several groups (GRPO's rollouts: prompts × G) decode as one batch with a prompt
+/// per group. Each layer's cache is the row's prompt span, read by every row of its group, plus
+/// each row's own span: nothing is copied.
 ///
-/// Work is split by KV head: the query heads of one KV head over a block of rows form a
-/// few-rows matmul against that head's keys and then its values, so a cached key or value is
-/// read once per block instead of once per query head and row (SmolLM2: 3 query heads per KV
-/// head, blocks of up to 4 rows; a group step's attention went from about 5 to 2 ms). A single
-/// row splits its query heads across the cores instead, as there is no row to share with.
+/// Work is split by KV head: the query heads of one KV head over a block of rows of the same
+/// group form a few-rows matmul against that head's prompt keys and then its values, so a
+/// cached key or value is read once per block instead of once per query head and row (SmolLM2:
+/// 3 query heads per KV head, blocks of up to 4 rows; a group step's attention went from about
+/// 5 to 2 ms). A single row splits its query heads across the cores instead, as there is no row
+/// to share with.
 public struct DecodeAttention {
     public let rows, heads, kvHeads, headDim, context: Int
-    let group, seqBlock, headsPerTask, blocks: Int
+    let group, seqBlock, headsPerTask: Int
+    /// (first row, end row, prompt group) of each block; blocks never span two groups.
+    let blocks: [(Int, Int, Int)]
 
     /// context: the longest prompt + own span of any row, also the row stride of the scores.
-    public init(rows: Int, heads: Int, kvHeads: Int, headDim: Int, context: Int) {
+    /// groups: consecutive row ranges that share a prompt (nil: all rows share one).
+    public init(rows: Int, heads: Int, kvHeads: Int, headDim: Int, context: Int, groups: [Range<Int>]? = nil) {
         self.rows = rows
         self.heads = heads
         self.kvHeads = kvHeads
@@ -113,29 +118,42 @@ public struct DecodeAttention {
         // About 6 tasks for 2 cores once there are rows to share keys between.
         seqBlock = max(1, min(4, rows / 2))
         headsPerTask = rows == 1 ? 1 : group
-        blocks = (rows + seqBlock - 1) / seqBlock
+        var b: [(Int, Int, Int)] = []
+        for (k, g) in (groups ?? [0..<rows]).enumerated() {
+            for r0 in stride(from: g.lowerBound, to: g.upperBound, by: seqBlock) { b.append((r0, min(g.upperBound, r0 + seqBlock), k)) }
+        }
+        blocks = b
     }
 
     /// Floats of scratch `run` needs for up to `rows` rows: per query, its scores and a copy of
     /// its query and output vectors.
-    public static func scratchCount(rows: Int, heads: Int, headDim: Int, context: Int) -> Int {
-        heads * (rows + 3) * (context + 2 * headDim)
+    public static func scratchCount(rows: Int, heads: Int, headDim: Int, context: Int, groups: Int = 1) -> Int {
+        // Blocks hold up to 4 rows and each group may end in a partial one.
+        heads * (rows + 4 * (groups + 1)) * (context + 2 * headDim)
     }
 
     /// q: [rows × qStride] rotated queries (heads·d used); out: [rows × outStride], heads·d
     /// written per row. own(r): row r's span (at least its current token).
     public func run(out: UnsafeMutablePointer<Float>, outStride: Int, q: UnsafePointer<Float>, qStride: Int,
                     prompt: KVSpan, own: (Int) -> KVSpan, scratch: UnsafeMutablePointer<Float>) {
+        run(out: out, outStride: outStride, q: q, qStride: qStride, prompts: { _ in prompt }, own: own, scratch: scratch)
+    }
+
+    /// As above with prompts(k): the prompt span of group k.
+    public func run(out: UnsafeMutablePointer<Float>, outStride: Int, q: UnsafePointer<Float>, qStride: Int,
+                    prompts: (Int) -> KVSpan, own: (Int) -> KVSpan, scratch: UnsafeMutablePointer<Float>) {
         let d = headDim, kvStride = kvHeads * d, ctx = context
         let splits = group / headsPerTask
         let maxQueries = seqBlock * headsPerTask
         let scale = 1 / Float(d).squareRoot()
-        let tasks = kvHeads * splits * blocks
-        let work = rows * heads * (prompt.count + own(0).count) * d
+        let nb = blocks.count
+        let tasks = kvHeads * splits * nb
+        let work = rows * heads * (prompts(0).count + own(0).count) * d
         parallelFor(tasks, serial: work < 16_384) { task in
-            let g = task / (splits * blocks), split = (task / blocks) % splits, block = task % blocks
+            let g = task / (splits * nb), split = (task / nb) % splits
+            let (r0, r1, pg) = blocks[task % nb]
+            let prompt = prompts(pg)
             let h0 = g * group + split * headsPerTask
-            let r0 = block * seqBlock, r1 = min(rows, r0 + seqBlock)
             let nq = (r1 - r0) * headsPerTask
             let qs = scratch + task * maxQueries * (ctx + 2 * d), os = qs + maxQueries * d, sc = os + maxQueries * d
             for r in r0..<r1 {

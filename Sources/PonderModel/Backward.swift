@@ -1,5 +1,8 @@
 import PonderBase
 import PonderKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A batch of `sequences` rows of `length` tokens (right-padded). targets[i] is the token
 /// predicted at position i (-1: none, e.g. prompt or padding).
@@ -8,12 +11,16 @@ public struct TokenBatch: Sendable {
     public var length: Int
     public var tokens: [Int32]
     public var targets: [Int32]
+    /// log p is of softmax(logits / temperature): GRPO scores completions at the temperature
+    /// they were sampled with, as TRL does; 1 for SFT.
+    public var temperature: Float = 1
 
-    public init(sequences: Int, length: Int, tokens: [Int32], targets: [Int32]) {
+    public init(sequences: Int, length: Int, tokens: [Int32], targets: [Int32], temperature: Float = 1) {
         self.sequences = sequences
         self.length = length
         self.tokens = tokens
         self.targets = targets
+        self.temperature = temperature
     }
 }
 
@@ -118,27 +125,68 @@ extension LlamaModel {
         }
     }
 
+    /// Backward of trainLayerForward: the causal attention of each sequence, its weights
+    /// recomputed from q and k rather than kept per layer.
+    func trainLayerBackward(_ l: Int, _ a: TrainActivations, grads: UnsafeMutablePointer<Float>) {
+        let c = config
+        let io = a.io(l, model: self)
+        let dio = LayerGradIO(dX: a.dX.pointer, dXn: a.dXn.pointer, dQKV: a.dQKV.pointer, dAttn: a.dAttn.pointer,
+                              dGateUp: a.dGateUp.pointer, dH: a.dH.pointer, dU: a.dU.pointer)
+        let probs = a.probs.pointer
+        a.positions.withUnsafeBufferPointer { pos in
+            layerBackward(l, rows: a.rows, positions: pos.baseAddress!, io: io, dio: dio, grads: grads) {
+                for b in 0..<a.seqs {
+                    let q = io.qkv + b * a.len * c.qkvDim
+                    for hd in 0..<c.numHeads {
+                        attentionProbs(probs + (b * c.numHeads + hd) * a.len * a.len, q: q + hd * c.headDim,
+                                       k: q + c.qDim + (hd / (c.numHeads / c.numKVHeads)) * c.headDim, t: a.len, past: 0,
+                                       headDim: c.headDim, qStride: c.qkvDim, kvStride: c.qkvDim)
+                    }
+                    attentionBackward(dqkv: dio.dQKV + b * a.len * c.qkvDim, dOut: dio.dAttn + b * a.len * c.qDim,
+                                      qkv: q, probs: probs + b * c.numHeads * a.len * a.len,
+                                      t: a.len, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
+                                      qkvStride: c.qkvDim, dP: a.dP.pointer)
+                }
+            }
+        }
+    }
+
     /// Training forward: runs the batch, keeps what backward needs, and returns
     /// log p(target) at every position (0 where the target is -1).
     public func trainForward(_ batch: TokenBatch, _ a: TrainActivations) throws -> [Float] {
+        try trainForward(batch, a, entropy: nil)
+    }
+
+    /// As trainForward, also writing the entropy of the (temperature-scaled) distribution at
+    /// every scored position into `entropy` (rows entries; 0 elsewhere), a GRPO metric.
+    public func trainForward(_ batch: TokenBatch, _ a: TrainActivations, entropy: UnsafeMutablePointer<Float>?) throws -> [Float] {
         let c = config
         guard batch.tokens.count == batch.sequences * batch.length, batch.targets.count == batch.tokens.count else {
             throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.sequences)×\(batch.length)")
         }
         try a.reshape(sequences: batch.sequences, length: batch.length)
-        try checkVocabBounds(batch.tokens, "tokens")
         try checkVocabBounds(batch.targets.filter { $0 >= 0 }, "targets")
-        batch.tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }
+        try batch.tokens.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }
         for l in 0..<c.numLayers { trainLayerForward(l, a) }
         let d = c.hiddenSize
         rmsnormForward(a.xnF.pointer, rstd: a.rstdF.pointer, a.xs.pointer + c.numLayers * a.rows * d, w.norm,
                        rows: a.rows, dim: d, eps: c.rmsNormEps)
         var logp = [Float](repeating: 0, count: a.rows)
         let scored = batch.targets.indices.filter { batch.targets[$0] >= 0 }
+        guard batch.temperature > 0, batch.temperature.isFinite else { throw PonderError.invalid("batch: temperature \(batch.temperature)") }
+        let invT = 1 / batch.temperature
+        entropy?.update(repeating: 0, count: a.rows)
         forEachHeadChunk(scored, a) { rows, x, lg in
             for (i, r) in rows.enumerated() {
                 let row = lg + i * c.vocabSize
-                logp[r] = row[Int(batch.targets[r])] - logSumExp(row, c.vocabSize)
+                if invT != 1 { scaleInPlace(row, c.vocabSize, by: invT) }
+                let lse = logSumExp(row, c.vocabSize)
+                logp[r] = row[Int(batch.targets[r])] - lse
+                if let entropy {
+                    var h: Float = 0
+                    for j in 0..<c.vocabSize { h += expf(row[j] - lse) * row[j] }
+                    entropy[r] = lse - h
+                }
             }
         }
         return logp
@@ -173,19 +221,19 @@ extension LlamaModel {
     /// model is then frozen and gets no gradient).
     public func trainBackward(_ batch: TokenBatch, _ a: TrainActivations, dLogp: [Float], grads: UnsafeMutablePointer<Float>) {
         let c = config
-        let d = c.hiddenSize, inter = c.intermediateSize, rows = a.rows
-        let full = adapters == nil
-        func g(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? { full ? grads + (p - weights.pointer) : nil }
+        let d = c.hiddenSize, rows = a.rows
+        func g(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? { gradient(of: p, in: grads) }
         let dX = a.dX.pointer
         dX.update(repeating: 0, count: rows * d)
-        // LM head, chunk by chunk: dlogits = c·(onehot − softmax) with c = dL/dlogp.
+        // LM head, chunk by chunk: dlogits = c·(onehot − softmax(z/T))/T with c = dL/dlogp.
         a.dXn.pointer.update(repeating: 0, count: rows * d)
         let scored = batch.targets.indices.filter { batch.targets[$0] >= 0 && dLogp[$0] != 0 }
         forEachHeadChunk(scored, a) { rowIDs, x, lg in
             let n = rowIDs.count
             for (i, r) in rowIDs.enumerated() {
                 let row = lg + i * c.vocabSize
-                let coef = dLogp[r]
+                let coef = dLogp[r] / batch.temperature
+                if batch.temperature != 1 { scaleInPlace(row, c.vocabSize, by: 1 / batch.temperature) }
                 softmaxInPlace(row, c.vocabSize)
                 for j in 0..<c.vocabSize { row[j] *= -coef }
                 row[Int(batch.targets[r])] += coef
@@ -202,63 +250,7 @@ extension LlamaModel {
 
         for l in stride(from: c.numLayers - 1, through: 0, by: -1) {
             if a.checkpointing { trainLayerForward(l, a) }
-            let io = a.io(l, model: self)
-            let lw = w.layers[l]
-            let probs = a.probs.pointer
-            let mods = adapters?.modules[l] ?? []
-            let r = adapters?.config.rank ?? 0
-            func loraBack(_ output: LoRAOutput, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
-                for (i, m) in mods.enumerated() where m.target.output == output {
-                    adapters!.backward(m, grads: grads, dy: dy, x: x, u: io.loraU + i * rows * r, dx: dx, rows: rows, du: a.dU.pointer)
-                }
-            }
-            // MLP branch: xOut = xMid + down(swiglu(gateUp(norm(xMid)))). Rebuild what the
-            // forward shared across layers: h, then norm(xMid).
-            swigluForward(io.h, gateUp: io.gateUp, rows: rows, hidden: inter)
-            rmsnormForward(io.xn2, rstd: nil, io.xMid, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-            sgemm(m: rows, n: inter, k: d, a: dX, lda: d, b: lw.down, ldb: inter, c: a.dH.pointer, ldc: inter)
-            if let gd = g(lw.down) { sgemm(transA: true, m: d, n: inter, k: rows, a: dX, lda: d, b: io.h, ldb: inter, beta: 1, c: gd, ldc: inter) }
-            loraBack(.down, dy: dX, x: io.h, dx: a.dH.pointer)
-            swigluBackward(dGateUp: a.dGateUp.pointer, dh: a.dH.pointer, gateUp: io.gateUp, rows: rows, hidden: inter)
-            sgemm(m: rows, n: d, k: 2 * inter, a: a.dGateUp.pointer, lda: 2 * inter, b: lw.gateUp, ldb: d, c: a.dXn.pointer, ldc: d)
-            if let gg = g(lw.gateUp) {
-                sgemm(transA: true, m: 2 * inter, n: d, k: rows, a: a.dGateUp.pointer, lda: 2 * inter, b: io.xn2, ldb: d, beta: 1, c: gg, ldc: d)
-            }
-            loraBack(.gateUp, dy: a.dGateUp.pointer, x: io.xn2, dx: a.dXn.pointer)
-            rmsnormBackward(dx: dX, dweight: g(lw.postNorm), dout: a.dXn.pointer, x: io.xMid, weight: lw.postNorm,
-                            rstd: io.rstd2!, rows: rows, dim: d)
-            // Attention branch: xMid = xIn + o(attn(rope(qkv(norm(xIn)))))
-            sgemm(m: rows, n: c.qDim, k: d, a: dX, lda: d, b: lw.o, ldb: c.qDim, c: a.dAttn.pointer, ldc: c.qDim)
-            if let go = g(lw.o) { sgemm(transA: true, m: d, n: c.qDim, k: rows, a: dX, lda: d, b: io.attn, ldb: c.qDim, beta: 1, c: go, ldc: c.qDim) }
-            loraBack(.o, dy: dX, x: io.attn, dx: a.dAttn.pointer)
-            a.dQKV.pointer.update(repeating: 0, count: rows * c.qkvDim)
-            for b in 0..<a.seqs {
-                let q = io.qkv + b * a.len * c.qkvDim
-                for hd in 0..<c.numHeads {
-                    attentionProbs(probs + (b * c.numHeads + hd) * a.len * a.len, q: q + hd * c.headDim,
-                                   k: q + c.qDim + (hd / (c.numHeads / c.numKVHeads)) * c.headDim, t: a.len, past: 0,
-                                   headDim: c.headDim, qStride: c.qkvDim, kvStride: c.qkvDim)
-                }
-                attentionBackward(dqkv: a.dQKV.pointer + b * a.len * c.qkvDim, dOut: a.dAttn.pointer + b * a.len * c.qDim,
-                                  qkv: io.qkv + b * a.len * c.qkvDim, probs: probs + b * c.numHeads * a.len * a.len,
-                                  t: a.len, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
-                                  qkvStride: c.qkvDim, dP: a.dP.pointer)
-            }
-            a.positions.withUnsafeBufferPointer { pos in
-                rope.backward(a.dQKV.pointer, rows: rows, heads: c.numHeads, rowStride: c.qkvDim, positions: pos.baseAddress!)
-                rope.backward(a.dQKV.pointer + c.qDim, rows: rows, heads: c.numKVHeads, rowStride: c.qkvDim, positions: pos.baseAddress!)
-            }
-            if let bias = lw.qkvBias, let gb = g(bias) {
-                for i in 0..<rows { addInPlace(gb, a.dQKV.pointer + i * c.qkvDim, c.qkvDim) }
-            }
-            rmsnormForward(io.xn1, rstd: nil, io.xIn, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-            sgemm(m: rows, n: d, k: c.qkvDim, a: a.dQKV.pointer, lda: c.qkvDim, b: lw.qkv, ldb: d, c: a.dXn.pointer, ldc: d)
-            if let gq = g(lw.qkv) {
-                sgemm(transA: true, m: c.qkvDim, n: d, k: rows, a: a.dQKV.pointer, lda: c.qkvDim, b: io.xn1, ldb: d, beta: 1, c: gq, ldc: d)
-            }
-            loraBack(.qkv, dy: a.dQKV.pointer, x: io.xn1, dx: a.dXn.pointer)
-            rmsnormBackward(dx: dX, dweight: g(lw.inputNorm), dout: a.dXn.pointer, x: io.xIn, weight: lw.inputNorm,
-                            rstd: io.rstd1!, rows: rows, dim: d)
+            trainLayerBackward(l, a, grads: grads)
         }
         if let ge = g(w.embed) {
             for i in 0..<rows { addInPlace(ge + Int(batch.tokens[i]) * d, dX + i * d, d) }

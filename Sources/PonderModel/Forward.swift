@@ -11,6 +11,14 @@ struct LayerIO {
     var loraU: UnsafeMutablePointer<Float>
 }
 
+/// The gradient buffers of one layer's backward. Backward runs one layer at a time, so every
+/// layer uses the same ones; dX is the residual stream's gradient, carried from layer to layer.
+struct LayerGradIO {
+    var dX, dXn, dQKV, dAttn, dGateUp, dH: UnsafeMutablePointer<Float>
+    /// dL/d(x·Aᵀ) of one LoRA module at a time
+    var dU: UnsafeMutablePointer<Float>
+}
+
 extension LlamaModel {
     /// One Llama block: RMSNorm → fused q/k/v (+bias, +LoRA) → RoPE → attention (by the
     /// caller, which owns the KV layout) → o_proj + residual → RMSNorm → fused gate/up →
@@ -42,5 +50,64 @@ extension LlamaModel {
         if io.xOut != io.xMid { io.xOut.update(from: io.xMid, count: rows * d) }
         linear(io.xOut, io.h, lw.down, rows: rows, out: d, in: inter, accumulate: true)
         lora(.down, x: io.h, y: io.xOut)
+    }
+
+    /// Where the gradient of a base weight accumulates: its offset in `grads` (laid out like the
+    /// model's arena), or nil when LoRA adapters are attached (the base is frozen then).
+    func gradient(of p: UnsafeMutablePointer<Float>, in grads: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? {
+        adapters == nil ? grads + (p - weights.pointer) : nil
+    }
+
+    /// Backward of layerForward, from the activations the forward left in `io`. xn1, xn2 and h
+    /// are rebuilt first, since training shares them across layers. dio.dX holds dL/dxOut on
+    /// entry and dL/dxIn on return; weight gradients accumulate into `grads` (the model's layout,
+    /// or the adapters' when attached). `attendBackward` turns dio.dAttn into dio.dQKV (zeroed
+    /// here; the gradient of q/k after RoPE), as `attend` turned qkv into attn.
+    func layerBackward(_ l: Int, rows: Int, positions: UnsafePointer<Int32>, io: LayerIO, dio: LayerGradIO,
+                       grads: UnsafeMutablePointer<Float>, attendBackward: () -> Void) {
+        let c = config, lw = w.layers[l]
+        let d = c.hiddenSize, inter = c.intermediateSize
+        let mods = adapters?.modules[l] ?? []
+        let r = adapters?.config.rank ?? 0
+        let dX = dio.dX
+        func g(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? { gradient(of: p, in: grads) }
+        func loraBack(_ output: LoRAOutput, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+            for (i, m) in mods.enumerated() where m.target.output == output {
+                adapters!.backward(m, grads: grads, dy: dy, x: x, u: io.loraU + i * rows * r, dx: dx, rows: rows, du: dio.dU)
+            }
+        }
+        // MLP branch: xOut = xMid + down(swiglu(gateUp(norm(xMid)))).
+        swigluForward(io.h, gateUp: io.gateUp, rows: rows, hidden: inter)
+        rmsnormForward(io.xn2, rstd: nil, io.xMid, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
+        sgemm(m: rows, n: inter, k: d, a: dX, lda: d, b: lw.down, ldb: inter, c: dio.dH, ldc: inter)
+        if let gd = g(lw.down) { sgemm(transA: true, m: d, n: inter, k: rows, a: dX, lda: d, b: io.h, ldb: inter, beta: 1, c: gd, ldc: inter) }
+        loraBack(.down, dy: dX, x: io.h, dx: dio.dH)
+        swigluBackward(dGateUp: dio.dGateUp, dh: dio.dH, gateUp: io.gateUp, rows: rows, hidden: inter)
+        sgemm(m: rows, n: d, k: 2 * inter, a: dio.dGateUp, lda: 2 * inter, b: lw.gateUp, ldb: d, c: dio.dXn, ldc: d)
+        if let gg = g(lw.gateUp) {
+            sgemm(transA: true, m: 2 * inter, n: d, k: rows, a: dio.dGateUp, lda: 2 * inter, b: io.xn2, ldb: d, beta: 1, c: gg, ldc: d)
+        }
+        loraBack(.gateUp, dy: dio.dGateUp, x: io.xn2, dx: dio.dXn)
+        rmsnormBackward(dx: dX, dweight: g(lw.postNorm), dout: dio.dXn, x: io.xMid, weight: lw.postNorm,
+                        rstd: io.rstd2!, rows: rows, dim: d)
+        // Attention branch: xMid = xIn + o(attn(rope(qkv(norm(xIn))))).
+        sgemm(m: rows, n: c.qDim, k: d, a: dX, lda: d, b: lw.o, ldb: c.qDim, c: dio.dAttn, ldc: c.qDim)
+        if let go = g(lw.o) { sgemm(transA: true, m: d, n: c.qDim, k: rows, a: dX, lda: d, b: io.attn, ldb: c.qDim, beta: 1, c: go, ldc: c.qDim) }
+        loraBack(.o, dy: dX, x: io.attn, dx: dio.dAttn)
+        dio.dQKV.update(repeating: 0, count: rows * c.qkvDim)
+        attendBackward()
+        rope.backward(dio.dQKV, rows: rows, heads: c.numHeads, rowStride: c.qkvDim, positions: positions)
+        rope.backward(dio.dQKV + c.qDim, rows: rows, heads: c.numKVHeads, rowStride: c.qkvDim, positions: positions)
+        if let bias = lw.qkvBias, let gb = g(bias) {
+            for i in 0..<rows { addInPlace(gb, dio.dQKV + i * c.qkvDim, c.qkvDim) }
+        }
+        rmsnormForward(io.xn1, rstd: nil, io.xIn, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
+        sgemm(m: rows, n: d, k: c.qkvDim, a: dio.dQKV, lda: c.qkvDim, b: lw.qkv, ldb: d, c: dio.dXn, ldc: d)
+        if let gq = g(lw.qkv) {
+            sgemm(transA: true, m: c.qkvDim, n: d, k: rows, a: dio.dQKV, lda: c.qkvDim, b: io.xn1, ldb: d, beta: 1, c: gq, ldc: d)
+        }
+        loraBack(.qkv, dy: dio.dQKV, x: io.xn1, dx: dio.dXn)
+        rmsnormBackward(dx: dX, dweight: g(lw.inputNorm), dout: dio.dXn, x: io.xIn, weight: lw.inputNorm,
+                        rstd: io.rstd1!, rows: rows, dim: d)
     }
 }

@@ -11,6 +11,10 @@ public final class GGUFFile: @unchecked Sendable {
         case bool(Bool)
         case string(String)
         case array([Value])
+        /// An array as it lies in the file, decoded only when read: a header may declare
+        /// arrays of millions of entries under keys nobody asks for, and materialising every
+        /// one as [Value] would cost ~30 bytes of memory per byte of input.
+        case lazyArray(LazyArray)
 
         public var int: Int? {
             switch self {
@@ -29,7 +33,38 @@ public final class GGUFFile: @unchecked Sendable {
         }
         public var string: String? { if case let .string(s) = self { return s } else { return nil } }
         public var bool: Bool? { if case let .bool(b) = self { return b } else { return nil } }
-        public var array: [Value]? { if case let .array(a) = self { return a } else { return nil } }
+        public var array: [Value]? {
+            switch self {
+            case let .array(a): return a
+            case let .lazyArray(a): return try? a.values()
+            default: return nil
+            }
+        }
+        /// The element count without decoding the elements.
+        public var arrayCount: Int? {
+            switch self {
+            case let .array(a): return a.count
+            case let .lazyArray(a): return a.count
+            default: return nil
+            }
+        }
+    }
+
+    public struct LazyArray: @unchecked Sendable {
+        let file: MappedFile
+        let elementType: UInt32
+        public let count: Int
+        let start: Int
+        let depth: Int
+
+        public func values() throws -> [Value] {
+            var r = ByteReader(file.bytes, name: file.path)
+            r.offset = start
+            var out: [Value] = []
+            out.reserveCapacity(count)
+            for _ in 0..<count { out.append(try r.value(type: elementType, depth: depth + 1, file: nil)) }
+            return out
+        }
     }
 
     public struct TensorInfo: Sendable {
@@ -63,9 +98,11 @@ public final class GGUFFile: @unchecked Sendable {
         let kvCount = try r.count(perItem: 12, what: "metadata count")
         var md: [String: Value] = [:]
         for _ in 0..<kvCount {
+            let at = r.offset
             let key = try r.string()
             let type = try r.u32()
-            md[key] = try r.value(type: type, depth: 0)
+            guard md[key] == nil else { throw r.error("metadata key \(key) appears twice", at: at) }
+            md[key] = try r.value(type: type, depth: 0, file: file)
         }
         metadata = md
         var infos: [TensorInfo] = []
@@ -98,22 +135,46 @@ public final class GGUFFile: @unchecked Sendable {
             raw.append((name, dims, type, off, n / type.blockSize * type.blockBytes))
         }
         let alignment = md["general.alignment"]?.int ?? 32
-        guard alignment > 0 && alignment.nonzeroBitCount == 1 else {
-            throw PonderError.format("\(file.path): general.alignment \(alignment) is not a power of two")
+        guard alignment > 0 && alignment <= 1 << 20 && alignment.nonzeroBitCount == 1 else {
+            throw PonderError.format("\(file.path): general.alignment \(alignment) is not a power of two up to 1 MiB")
         }
-        let dataStart = (r.offset + alignment - 1) / alignment * alignment
+        func pad(_ x: Int) -> Int { (x + alignment - 1) / alignment * alignment }
+        let dataStart = pad(r.offset)
+        // As llama.cpp's reader requires: tensor data follows the directory's order, each
+        // tensor at the padded end of the previous one, so no two overlap and a type or shape
+        // edited to a smaller size leaves the next offset wrong instead of loading garbage.
+        var expected = 0
         for (name, dims, type, off, bytes) in raw {
-            guard off % UInt64(alignment) == 0 else { throw PonderError.format("\(file.path): tensor \(name): data offset \(off) is not aligned to \(alignment)") }
-            guard off < UInt64(Int.max / 2), dataStart + Int(off) + bytes <= file.bytes.count else {
-                throw PonderError.format("\(file.path): tensor \(name): data [\(dataStart + Int(clamping: off)), +\(bytes)) lies beyond the end of the file (\(file.bytes.count) bytes): truncated?")
+            guard off == UInt64(expected) else {
+                throw PonderError.format("\(file.path): tensor \(name): data offset \(off), expected \(expected) (tensor data must be contiguous in directory order; a type, shape or offset was changed?)")
             }
-            infos.append(TensorInfo(name: name, dims: dims, type: type, offset: dataStart + Int(off), byteCount: bytes))
+            let end = dataStart + expected + bytes
+            guard end <= file.bytes.count else {
+                throw PonderError.format("\(file.path): tensor \(name): data [\(dataStart + expected), +\(bytes)) lies beyond the end of the file (\(file.bytes.count) bytes): truncated?")
+            }
+            infos.append(TensorInfo(name: name, dims: dims, type: type, offset: dataStart + expected, byteCount: bytes))
+            expected = pad(expected + bytes)
+        }
+        if !raw.isEmpty, file.bytes.count > dataStart + expected {
+            throw PonderError.format("\(file.path): \(file.bytes.count - dataStart - expected) bytes after the last tensor's data (a tensor's type or shape was changed to a smaller one?)")
         }
         tensors = infos
         tensorsByName = Dictionary(uniqueKeysWithValues: infos.map { ($0.name, $0) })
     }
 
     public subscript(key: String) -> Value? { metadata[key] }
+
+    /// Bytes of one value of a fixed-width type; 0 for strings and arrays; nil if unknown.
+    static func valueWidth(_ type: UInt32) -> Int? {
+        switch type {
+        case 0, 1, 7: return 1
+        case 2, 3: return 2
+        case 4, 5, 6: return 4
+        case 10, 11, 12: return 8
+        case 8, 9: return 0
+        default: return nil
+        }
+    }
 
     /// Dequantizes a tensor into `out` (elementCount floats).
     public func read(_ t: TensorInfo, into out: UnsafeMutablePointer<Float>) {
@@ -160,6 +221,22 @@ struct ByteReader {
         return Int(n)
     }
 
+    /// Steps over `count` values without decoding them (no allocation).
+    mutating func skipElements(type: UInt32, count n: Int, width: Int, depth: Int) throws {
+        if width > 0 { _ = try take(n * width); return }
+        for _ in 0..<n {
+            if type == 8 {
+                _ = try take(try count(perItem: 1, what: "string length"))
+            } else {
+                let at = offset
+                guard depth < 4 else { throw error("arrays nested too deeply", at: at) }
+                let et = try u32()
+                guard let w = GGUFFile.valueWidth(et) else { throw error("unknown array element type \(et)", at: at) }
+                try skipElements(type: et, count: try count(perItem: max(1, w), what: "array length"), width: w, depth: depth + 1)
+            }
+        }
+    }
+
     mutating func string() throws -> String {
         let at = offset
         let n = try count(perItem: 1, what: "string length")
@@ -168,7 +245,8 @@ struct ByteReader {
         return s
     }
 
-    mutating func value(type: UInt32, depth: Int) throws -> GGUFFile.Value {
+    /// One metadata value. With `file`, arrays are skipped over and kept as lazy views of it.
+    mutating func value(type: UInt32, depth: Int, file: MappedFile?) throws -> GGUFFile.Value {
         switch type {
         case 0: return .uint(UInt64(try u8()))
         case 1: return .int(Int64(Int8(bitPattern: try u8())))
@@ -187,10 +265,16 @@ struct ByteReader {
             let at = offset
             guard depth < 4 else { throw error("arrays nested too deeply", at: at) }
             let et = try u32()
-            let n = try count(perItem: et == 8 ? 8 : 1, what: "array length")
+            guard let width = GGUFFile.valueWidth(et) else { throw error("unknown array element type \(et)", at: at + 4) }
+            let n = try count(perItem: max(1, width), what: "array length")
+            let start = offset
+            try skipElements(type: et, count: n, width: width, depth: depth + 1)
+            if let file { return .lazyArray(.init(file: file, elementType: et, count: n, start: start, depth: depth)) }
+            // Decoding a lazy array: its bytes were checked when it was skipped over.
             var out: [GGUFFile.Value] = []
             out.reserveCapacity(n)
-            for _ in 0..<n { out.append(try value(type: et, depth: depth + 1)) }
+            offset = start
+            for _ in 0..<n { out.append(try value(type: et, depth: depth + 1, file: nil)) }
             return .array(out)
         case 10: return .uint(try u64())
         case 11: return .int(Int64(bitPattern: try u64()))

@@ -46,8 +46,13 @@ public struct GenerateRequest: Sendable {
             for (i, m) in msgs.enumerated() {
                 let mr = r.element("messages", i, m)
                 let role = mr.string("role"), content = mr.string("content")
-                if role == nil && !mr.has("role") { mr.failHere("missing \"role\"") }
-                if content == nil && !mr.has("content") { mr.failHere("missing \"content\"") }
+                if role == nil { mr.failHere(mr.has("role") ? "role: expected a string, got null" : "missing \"role\"") }
+                if content == nil { mr.failHere(mr.has("content") ? "content: expected a string, got null" : "missing \"content\"") }
+                // The role is written into the template's markup verbatim, so only the known
+                // roles pass: "robot" or "user<|im_end|>..." would forge turns.
+                if let role, !ChatTemplate.roles.contains(role) {
+                    mr.fail("role", "expected one of \(ChatTemplate.roles.joined(separator: ", ")), got \"\(role)\"")
+                }
                 mr.rejectUnknownKeys()
                 if let role, let content { out.append(.init(role: role, content: content)) }
             }
@@ -122,10 +127,14 @@ extension LlamaModel {
     public func promptTokens(_ request: GenerateRequest) throws -> [Int32] {
         var text: String
         if let messages = request.messages ?? (request.chat ? [.init(role: "user", content: request.prompt ?? "")] : nil) {
-            guard let rendered = tokenizer.chatTemplate.render(messages) else {
+            guard let parts = tokenizer.chatTemplate.parts(messages) else {
                 throw PonderError(.unsupported, "messages: this model has no chat template Ponder recognises (ChatML, Llama-3)")
             }
-            text = rendered
+            if !request.parseSpecial {
+                // Content is plain text here: "<|im_end|>" typed by a user stays characters.
+                return parts.flatMap { tokenizer.encode($0.text, parseSpecial: !$0.isContent) }
+            }
+            text = parts.map(\.text).joined()
         } else {
             text = request.prompt ?? ""
         }
@@ -138,49 +147,63 @@ extension LlamaModel {
     /// sequences then decode together as one batch of rows, each attending to the shared
     /// prompt cache and its own cache.
     public func generate(_ request: GenerateRequest, onToken: TokenCallback? = nil) throws -> GenerateResult {
+        try generate(prompts: [try promptTokens(request)], request, onToken: onToken)
+    }
+
+    /// Generates `request.n` completions of each of `prompts` (token ids) in one batch: every
+    /// prompt is prefilled once, then all prompts × n sequences decode together, each row
+    /// attending to its own prompt's cache (GRPO's rollout: prompts × G in one decode).
+    /// Completion k·n + j is prompt k's j-th, sampled with seed + k·n + j; the request's prompt
+    /// and messages are not used.
+    public func generate(prompts: [[Int32]], _ request: GenerateRequest, onToken: TokenCallback? = nil) throws -> GenerateResult {
         let c = config
-        let prompt = try promptTokens(request)
-        let p = prompt.count, n = request.n
-        guard p + request.maxTokens <= c.maxPositions else {
-            throw PonderError.invalid("max_tokens: prompt (\(p) tokens) + max_tokens (\(request.maxTokens)) exceeds the context length \(c.maxPositions)")
+        guard !prompts.isEmpty, prompts.allSatisfy({ !$0.isEmpty }) else { throw PonderError.invalid("prompts: empty") }
+        let n = request.n, total = prompts.count * n
+        let lens = prompts.map(\.count), maxP = lens.max() ?? 0
+        guard maxP + request.maxTokens <= c.maxPositions else {
+            throw PonderError.invalid("max_tokens: prompt (\(maxP) tokens) + max_tokens (\(request.maxTokens)) exceeds the context length \(c.maxPositions)")
         }
         let maxNew = request.maxTokens
         let seed = request.seed ?? UInt64(monotonicSeconds() * 1e9)
-        var result = GenerateResult(completions: [], promptTokens: p, prefillSeconds: 0, decodeSeconds: 0)
+        var result = GenerateResult(completions: [], promptTokens: lens.reduce(0, +), prefillSeconds: 0, decodeSeconds: 0)
         if maxNew == 0 {
-            result.completions = Array(repeating: Completion(text: "", tokenIDs: [], logprobs: [], finishReason: .length), count: n)
+            result.completions = Array(repeating: Completion(text: "", tokenIDs: [], logprobs: [], finishReason: .length), count: total)
             return result
         }
 
         // All buffers for the whole request, allocated once.
-        let s = try Scratch(c, rows: max(p, n), loraWidth: adapters?.width ?? 0)
+        let s = try Scratch(c, rows: max(maxP, total), loraWidth: adapters?.width ?? 0)
         // Caches are written before they are read (prefill, then storeKV each step). The
         // sequences' caches are laid out [layer][step][sequence], so memory is backed as the
         // longest sequence grows rather than for n × max_tokens up front.
-        let promptK = try Arena(count: c.numLayers * p * c.kvDim, zeroed: false)
-        let promptV = try Arena(count: c.numLayers * p * c.kvDim, zeroed: false)
-        let seqK = try Arena(count: c.numLayers * n * maxNew * c.kvDim, zeroed: false)
-        let seqV = try Arena(count: c.numLayers * n * maxNew * c.kvDim, zeroed: false)
-        let ctx = p + maxNew
-        let scores = try Arena(count: max(p * p, DecodeAttention.scratchCount(rows: n, heads: c.numHeads, headDim: c.headDim, context: ctx)))
-        let logitsBuf = try Arena(count: n * c.vocabSize)
-        var positions = [Int32](repeating: 0, count: n)
-        var inputs = [Int32](repeating: 0, count: n)
+        let promptK = try lens.map { try Arena(count: c.numLayers * $0 * c.kvDim, zeroed: false) }
+        let promptV = try lens.map { try Arena(count: c.numLayers * $0 * c.kvDim, zeroed: false) }
+        let seqK = try Arena(count: c.numLayers * total * maxNew * c.kvDim, zeroed: false)
+        let seqV = try Arena(count: c.numLayers * total * maxNew * c.kvDim, zeroed: false)
+        let ctx = maxP + maxNew
+        let scores = try Arena(count: max(maxP * maxP, DecodeAttention.scratchCount(rows: total, heads: c.numHeads, headDim: c.headDim,
+                                                                                    context: ctx, groups: prompts.count)))
+        let logitsBuf = try Arena(count: total * c.vocabSize)
+        var positions = [Int32](repeating: 0, count: total)
+        var inputs = [Int32](repeating: 0, count: total)
 
         let t0 = monotonicSeconds()
-        prefill(prompt, s, k: promptK.pointer, v: promptV.pointer, scores: scores.pointer)
-        logits(s, first: p - 1, rows: 1, into: logitsBuf.pointer)
-        for i in 1..<n { (logitsBuf.pointer + i * c.vocabSize).update(from: logitsBuf.pointer, count: c.vocabSize) }
+        for (k, prompt) in prompts.enumerated() {
+            try prefill(prompt, s, k: promptK[k].pointer, v: promptV[k].pointer, scores: scores.pointer)
+            let first = logitsBuf.pointer + k * n * c.vocabSize
+            logits(s, first: lens[k] - 1, rows: 1, into: first)
+            for j in 1..<max(1, n) { (first + j * c.vocabSize).update(from: first, count: c.vocabSize) }
+        }
         let t1 = monotonicSeconds()
         result.prefillSeconds = t1 - t0
 
-        var seqs = (0..<n).map { i in
+        var seqs = (0..<total).map { i in
             SequenceState(sampler: TokenSampler(params: request.sampling, seed: seed &+ UInt64(i), vocab: c.vocabSize,
-                                                history: request.sampling.repetitionPenalty != 1 ? prompt : []),
+                                                history: request.sampling.repetitionPenalty != 1 ? prompts[i / n] : []),
                           stop: request.stop)
         }
-        var active = Array(0..<n)  // row r of a decode step is sequence active[r]
-        var picks = [(Int32, Float)](repeating: (0, 0), count: n)
+        var active = Array(0..<total)  // row r of a decode step is sequence active[r], in order
+        var picks = [(Int32, Float)](repeating: (0, 0), count: total)
         let stopIDs = tokenizer.stopIds
         var cancelled = false
         var step = 0
@@ -192,6 +215,9 @@ extension LlamaModel {
                 parallelFor(rowsNow.count) { r in
                     out[r] = seqs[rowsNow[r]].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize)
                 }
+            }
+            for (r, i) in active.enumerated() where picks[r].0 < 0 {
+                throw PonderError.format("model: non-finite logits at step \(step) of sequence \(i) (NaN or infinite weights or activations: is the model file corrupt?)")
             }
             var still: [Int] = []
             for (r, i) in active.enumerated() {
@@ -210,26 +236,36 @@ extension LlamaModel {
             active = still
             if active.isEmpty { break }
             // One decode step for all active sequences: their new token at position p + step.
+            var groups: [Range<Int>] = []
+            var groupPrompt: [Int] = []
             for (r, i) in active.enumerated() {
                 inputs[r] = seqs[i].tokens[step]
-                positions[r] = Int32(p + step)
+                positions[r] = Int32(lens[i / n] + step)
+                if groupPrompt.last != i / n {
+                    groups.append(r..<(r + 1))
+                    groupPrompt.append(i / n)
+                } else {
+                    groups[groups.count - 1] = groups[groups.count - 1].lowerBound..<(r + 1)
+                }
             }
             let rows = active.count, t = step
-            inputs.withUnsafeBufferPointer { embed($0.baseAddress!, rows: rows, into: s.x) }
+            try inputs.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: rows, into: s.x) }
             positions.withUnsafeBufferPointer { pos in
                 blocks(rows: rows, positions: pos.baseAddress!, s) { l in
-                    let kl = promptK.pointer + l * p * c.kvDim, vl = promptV.pointer + l * p * c.kvDim
                     for (r, i) in active.enumerated() {
-                        let slot = ((l * maxNew + t) * n + i) * c.kvDim
+                        let slot = ((l * maxNew + t) * total + i) * c.kvDim
                         storeKV(s, row: r, k: seqK.pointer + slot, v: seqV.pointer + slot)
                     }
-                    let attention = DecodeAttention(rows: rows, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, context: ctx)
-                    attention.run(out: s.attn, outStride: c.qDim, q: s.qkv, qStride: c.qkvDim,
-                                  prompt: KVSpan(keys: kl, values: vl, count: p), own: { r in
-                                      let own = (l * maxNew * n + active[r]) * c.kvDim
-                                      return KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1,
-                                                    rowStride: n * c.kvDim)
-                                  }, scratch: scores.pointer)
+                    let attention = DecodeAttention(rows: rows, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
+                                                    context: ctx, groups: groups)
+                    attention.run(out: s.attn, outStride: c.qDim, q: s.qkv, qStride: c.qkvDim, prompts: { g in
+                        let k = groupPrompt[g], off = l * lens[k] * c.kvDim
+                        return KVSpan(keys: promptK[k].pointer + off, values: promptV[k].pointer + off, count: lens[k])
+                    }, own: { r in
+                        let own = (l * maxNew * total + active[r]) * c.kvDim
+                        return KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1,
+                                      rowStride: total * c.kvDim)
+                    }, scratch: scores.pointer)
                 }
             }
             logits(s, first: 0, rows: rows, into: logitsBuf.pointer)

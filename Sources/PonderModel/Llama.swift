@@ -17,6 +17,14 @@ public final class LlamaModel: @unchecked Sendable {
 
     public init(config: LlamaConfig, layout: ParameterLayout, weights: Arena, tokenizer: Tokenizer) throws {
         try config.validate("model")
+        // Every id the tokenizer can produce must have an embedding row (a padded embedding
+        // with more rows than tokens is fine: such ids decode to nothing).
+        guard tokenizer.vocabSize <= config.vocabSize else {
+            throw PonderError.format("model: the tokenizer has \(tokenizer.vocabSize) tokens, the embedding only \(config.vocabSize) rows")
+        }
+        guard layout.count == weights.count else {
+            throw PonderError(.internal, "model: \(weights.count) weights for a layout of \(layout.count)")
+        }
         self.config = config
         self.layout = layout
         self.weights = weights
@@ -45,9 +53,13 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
-    /// Writes the embeddings of `tokens` into s.x.
-    func embed(_ tokens: UnsafePointer<Int32>, rows: Int, into x: UnsafeMutablePointer<Float>) {
-        let d = config.hiddenSize
+    /// Writes the embeddings of `tokens` into x. The one way ids reach the embedding table,
+    /// so the one place they are checked: an id past the table would read other weights.
+    func embed(_ tokens: UnsafePointer<Int32>, rows: Int, into x: UnsafeMutablePointer<Float>) throws {
+        let d = config.hiddenSize, vocab = UInt32(config.vocabSize)
+        for r in 0..<rows where UInt32(bitPattern: tokens[r]) >= vocab {
+            throw PonderError.invalid("tokens[\(r)]: token id \(tokens[r]) is outside the embedding table [0, \(vocab))")
+        }
         for r in 0..<rows { (x + r * d).update(from: w.embed + Int(tokens[r]) * d, count: d) }
     }
 
@@ -74,10 +86,10 @@ public final class LlamaModel: @unchecked Sendable {
     /// values in k/v ([layers × n × kvDim]); s.x then holds the final hidden states.
     /// scores: n·n floats.
     func prefill(_ tokens: [Int32], _ s: Scratch, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
-                 scores: UnsafeMutablePointer<Float>) {
+                 scores: UnsafeMutablePointer<Float>) throws {
         let c = config, n = tokens.count
         let positions = (0..<Int32(n)).map { $0 }
-        tokens.withUnsafeBufferPointer { embed($0.baseAddress!, rows: n, into: s.x) }
+        try tokens.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: n, into: s.x) }
         positions.withUnsafeBufferPointer { pos in
             blocks(rows: n, positions: pos.baseAddress!, s) { l in
                 let kl = k + l * n * c.kvDim, vl = v + l * n * c.kvDim
@@ -104,7 +116,7 @@ public final class LlamaModel: @unchecked Sendable {
         let s = try Scratch(c, rows: n, loraWidth: adapters?.width ?? 0)
         let k = try Arena(count: c.numLayers * n * c.kvDim), v = try Arena(count: c.numLayers * n * c.kvDim)
         let scores = try Arena(count: n * n)
-        prefill(tokens, s, k: k.pointer, v: v.pointer, scores: scores.pointer)
+        try prefill(tokens, s, k: k.pointer, v: v.pointer, scores: scores.pointer)
         var out = [Float](repeating: 0, count: n * c.vocabSize)
         out.withUnsafeMutableBufferPointer { logits(s, first: 0, rows: n, into: $0.baseAddress!) }
         return out

@@ -44,9 +44,12 @@ public struct LlamaConfig: Equatable, Sendable {
         try check(hiddenSize > 0 && hiddenSize <= 65536, "hidden size \(hiddenSize) out of range")
         try check(intermediateSize > 0 && intermediateSize <= 262_144, "intermediate size \(intermediateSize) out of range")
         try check(numLayers > 0 && numLayers <= 512, "layer count \(numLayers) out of range")
-        try check(numHeads > 0 && numKVHeads > 0 && numHeads % numKVHeads == 0,
+        try check(numHeads > 0 && numHeads <= 4096 && numKVHeads > 0 && numHeads % numKVHeads == 0,
                   "head counts \(numHeads)/\(numKVHeads): heads must be a positive multiple of kv heads")
         try check(headDim > 0 && headDim % 2 == 0 && headDim <= 1024, "head dim \(headDim) must be even and positive")
+        // Bounded above, every product the layout forms (e.g. qkvDim × hiddenSize × layers)
+        // fits in Int with room to spare; the arena is still sized before it is allocated.
+        try check(numHeads * headDim <= 1 << 18, "heads × head dim \(numHeads) × \(headDim) out of range")
         try check(maxPositions > 0 && maxPositions <= 1 << 20, "context length \(maxPositions) out of range")
         try check(ropeTheta > 0 && ropeTheta.isFinite, "rope theta \(ropeTheta) must be positive")
         try check(rmsNormEps > 0 && rmsNormEps.isFinite, "rms norm eps \(rmsNormEps) must be positive")
@@ -95,7 +98,7 @@ public struct LlamaConfig: Equatable, Sendable {
         }
         let hidden = try int("embedding_length")
         let heads = try int("attention.head_count")
-        let vocab = f["\(arch).vocab_size"]?.int ?? f["tokenizer.ggml.tokens"]?.array?.count ?? 0
+        let vocab = f["\(arch).vocab_size"]?.int ?? f["tokenizer.ggml.tokens"]?.arrayCount ?? 0
         self.init(vocabSize: vocab, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
                   numLayers: try int("block_count"), numHeads: heads,
                   numKVHeads: try int("attention.head_count_kv", heads),

@@ -191,8 +191,18 @@ extension LoRAAdapters {
             return t
         }
         guard !config.targets.isEmpty else { throw PonderError.format("\(cfgPath): target_modules is empty") }
-        let ad = try LoRAAdapters(config: config, model: c)
         let file = try SafetensorsFile(path: dir + "/adapter_model.safetensors")
+        // The rank comes from a small JSON file; the weights it implies must be in the
+        // safetensors file (2 bytes an element at least) before they are allocated.
+        let needed = c.numLayers * config.targets.reduce(0) { acc, t in
+            let g = t.geometry(c)
+            return acc + config.rank * (g.inDim + g.outDim)
+        }
+        let held = file.tensors.values.reduce(0) { $0 + $1.byteCount }
+        guard needed * 2 <= held else {
+            throw PonderError.format("\(dir): rank \(config.rank) on \(config.targets.count) modules needs \(needed) weights, adapter_model.safetensors holds \(held) bytes")
+        }
+        let ad = try LoRAAdapters(config: config, model: c)
         // PEFT may store names with or without the adapter name ("…lora_A.default.weight").
         try file.read(into: ad.arena.pointer, entries: ad.entries) { name in
             file.tensors[name] != nil ? name : name.replacingOccurrences(".weight", with: ".default.weight")

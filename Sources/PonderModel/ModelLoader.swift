@@ -18,14 +18,19 @@ extension LlamaModel {
             throw PonderError.format("\(path): tokenizer has \(tokenizer.vocabSize) tokens, model vocab_size is \(config.vocabSize)")
         }
         let layout = ParameterLayout(config)
-        let arena = try Arena(count: layout.count)
-        let permuteQK = f["general.architecture"]?.string == "llama"
-        for e in layout.entries {
+        // Every tensor is found and its shape checked before the arena is allocated, so a
+        // small file whose header claims a huge model fails fast instead of allocating for it.
+        let sources = try layout.entries.map { e in
             let g = ggufName(e.name)
             guard let t = f.tensorsByName[g] else { throw PonderError.format("\(path): tensor \(g) (\(e.name)) missing") }
             guard t.elementCount == e.count, t.dims == Array(e.shape.reversed()) else {
-                throw PonderError.format("\(path): tensor \(g) has shape \(t.dims.reversed()), expected \(e.shape)")
+                throw PonderError.format("\(path): tensor \(g) has shape \(Array(t.dims.reversed())), expected \(e.shape)")
             }
+            return t
+        }
+        let arena = try Arena(count: layout.count)
+        let permuteQK = f["general.architecture"]?.string == "llama"
+        for (e, t) in zip(layout.entries, sources) {
             let dst = arena.pointer + e.offset
             f.read(t, into: dst)
             if permuteQK && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
@@ -61,17 +66,21 @@ extension LlamaModel {
         } else {
             throw PonderError(.io, "\(dir): no model.safetensors")
         }
+        guard tokenizer.vocabSize <= config.vocabSize else {
+            throw PonderError.format("\(dir): tokenizer.json has \(tokenizer.vocabSize) tokens, more than the embedding's vocab_size \(config.vocabSize) in config.json")
+        }
         let layout = ParameterLayout(config)
-        let arena = try Arena(count: layout.count)
-        for e in layout.entries {
+        let sources = try layout.entries.map { e in
             guard let (file, t) = files.lazy.compactMap({ f in f.tensors[e.name].map { (f, $0) } }).first else {
                 throw PonderError.format("\(dir): tensor \(e.name) missing")
             }
             guard t.shape == e.shape else {
                 throw PonderError.format("\(dir): tensor \(e.name) has shape \(t.shape), expected \(e.shape)")
             }
-            file.read(t, into: arena.pointer + e.offset)
+            return (file, t)
         }
+        let arena = try Arena(count: layout.count)
+        for (e, (file, t)) in zip(layout.entries, sources) { file.read(t, into: arena.pointer + e.offset) }
         return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
     }
 }
@@ -114,6 +123,11 @@ extension Tokenizer {
         let path = f.file.path
         guard f["tokenizer.ggml.model"]?.string == "gpt2" else {
             throw PonderError(.unsupported, "\(path): tokenizer.ggml.model \"\(f["tokenizer.ggml.model"]?.string ?? "?")\" (only gpt2 byte-level BPE is supported)")
+        }
+        for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type"] {
+            if let n = f[key]?.arrayCount, n > 4_000_000 {
+                throw PonderError.format("\(path): \(key) has \(n) entries (at most 4,000,000)")
+            }
         }
         guard let toks = f["tokenizer.ggml.tokens"]?.array else { throw PonderError.format("\(path): tokenizer.ggml.tokens missing") }
         let tokens = try toks.enumerated().map { i, v in

@@ -65,8 +65,9 @@ public final class Arena: @unchecked Sendable {
     /// which follows a write (KV caches): their pages are then only backed as they fill, where
     /// zeroing a group's cache for max_tokens up front took seconds and all of its memory.
     public init(count: Int, zeroed: Bool = true) throws {
-        guard count >= 0, let raw = try? UnsafeMutableRawPointer.allocateChecked(bytes: count * 4) else {
-            throw PonderError(.outOfMemory, "cannot allocate \(count * 4) bytes")
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: 4)
+        guard count >= 0, !overflow, let raw = try? UnsafeMutableRawPointer.allocateChecked(bytes: bytes) else {
+            throw PonderError(.outOfMemory, "cannot allocate \(count) floats")
         }
         pointer = raw.bindMemory(to: Float.self, capacity: count)
         if zeroed { pointer.initialize(repeating: 0, count: count) }

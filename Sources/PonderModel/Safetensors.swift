@@ -32,9 +32,14 @@ public final class SafetensorsFile: @unchecked Sendable {
         var meta: [String: String] = [:]
         for (name, v) in fields {
             if name == "__metadata__" {
-                if case let .object(m) = v { for (k, x) in m { meta[k] = x.asString } }
+                guard case let .object(m) = v else { throw PonderError.format("\(path): __metadata__ is not an object") }
+                for (k, x) in m {
+                    guard let s = x.asString else { throw PonderError.format("\(path): __metadata__.\(k) is not a string") }
+                    meta[k] = s
+                }
                 continue
             }
+            guard out[name] == nil else { throw PonderError.format("\(path): tensor \(name) appears twice in the header") }
             guard let dtype = v["dtype"]?.asString, let shapeV = v["shape"]?.asArray,
                   let offs = v["data_offsets"]?.asArray, offs.count == 2,
                   let begin = offs[0].asInt, let end = offs[1].asInt else {
@@ -59,6 +64,19 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
             out[name] = TensorInfo(name: name, dtype: dtype, shape: shape, offset: dataStart + Int(begin),
                                    byteCount: Int(end - begin))
+        }
+        // As the safetensors format requires: the tensors' byte ranges tile the data section
+        // exactly, without gaps or overlaps, to the end of the file. This is what catches a
+        // header length that is off by one or two tensors sharing their bytes.
+        var end = 0
+        for t in out.values.sorted(by: { ($0.offset, $0.byteCount) < ($1.offset, $1.byteCount) }) {
+            guard t.offset - dataStart == end else {
+                throw PonderError.format("\(path): tensor \(t.name): data begins at \(t.offset - dataStart), expected \(end) (tensor data must be contiguous and must not overlap)")
+            }
+            end += t.byteCount
+        }
+        guard dataStart + end == b.count else {
+            throw PonderError.format("\(path): the tensors cover \(end) bytes of data but the file has \(b.count - dataStart) after the header (header length off, or trailing bytes)")
         }
         tensors = out
         metadata = meta

@@ -78,9 +78,12 @@ final class TokenSampler {
 
     /// Picks a token from `logits` and returns it with its log-probability under the
     /// unprocessed model distribution (log-softmax of the raw logits), which is what GRPO's
-    /// old-policy ratio and best-of-N scoring need.
+    /// old-policy ratio and best-of-N scoring need. Returns token −1 when the row is not a
+    /// distribution (a NaN or +∞ logit, or every logit −∞: corrupt weights); the caller turns
+    /// that into an error rather than drawing from an empty candidate set.
     func sample(_ logits: UnsafePointer<Float>, vocab n: Int) -> (Int32, Float) {
         let lse = logSumExp(logits, n)
+        guard lse.isFinite else { return (-1, .nan) }
         work.update(from: logits, count: n)
         let token: Int32 = {
             let x = work
@@ -91,15 +94,17 @@ final class TokenSampler {
                     x[i] = x[i] > 0 ? x[i] / p.repetitionPenalty : x[i] * p.repetitionPenalty
                 }
             }
-            if p.temperature == 0 {
-                var best = 0
-                for i in 1..<n where x[i] > x[best] { best = i }
-                return Int32(best)
-            }
+            if p.temperature == 0 { return argmax(x, n) }
             return draw(x, n)
         }()
         observe(token)
         return (token, logits[Int(token)] - lse)
+    }
+
+    private func argmax(_ x: UnsafePointer<Float>, _ n: Int) -> Int32 {
+        var best = 0
+        for i in 1..<n where x[i] > x[best] { best = i }
+        return Int32(best)
     }
 
     /// temperature → top-k → top-p → min-p (transformers' warper order), then one draw.
@@ -107,7 +112,12 @@ final class TokenSampler {
         let p = params
         // Weights e^(x/T − max) for the whole row in one SIMD pass; tokens under e^−30 of the
         // best carry no probability at float precision and are dropped before any sort.
-        scaleInPlace(logits, n, by: 1 / p.temperature)
+        // A temperature so small that logits / T overflow Float is greedy sampling, its limit.
+        let inv = 1 / p.temperature
+        // (A row whose best logit is −∞ after the repetition penalty has no finite weight to
+        // draw with either; argmax keeps it well-defined.)
+        guard inv.isFinite, (maxValue(logits, n) * inv).isFinite else { return argmax(logits, n) }
+        scaleInPlace(logits, n, by: inv)
         let mx = maxValue(logits, n)
         _ = expSum(logits, n, minus: mx, store: logits)
         let floor: Float = 9.3576e-14

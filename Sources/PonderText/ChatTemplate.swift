@@ -8,6 +8,9 @@ public enum ChatTemplate: Equatable, Sendable {
     case llama3
     case none
 
+    /// The roles a message may have.
+    public static let roles = ["system", "user", "assistant", "tool"]
+
     public struct Message: Equatable, Sendable {
         public var role: String
         public var content: String
@@ -75,22 +78,36 @@ public enum ChatTemplate: Equatable, Sendable {
     /// The prompt text for `messages`, ending with the assistant header when
     /// `addGenerationPrompt`. Returns nil for `.none` (the model has no chat format).
     public func render(_ messages: [Message], addGenerationPrompt: Bool = true) -> String? {
+        parts(messages, addGenerationPrompt: addGenerationPrompt).map { $0.map(\.text).joined() }
+    }
+
+    /// The rendering as pieces, each marked as the template's own markup or a message's
+    /// content, so a caller can tokenize content without turning special-token text in it
+    /// into control tokens.
+    public func parts(_ messages: [Message], addGenerationPrompt: Bool = true) -> [(text: String, isContent: Bool)]? {
+        var out: [(String, Bool)] = []
         switch self {
         case .none:
             return nil
         case let .chatml(defaultSystem):
-            var s = ""
             if let sys = defaultSystem, messages.first?.role != "system" {
-                s += "<|im_start|>system\n\(sys)<|im_end|>\n"
+                out.append(("<|im_start|>system\n\(sys)<|im_end|>\n", false))
             }
-            for m in messages { s += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n" }
-            if addGenerationPrompt { s += "<|im_start|>assistant\n" }
-            return s
+            for m in messages {
+                out.append(("<|im_start|>\(m.role)\n", false))
+                out.append((m.content, true))
+                out.append(("<|im_end|>\n", false))
+            }
+            if addGenerationPrompt { out.append(("<|im_start|>assistant\n", false)) }
         case .llama3:
-            var s = "<|begin_of_text|>"
-            for m in messages { s += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(m.content)<|eot_id|>" }
-            if addGenerationPrompt { s += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
-            return s
+            out.append(("<|begin_of_text|>", false))
+            for m in messages {
+                out.append(("<|start_header_id|>\(m.role)<|end_header_id|>\n\n", false))
+                out.append((m.content, true))
+                out.append(("<|eot_id|>", false))
+            }
+            if addGenerationPrompt { out.append(("<|start_header_id|>assistant<|end_header_id|>\n\n", false)) }
         }
+        return out
     }
 }

@@ -12,19 +12,30 @@ extension Tokenizer {
         }
         var added: [(Int32, String, Bool)] = []
         for (i, t) in (root["added_tokens"]?.asArray ?? []).enumerated() {
-            guard let id = t["id"]?.asInt, let content = t["content"]?.asString else {
-                throw PonderError.format("\(path): added_tokens[\(i)] needs an integer id and a string content")
+            guard let id = t["id"]?.asInt, id >= 0, id < 4_000_000, let content = t["content"]?.asString else {
+                throw PonderError.format("\(path): added_tokens[\(i)] needs an id in [0, 4000000) and a string content")
             }
-            added.append((Int32(clamping: id), content, t["special"] == .bool(true)))
+            added.append((Int32(id), content, t["special"] == .bool(true)))
         }
-        let maxID = max(vocabFields.compactMap { $0.1.asInt }.max() ?? -1, Int64(added.map(\.0).max() ?? -1))
-        guard maxID >= 0 && maxID < 10_000_000 else { throw PonderError.format("\(path): vocabulary ids out of range") }
-        var tokens = [String](repeating: "", count: Int(maxID) + 1)
+        // Ids index an array sized by the largest one, so they are bounded by the number of
+        // entries that define them: a vocabulary is dense, and a one-line file cannot claim id
+        // 9,999,999 and cost 160 MB.
+        let defined = vocabFields.count + added.count
+        var maxID: Int64 = -1
         for (tok, v) in vocabFields {
-            guard let id = v.asInt, id >= 0 else { throw PonderError.format("\(path): model.vocab[\"\(tok)\"] is not an id") }
-            tokens[Int(id)] = tok
+            guard let id = v.asInt, id >= 0, id < defined else {
+                throw PonderError.format("\(path): model.vocab[\"\(tok)\"] is not an id in [0, \(defined))")
+            }
+            maxID = max(maxID, id)
         }
-        for (id, content, _) in added where id >= 0 { tokens[Int(id)] = content }
+        for (id, _, _) in added {
+            guard Int(id) < defined else { throw PonderError.format("\(path): added token id \(id) is not in [0, \(defined))") }
+            maxID = max(maxID, Int64(id))
+        }
+        guard maxID >= 0 else { throw PonderError.format("\(path): empty vocabulary") }
+        var tokens = [String](repeating: "", count: Int(maxID) + 1)
+        for (tok, v) in vocabFields { tokens[Int(v.asInt ?? 0)] = tok }
+        for (id, content, _) in added { tokens[Int(id)] = content }
 
         var merges: [String] = []
         for (i, m) in (model["merges"]?.asArray ?? []).enumerated() {

@@ -16,7 +16,7 @@ public enum Checkpoints {
     }
 }
 
-extension SFTTrainer {
+extension TrainingRun {
     /// Writes checkpoint-<step> atomically and prunes old ones beyond save_total_limit.
     @discardableResult
     public func save(to dir: String) throws -> String {
@@ -31,9 +31,11 @@ extension SFTTrainer {
         }
         try writeSafetensors(tmp + "/optimizer.safetensors", moments)
         let state: JSONValue = .object([("global_step", .int(Int64(step))), ("consumed_examples", .int(Int64(consumed))),
-                                        ("epoch", .double(Double(consumed) / Double(train.count))),
-                                        ("total_steps", .int(Int64(totalSteps))), ("train_examples", .int(Int64(train.count))),
-                                        ("trainable", .string(model.adapters == nil ? "full" : "lora"))])
+                                        ("epoch", .double(epoch)),
+                                        ("total_steps", .int(Int64(totalSteps))), ("train_examples", .int(Int64(dataCount))),
+                                        ("trainable", .string(model.adapters == nil ? "full" : "lora")),
+                                        ("nonfinite_skipped", .int(Int64(nonfiniteSkipped))),
+                                        ("nonfinite_in_a_row", .int(Int64(nonfiniteInARow)))])
         try AtomicFile.write(tmp + "/trainer_state.json", state.serialized())
         removeTree(final)
         guard rename(tmp, final) == 0 else { throw PonderError(.io, "\(final): cannot move the checkpoint into place") }
@@ -60,14 +62,17 @@ extension SFTTrainer {
     func restore(from ckpt: String) throws {
         let stateText = try readFile(ckpt + "/trainer_state.json")
         let state = try stateText.withUnsafeBytes { try JSONValue.parse($0, what: ckpt + "/trainer_state.json") }
+        // Checkpoints written before non-finite steps were skipped lack the last two (none were).
+        let skipped = state["nonfinite_skipped"]?.asInt ?? 0, inARow = state["nonfinite_in_a_row"]?.asInt ?? 0
         guard let s = state["global_step"]?.asInt, let c = state["consumed_examples"]?.asInt,
-              let kind = state["trainable"]?.asString else {
-            throw PonderError.format("\(ckpt)/trainer_state.json: needs global_step, consumed_examples, trainable")
+              let kind = state["trainable"]?.asString, s >= 0, c >= 0, (0...s).contains(skipped), (0...skipped).contains(inARow) else {
+            throw PonderError.format("\(ckpt)/trainer_state.json: needs global_step, consumed_examples ≥ 0, trainable, "
+                                     + "and 0 ≤ nonfinite_in_a_row ≤ nonfinite_skipped ≤ global_step")
         }
         let want = model.adapters == nil ? "full" : "lora"
         guard kind == want else { throw PonderError.format("\(ckpt): a \(kind) checkpoint cannot resume a \(want) run") }
-        if state["train_examples"]?.asInt != Int64(train.count) {
-            throw PonderError.format("\(ckpt): written for \(state["train_examples"]?.asInt ?? -1) training examples, this run has \(train.count) (different data?)")
+        if state["train_examples"]?.asInt != Int64(dataCount) {
+            throw PonderError.format("\(ckpt): written for \(state["train_examples"]?.asInt ?? -1) training examples, this run has \(dataCount) (different data?)")
         }
         let weights = try SafetensorsFile(path: ckpt + (model.adapters == nil ? "/model.safetensors" : "/adapter_model.safetensors"))
         try weights.read(into: params.params, entries: params.entries)
@@ -76,6 +81,8 @@ extension SFTTrainer {
         try opt.read(into: params.v.pointer, entries: params.entries) { $0 + ".exp_avg_sq" }
         step = Int(s)
         consumed = Int(c)
+        nonfiniteSkipped = Int(skipped)
+        nonfiniteInARow = Int(inARow)
     }
 }
 

@@ -59,6 +59,23 @@ public struct AdamWConfig: Equatable, Sendable {
     public var maxGradNorm: Double = 1.0   // 0: no clipping
     public init() {}
 
+    /// The optimizer's keys of a "training" object, as transformers' TrainingArguments names
+    /// them; an absent key keeps the default above.
+    init(reader t: JSONReader) {
+        lr = t.double("learning_rate", "a number in (0, 1]") { $0 > 0 && $0 <= 1 } ?? lr
+        if let s = t.string("lr_scheduler_type") {
+            if let x = LRSchedule(rawValue: s) { schedule = x } else {
+                t.fail("lr_scheduler_type", "expected constant, linear or cosine, got \"\(s)\"")
+            }
+        }
+        warmupSteps = t.int("warmup_steps", in: 0...100_000_000) ?? warmupSteps
+        weightDecay = t.double("weight_decay", "a number in [0, 10]") { $0 >= 0 && $0 <= 10 } ?? weightDecay
+        maxGradNorm = t.double("max_grad_norm", "a number ≥ 0 (0: no clipping)") { $0 >= 0 } ?? maxGradNorm
+        beta1 = t.double("adam_beta1", "a number in [0, 1)") { $0 >= 0 && $0 < 1 } ?? beta1
+        beta2 = t.double("adam_beta2", "a number in [0, 1)") { $0 >= 0 && $0 < 1 } ?? beta2
+        eps = t.double("adam_epsilon", "a positive number") { $0 > 0 } ?? eps
+    }
+
     /// Learning rate at optimizer step `step` (0-based) of `total`: linear warmup, then the schedule.
     public func lr(step: Int, total: Int) -> Double {
         if step < warmupSteps { return lr * Double(step + 1) / Double(warmupSteps) }

@@ -103,7 +103,7 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(((result["completions"] as! [[String: Any]])[0]["token_ids"] as! [Any]).count, 3)
 
         // tokenize: size query, buffer too small, NULLs
-        var n = 0
+        var n: UInt = 0
         XCTAssertEqual("hello world".withCString { ponder_tokenize(m, $0, 11, true, nil, 0, &n) }, 8)
         XCTAssertEqual(n, 2)
         var ids = [Int32](repeating: 0, count: 2)
@@ -115,7 +115,7 @@ final class CAPITests: XCTestCase {
         var bad: [Int32] = [ids[0], 49152]
         XCTAssertEqual(ponder_detokenize(m, &bad, 2, &text, nil), 1)
         XCTAssertTrue(lastError().contains("ids[1]"), lastError())
-        var len = 0
+        var len: UInt = 0
         XCTAssertEqual(ponder_detokenize(m, &ids, 2, &text, &len), 0)
         XCTAssertEqual(len, 11)
         XCTAssertEqual(String(cString: text!), "hello world")

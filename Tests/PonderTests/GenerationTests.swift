@@ -27,6 +27,37 @@ final class GenerationTests: XCTestCase {
         XCTAssertGreaterThan(Set(group.completions.map(\.tokenIDs)).count, 1)
     }
 
+    /// Several prompts' groups decoded as one batch (GRPO's rollout) equal each group decoded on
+    /// its own: every row attends to its own prompt's cache, whatever its neighbours.
+    func testSeveralPromptsInOneBatchEqualSeparateGroups() throws {
+        let model = try Fixtures.smol()
+        let texts = ["Question: 3 + 5 = ?\nAnswer:", "Write the number seven in words, then count to four, slowly:",
+                     "Q: Capital of France? A:"]
+        let prompts = texts.map { model.tokenizer.encode($0, parseSpecial: false) }
+        XCTAssertEqual(Set(prompts.map(\.count)).count, 3, "prompts of different lengths")
+        var req = GenerateRequest()
+        req.maxTokens = 20
+        req.sampling.temperature = 0.9
+        req.seed = 99
+        req.n = 3
+        req.stop = ["\n\n"]
+        let batch = try model.generate(prompts: prompts, req)
+        XCTAssertEqual(batch.completions.count, 9)
+        XCTAssertEqual(batch.promptTokens, prompts.map(\.count).reduce(0, +))
+        for (k, prompt) in prompts.enumerated() {
+            var one = req
+            one.seed = 99 + UInt64(k * 3)
+            let group = try model.generate(prompts: [prompt], one)
+            for j in 0..<3 {
+                let a = group.completions[j], b = batch.completions[k * 3 + j]
+                XCTAssertEqual(a.tokenIDs, b.tokenIDs, "prompt \(k) sequence \(j)")
+                XCTAssertEqual(a.finishReason, b.finishReason)
+                for (x, y) in zip(a.logprobs, b.logprobs) { XCTAssertEqual(x, y, accuracy: 1e-3) }
+            }
+        }
+        XCTAssertGreaterThan(Set(batch.completions.map(\.tokenIDs)).count, 3)
+    }
+
     func testSameSeedSameOutput() throws {
         let model = try Fixtures.smol()
         var req = GenerateRequest(prompt: "Once upon a time")

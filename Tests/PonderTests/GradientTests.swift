@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import PonderModel
 @testable import PonderText
@@ -30,8 +31,9 @@ final class GradientTests: XCTestCase {
     }
 
     func check(_ m: LlamaModel, params: UnsafeMutablePointer<Float>, entries: [ParameterLayout.Entry],
-               checkpointing: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
-        let b = GradientTests.batch(seqs: 2, len: 5, vocab: m.config.vocabSize, seed: 9)
+               checkpointing: Bool = false, temperature: Float = 1, file: StaticString = #filePath, line: UInt = #line) throws {
+        var b = GradientTests.batch(seqs: 2, len: 5, vocab: m.config.vocabSize, seed: 9)
+        b.temperature = temperature
         let acts = try TrainActivations(model: m, sequences: 2, length: 5, checkpointing: checkpointing)
         var rng = RandomGenerator(seed: 5)
         let weightsPerToken = b.targets.map { $0 >= 0 ? Float(0.5 + rng.uniform()) : 0 }
@@ -87,9 +89,61 @@ final class GradientTests: XCTestCase {
         try check(m, params: m.weights.pointer, entries: m.layout.entries)
     }
 
+    /// GRPO scores log p of softmax(logits / T): the backward divides by T as well.
+    func testGradientsAtATemperature() throws {
+        let m = try GradientTests.tinyModel(bias: false, tied: true)
+        try check(m, params: m.weights.pointer, entries: m.layout.entries, temperature: 0.7)
+        // And log p at T is the log-softmax of the logits / T.
+        var b = GradientTests.batch(seqs: 1, len: 5, vocab: m.config.vocabSize, seed: 4)
+        b.targets = b.targets.map { $0 < 0 ? 7 : $0 }
+        let acts = try TrainActivations(model: m, sequences: 1, length: 5)
+        b.temperature = 0.6
+        var entropy = [Float](repeating: -1, count: 5)
+        let lp = try entropy.withUnsafeMutableBufferPointer { try m.trainForward(b, acts, entropy: $0.baseAddress!) }
+        let logits = try m.forwardLogits(b.tokens)
+        let v = m.config.vocabSize
+        for i in 0..<5 {
+            let z = (0..<v).map { Double(logits[i * v + $0]) / 0.6 }
+            let mx = z.max()!
+            let lse = mx + log(z.reduce(0) { $0 + exp($1 - mx) })
+            XCTAssertEqual(Double(lp[i]), z[Int(b.targets[i])] - lse, accuracy: 1e-4)
+            let h = -z.reduce(0) { $0 + exp($1 - lse) * ($1 - lse) }
+            XCTAssertEqual(Double(entropy[i]), h, accuracy: 1e-3)
+        }
+    }
+
     func testActivationCheckpointingGivesTheSameGradients() throws {
         let m = try GradientTests.tinyModel(bias: false, tied: true)
         try check(m, params: m.weights.pointer, entries: m.layout.entries, checkpointing: true)
+    }
+
+    /// Recomputing each layer during backward runs the same arithmetic on the same inputs as
+    /// keeping its activations, so the gradients must be bit-identical, not merely close.
+    func testActivationCheckpointingGradientsAreBitIdentical() throws {
+        func grads(_ m: LlamaModel, count: Int, checkpointing: Bool) throws -> [Float] {
+            let b = GradientTests.batch(seqs: 3, len: 7, vocab: m.config.vocabSize, seed: 11)
+            let acts = try TrainActivations(model: m, sequences: 3, length: 7, checkpointing: checkpointing)
+            let g = try Arena(count: count)
+            _ = try m.trainForward(b, acts)
+            m.trainBackward(b, acts, dLogp: b.targets.map { $0 >= 0 ? -0.1 : 0 }, grads: g.pointer)
+            return Array(UnsafeBufferPointer(start: g.pointer, count: count))
+        }
+        for (bias, tied) in [(false, true), (true, false)] {
+            let m = try GradientTests.tinyModel(bias: bias, tied: tied)
+            let plain = try grads(m, count: m.weights.count, checkpointing: false)
+            XCTAssertTrue(plain.contains { $0 != 0 } && plain.allSatisfy(\.isFinite))
+            XCTAssertEqual(try grads(m, count: m.weights.count, checkpointing: true), plain, "bias \(bias), tied \(tied)")
+        }
+        let m = try GradientTests.tinyModel(bias: true, tied: true)
+        var cfg = LoRAConfig()
+        cfg.rank = 3
+        let ad = try LoRAAdapters(config: cfg, model: m.config, seed: 2)
+        var rng = RandomGenerator(seed: 3)
+        for i in 0..<ad.arena.count { ad.arena.pointer[i] = 0.1 * rng.normal() }
+        m.adapters = ad
+        let plain = try grads(m, count: ad.arena.count, checkpointing: false)
+        XCTAssertTrue(plain.contains { $0 != 0 })
+        XCTAssertEqual(try grads(m, count: ad.arena.count, checkpointing: true), plain, "LoRA")
     }
 
     func testLoRAGradients() throws {

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import PonderModel
 @testable import PonderTrain
+import PonderBase
 import PonderJSON
 
 final class SFTTests: XCTestCase {
@@ -70,7 +71,7 @@ final class SFTTests: XCTestCase {
         let baseDir = tempDir()
         let pre = try SFTTrainer(config: SFTTests.config(steps: 150, data: #"{"generate": "arithmetic", "count": 256, "seed": 99}"#))
         try pre.run()
-        try pre.saveWeights(to: baseDir)
+        try pre.training.saveWeights(to: baseDir)
         let t = try SFTTrainer(config: SFTTests.config(lora: #"{"r": 16, "alpha": 32}"#, steps: 400, lr: 3e-3,
                                                         model: "{\"path\": \"\(baseDir)\"}"))
         let base = Array(UnsafeBufferPointer(start: t.model.weights.pointer, count: t.model.weights.count))
@@ -114,7 +115,7 @@ final class SFTTests: XCTestCase {
             // "kill": drop the trainer without any shutdown, leave a torn temp checkpoint behind
             try FileManager.default.createDirectory(atPath: dir + "/checkpoint-4.tmp", withIntermediateDirectories: true)
             let b = try SFTTrainer(config: SFTTests.config(lora: lora, steps: 8, dir: dir))
-            XCTAssertEqual(b.step, 3)
+            XCTAssertEqual(b.training.step, 3)
             let resumed = try (3..<8).map { _ in try b.trainStep().loss }
             XCTAssertEqual(resumed, Array(losses[3..<8]), "lora: \(lora ?? "none")")
         }
@@ -154,6 +155,144 @@ final class SFTTests: XCTestCase {
         // A LoRA run cannot resume a full checkpoint.
         XCTAssertThrowsError(try SFTTrainer(config: SFTTests.config(lora: #"{"r": 2}"#, steps: 4, dir: dir))) { e in
             XCTAssertTrue("\(e)".contains("full checkpoint cannot resume a lora run"), "\(e)")
+        }
+    }
+
+    static func bits(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> [UInt32] { (0..<n).map { p[$0].bitPattern } }
+
+    /// Weights, both Adam moments, all bit for bit (NaN included).
+    static func state(_ t: SFTTrainer) -> [UInt32] {
+        let p = t.training.params
+        return bits(p.params, p.count) + bits(p.m.pointer, p.count) + bits(p.v.pointer, p.count)
+    }
+
+    /// A model whose input embedding of "*" is NaN (a corrupt weight, as a damaged model file
+    /// or a blown-up update leaves): exactly the steps whose example is a multiplication get a
+    /// NaN loss. They are skipped with the weights and optimizer state untouched; the others train.
+    func testNonFiniteStepsAreSkippedWithStateUntouched() throws {
+        let untied = #"{"scratch": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 2, "num_heads": 4, "context_length": 128, "seed": 1, "tie_word_embeddings": false}}"#
+        let t = try SFTTrainer(config: SFTTests.config(#", "batch_size": 1, "max_nonfinite_steps": 100"#, steps: 24, lr: 1e-2, model: untied))
+        let star = t.model.tokenizer.encode("*", parseSpecial: false)
+        XCTAssertEqual(star.count, 1)
+        t.model.w.embed[Int(star[0]) * t.model.config.hiddenSize] = .nan
+        var skipped = 0, inARow = 0, good = 0
+        for _ in 0..<24 {
+            let before = SFTTests.state(t), consumed = t.training.consumed
+            let m = try t.trainStep()
+            XCTAssertEqual(t.training.consumed, consumed + 1)
+            let multiplication = t.train[t.training.order[consumed % t.train.count]].tokens.contains(star[0])
+            XCTAssertEqual(m.nonfiniteSkipped != nil, multiplication, "step \(m.step)")
+            if let n = m.nonfiniteSkipped {
+                skipped += 1
+                inARow += 1
+                XCTAssertEqual(n, inARow)
+                XCTAssertFalse(m.loss.isFinite)
+                XCTAssertTrue(m.json.serialized().contains(#""loss":null"#) && m.json.serialized().contains(#""nonfinite_skipped":\#(n)"#))
+                XCTAssertEqual(SFTTests.state(t), before, "step \(m.step) changed the weights or optimizer state")
+            } else {
+                good += 1
+                inARow = 0
+                XCTAssertTrue(m.loss.isFinite && m.gradNorm.isFinite)
+                XCTAssertNotEqual(SFTTests.state(t), before)
+            }
+        }
+        print("non-finite steps: \(skipped) skipped, \(good) trained")
+        XCTAssertGreaterThan(skipped, 0)
+        XCTAssertGreaterThan(good, 0)
+        XCTAssertEqual(t.training.step, 24)
+        XCTAssertEqual(t.training.nonfiniteSkipped, skipped)
+    }
+
+    /// A skipped step does not count for Adam: the first update after one is Adam's first step,
+    /// which moves every weight with a clear gradient by the learning rate (by 0.74 of it if the
+    /// skipped step had advanced Adam's bias correction).
+    func testSkippedStepDoesNotAdvanceAdam() throws {
+        let t = try SFTTrainer(config: SFTTests.config(steps: 4, lr: 1e-2))
+        let saved = t.model.w.norm[0]
+        t.model.w.norm[0] = .nan
+        XCTAssertEqual(try t.trainStep().nonfiniteSkipped, 1)
+        t.model.w.norm[0] = saved
+        let p = t.training.params
+        let before = Array(UnsafeBufferPointer(start: p.params, count: p.count))
+        XCTAssertNil(try t.trainStep().nonfiniteSkipped)
+        var checked = 0, worst = 0.0
+        for i in 0..<p.count where abs(p.grads.pointer[i]) > 1e-4 {
+            worst = max(worst, abs(Double(abs(p.params[i] - before[i])) / 1e-2 - 1))
+            checked += 1
+        }
+        print("first update after a skipped step: \(checked) of \(p.count) weights moved by lr within \(worst)")
+        XCTAssertGreaterThan(checked, p.count / 4)
+        XCTAssertLessThan(worst, 1e-3)
+    }
+
+    /// max_nonfinite_steps in a row stop the run with INVALID_ARGUMENT; the failing call leaves
+    /// the run as it was, no checkpoint is written during the streak and the last good one is
+    /// intact, and resuming from it continues from good weights.
+    func testNonFiniteStreakStopsTheRunWithTheLastGoodCheckpointIntact() throws {
+        let dir = tempDir()
+        let cfg = try SFTTests.config(#", "max_nonfinite_steps": 3"#, steps: 10, dir: dir)
+        let t = try SFTTrainer(config: cfg)
+        for _ in 0..<3 { try t.trainStep() }
+        let ckpt = try XCTUnwrap(Checkpoints.latest(in: dir))
+        XCTAssertTrue(ckpt.hasSuffix("checkpoint-3"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: ckpt).sorted()
+        func contents() throws -> [Data] { try files.map { try Data(contentsOf: URL(fileURLWithPath: ckpt + "/" + $0)) } }
+        let saved = try contents()
+        t.model.w.norm[0] = .nan   // every step from here on is NaN
+        let poisoned = SFTTests.state(t)
+        for k in 1...2 { XCTAssertEqual(try t.trainStep().nonfiniteSkipped, k) }
+        let consumed = t.training.consumed
+        for attempt in 0..<2 {
+            XCTAssertThrowsError(try (attempt == 0 ? t.trainStep() : t.run())) { e in
+                let pe = e as? PonderError
+                XCTAssertEqual(pe?.code, .invalidArgument)
+                XCTAssertTrue(pe?.message.contains("3 steps in a row (training.max_nonfinite_steps)") == true, "\(e)")
+                XCTAssertTrue(pe?.message.contains("of step 3; newest checkpoint \(ckpt)") == true, "\(e)")
+            }
+            XCTAssertEqual(t.training.step, 5)
+            XCTAssertEqual(t.training.consumed, consumed)
+            XCTAssertEqual(t.training.nonfiniteInARow, 2)
+        }
+        XCTAssertEqual(SFTTests.state(t), poisoned)
+        XCTAssertEqual(Checkpoints.latest(in: dir), ckpt)
+        XCTAssertEqual(try contents(), saved)
+        let lines = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 5)
+        XCTAssertTrue(lines[4].contains(#""nonfinite_skipped":2"#), String(lines[4]))
+        let resumed = try SFTTrainer(config: cfg)
+        XCTAssertEqual(resumed.training.step, 3)
+        XCTAssertTrue(try resumed.trainStep().loss.isFinite)
+    }
+
+    /// A callback returning false cancels as everywhere in the API: the state is saved, the call
+    /// throws CANCELLED, and running again continues from there.
+    func testCallbackFalseCancelsAndRunContinues() throws {
+        let dir = tempDir()
+        let t = try SFTTrainer(config: SFTTests.config(steps: 4, dir: dir))
+        var seen: [Int] = []
+        XCTAssertThrowsError(try t.run { m in seen.append(m.step); return m.step < 2 }) { e in
+            XCTAssertEqual((e as? PonderError)?.code, .cancelled)
+            XCTAssertTrue("\(e)".contains("after step 2 of 4; saved \(dir)/checkpoint-2"), "\(e)")
+        }
+        XCTAssertEqual(seen, [1, 2])
+        XCTAssertEqual(try t.run()?.step, 4)
+    }
+
+    func testTrainerKinds() throws {
+        let json = #"{"kind": "sft", "model": \#(SFTTests.scratch), "data": {"train": {"generate": "arithmetic", "count": 4}}}"#
+        let t = try makeTrainer(json: JSONValue.parse(json))
+        XCTAssertTrue(t is SFTTrainer)
+        // Each default is written once, in the config types.
+        XCTAssertEqual((t as? SFTTrainer)?.config.run.optimizer, AdamWConfig())
+        XCTAssertEqual(t.training.config.maxNonfiniteSteps, 5)
+        for (kind, message) in [(#""grpo""#, #"kind: unknown trainer kind "grpo" (expected "sft")"#), ("3", "kind: expected a string, got")] {
+            XCTAssertThrowsError(try makeTrainer(json: JSONValue.parse(json.replacingOccurrences(of: #""sft""#, with: kind)))) { e in
+                XCTAssertEqual((e as? PonderError)?.code, .invalidArgument)
+                XCTAssertTrue("\(e)".contains(message), "\(e)")
+            }
+        }
+        XCTAssertThrowsError(try SFTConfig(json: JSONValue.parse(#"{"kind": "grpo", "model": \#(SFTTests.scratch), "data": {"train": "x.jsonl"}, "training": {"max_nonfinite_steps": 0}}"#))) { e in
+            XCTAssertTrue("\(e)".contains(#"kind: an SFT config has kind "sft""#) && "\(e)".contains("training.max_nonfinite_steps"), "\(e)")
         }
     }
 

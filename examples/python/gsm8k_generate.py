@@ -3,17 +3,10 @@ completions per question decoded together. Usage: gsm8k_generate.py [--model PAT
 import argparse
 import json
 import os
-import re
 
 import ponder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def final_number(text):
-    """The last number in a text (a placeholder until the reward module's answer parser)."""
-    nums = re.findall(r"-?\d[\d,]*\.?\d*", text)
-    return nums[-1].replace(",", "").rstrip(".") if nums else None
 
 
 def main():
@@ -26,7 +19,6 @@ def main():
     with open(os.path.join(ROOT, "data", "gsm8k", "test.jsonl")) as f:
         rows = [json.loads(line) for _, line in zip(range(args.questions), f)]
     for i, row in enumerate(rows):
-        gold = row["answer"].split("####")[-1].strip().replace(",", "")
         msgs = [{"role": "user", "content": row["question"]}]
         print(f"\n=== Q{i}: {row['question']}\n--- greedy:")
         r = model.generate(messages=msgs, max_tokens=200, temperature=0,
@@ -35,9 +27,12 @@ def main():
         print(f"\n[{r['prompt_tokens']} prompt tokens, prefill {t['prefill_tokens_per_second']:.0f} tok/s, "
               f"decode {t['decode_tokens_per_second']:.1f} tok/s]")
         g = model.generate(messages=msgs, max_tokens=200, temperature=0.8, top_p=0.95, n=args.group, seed=i)
-        answers = [final_number(c["text"]) for c in g["completions"]]
-        print(f"--- group of {args.group}: final numbers {answers}, gold {gold}; "
-              f"{sum(a == gold for a in answers)}/{args.group} match; "
+        # Ponder's accuracy reward: final answer vs GSM8K's "#### N", math-verify semantics.
+        scores = ponder.score([{"completion": c["text"], "reference": row["answer"]} for c in g["completions"]],
+                              rewards=["accuracy"])
+        verdicts = [s["reasons"]["accuracy"] for s in scores]
+        print(f"--- group of {args.group}: {verdicts}; "
+              f"{sum(s['rewards']['accuracy'] == 1 for s in scores)}/{args.group} correct; "
               f"group decode {g['timings']['decode_tokens_per_second']:.1f} tok/s")
 
 

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-__all__ = ["PonderError", "Model", "Trainer", "library", "version"]
+__all__ = ["PonderError", "Model", "Trainer", "library", "version", "score"]
 
 # ponder_status values, as in ponder.h
 STATUS_NAMES = {
@@ -60,6 +60,7 @@ _lib: Optional[ctypes.CDLL] = None
 
 TOKEN_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p)
 METRICS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_void_p)
+REWARD_FN = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
 
 
 def library() -> ctypes.CDLL:
@@ -97,6 +98,10 @@ def library() -> ctypes.CDLL:
     lib.ponder_trainer_evaluate.argtypes = [ctypes.c_void_p, vpp]
     lib.ponder_trainer_save.argtypes = [ctypes.c_void_p, ctypes.c_char_p, vpp]
     lib.ponder_trainer_model.argtypes = [ctypes.c_void_p, vpp]
+    lib.ponder_score.argtypes = [ctypes.c_char_p, vpp]
+    lib.ponder_score.restype = ctypes.c_int
+    lib.ponder_trainer_set_reward.argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
+    lib.ponder_trainer_set_reward.restype = ctypes.c_int
     for f in ("ponder_model_load", "ponder_model_info", "ponder_tokenize", "ponder_detokenize",
               "ponder_generate", "ponder_generate_stream", "ponder_model_save", "ponder_trainer_create",
               "ponder_trainer_step", "ponder_trainer_run", "ponder_trainer_evaluate", "ponder_trainer_save",
@@ -109,6 +114,22 @@ def library() -> ctypes.CDLL:
 
 def version() -> str:
     return library().ponder_version().decode()
+
+
+def score(items: Sequence[Any], rewards: Optional[Sequence[str]] = None,
+          reward_weights: Optional[Sequence[float]] = None, **options: Any) -> List[Dict[str, Any]]:
+    """Scores completions with Ponder's rewards (ponder_score; no model needed). items: dicts
+    {"completion", "reference"?, "prompt"?, "completion_tokens"?} or completion strings; options
+    as in ponder.h (reflection_mode, format_mode, ...). One {"rewards", "total", "reasons"} per item."""
+    request: Dict[str, Any] = dict(options)
+    if rewards is not None:
+        request["rewards"] = list(rewards)
+    if reward_weights is not None:
+        request["reward_weights"] = list(reward_weights)
+    request["items"] = [{"completion": i} if isinstance(i, str) else i for i in items]
+    out = ctypes.c_void_p()
+    _check(library().ponder_score(json.dumps(request).encode(), ctypes.byref(out)))
+    return json.loads(_take_string(out))["results"]
 
 
 def _check(status: int) -> None:
@@ -240,21 +261,48 @@ class Model(_Handle):
 
 
 class Trainer(_Handle):
-    """A supervised fine-tuning run (config keys as in ponder.h: model, lora, data, training,
-    output, threads). Not thread-safe."""
+    """A training run of config["kind"] ("sft", the default, or "grpo": keys as in ponder.h:
+    model, lora, data, training, output, threads; GRPO adds reward). Not thread-safe."""
 
     _free = "ponder_trainer_free"
 
     def __init__(self, config: Dict[str, Any]):
         super().__init__(ctypes.c_void_p())
         _check(library().ponder_trainer_create(json.dumps(config).encode(), ctypes.byref(self._handle)))
+        self._rewards: Dict[str, Any] = {}
+        self._reward_errors: List[BaseException] = []
+
+    def set_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
+        """Registers a custom reward of a "grpo" trainer, declared in config["reward"]["custom"]:
+        fn(prompt, completion, reference) -> score, or None for no score. An exception inside
+        fn counts as no score for that completion and is re-raised after the step."""
+        def trampoline(prompt: bytes, completion: bytes, reference: Optional[bytes], _user: Any) -> float:
+            try:
+                v = fn(prompt.decode(), completion.decode(), reference.decode() if reference is not None else None)
+                return float("nan") if v is None else float(v)
+            except BaseException as e:
+                self._reward_errors.append(e)
+                return float("nan")
+        cb = REWARD_FN(trampoline)
+        self._rewards[name] = cb  # kept alive as long as the trainer may call it
+        _check(library().ponder_trainer_set_reward(self._h, name.encode(), cb, None))
+
+    def _raise_reward_errors(self) -> None:
+        if self._reward_errors:
+            e = self._reward_errors[0]
+            self._reward_errors = []
+            raise e
 
     def step(self) -> Dict[str, Any]:
         out = ctypes.c_void_p()
-        _check(library().ponder_trainer_step(self._h, ctypes.byref(out)))
+        status = library().ponder_trainer_step(self._h, ctypes.byref(out))
+        self._raise_reward_errors()
+        _check(status)
         return json.loads(_take_string(out))
 
     def run(self, on_step: Optional[Callable[[Dict[str, Any]], Optional[bool]]] = None) -> Dict[str, Any]:
+        """Trains to the last step. on_step returning False cancels: the steps done are saved
+        (with output.dir) and PonderError CANCELLED is raised; run() again continues."""
         failure: List[BaseException] = []
 
         def trampoline(metrics: bytes, _user: Any) -> bool:
@@ -269,6 +317,7 @@ class Trainer(_Handle):
         status = library().ponder_trainer_run(self._h, cb, None, ctypes.byref(out))
         if failure:
             raise failure[0]
+        self._raise_reward_errors()
         _check(status)
         return json.loads(_take_string(out))
 

@@ -1,0 +1,316 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The paper's four reflection dimensions, in its order.
+public enum ReflectionDimension: Int, CaseIterable, Sendable {
+    case backtracking, verification, subgoals, backwardChaining
+
+    public var name: String {
+        switch self {
+        case .backtracking: return "backtracking"
+        case .verification: return "verification"
+        case .subgoals: return "subgoals"
+        case .backwardChaining: return "backward_chaining"
+        }
+    }
+}
+
+// MARK: - The paper's patterns, hand-translated
+
+// The published reward (Red-Scarff/GRPO_reflection, open-r1/src/open_r1/rewards.py, the newest
+// `reflection_reward`) compiles one verbose alternation per dimension and runs `findall` on the
+// lower-cased completion:
+//   backtracking  \b(backtrack|error|fix|mistake)\b | re-eval(uate|ation)\b | (flawed|incorrect)\s+(approach|step)
+//   verification  \b(verify|check|confirm|test)\b | (cross|re)-?val(idate|idation)\b |
+//                 (unit|dimension)\s+analysis | (edge\s+case|boundary)\s+check
+//   subgoals      \b(step|stage|phase|subtask)\b | decompose\sin(to)?\s+\d+ |
+//                 (milestone|checkpoint)\s+\d+ | track\sprogress\s(at|on)
+//   backward      \b(target|goal|required)\b | work(ing)?\sbackwards\b | reverse\s(engineer|logic) |
+//                 deduce\sfrom\s(final|outcome)
+// Each function below returns where the first alternative that matches at `i` ends, as Python's
+// backtracking engine would; none of these patterns can match the empty string. No optional part
+// can be given back usefully (each is followed by something it cannot start with), so greedy
+// matching without backtracking finds the same matches.
+
+private struct Matcher {
+    let t: Scalars
+
+    @inline(__always) func boundary(_ i: Int) -> Bool {
+        let before = i > 0 && isWord(t[i - 1])
+        let after = i < t.count && isWord(t[i])
+        return before != after
+    }
+
+    @inline(__always) func lit(_ s: StaticString, _ i: Int) -> Int? {
+        let n = s.utf8CodeUnitCount
+        guard i + n <= t.count else { return nil }
+        let p = s.utf8Start
+        for k in 0..<n where t[i + k] != UInt32(p[k]) { return nil }
+        return i + n
+    }
+
+    /// The first of `words` that matches at i.
+    @inline(__always) func any(_ words: [StaticString], _ i: Int) -> Int? {
+        for w in words { if let e = lit(w, i) { return e } }
+        return nil
+    }
+
+    /// \b(w1|w2|...)\b
+    func wholeWord(_ words: [StaticString], _ i: Int) -> Int? {
+        guard boundary(i) else { return nil }
+        for w in words { if let e = lit(w, i), boundary(e) { return e } }
+        return nil
+    }
+
+    func spaces(_ i: Int, atLeast: Int) -> Int? {
+        var j = i
+        while j < t.count, isSpace(t[j]) { j += 1 }
+        return j - i >= atLeast ? j : nil
+    }
+
+    func oneSpace(_ i: Int) -> Int? { i < t.count && isSpace(t[i]) ? i + 1 : nil }
+
+    func digits(_ i: Int) -> Int? {
+        var j = i
+        while j < t.count, isDecimal(t[j]) { j += 1 }
+        return j > i ? j : nil
+    }
+
+    func backtracking(_ i: Int) -> Int? {
+        if let e = wholeWord(["backtrack", "error", "fix", "mistake"], i) { return e }
+        if let e = lit("re-eval", i) {
+            if let f = lit("uate", e), boundary(f) { return f }
+            if let f = lit("ation", e), boundary(f) { return f }
+        }
+        if let e = any(["flawed", "incorrect"], i), let s = spaces(e, atLeast: 1), let f = any(["approach", "step"], s) {
+            return f
+        }
+        return nil
+    }
+
+    func verification(_ i: Int) -> Int? {
+        if let e = wholeWord(["verify", "check", "confirm", "test"], i) { return e }
+        if var e = any(["cross", "re"], i) {
+            if e < t.count, t[e] == 0x2D { e += 1 }
+            if let v = lit("val", e) {
+                if let f = lit("idate", v), boundary(f) { return f }
+                if let f = lit("idation", v), boundary(f) { return f }
+            }
+        }
+        if let e = any(["unit", "dimension"], i), let s = spaces(e, atLeast: 1), let f = lit("analysis", s) { return f }
+        var head: Int? = nil
+        if let e = lit("edge", i), let s = spaces(e, atLeast: 1), let c = lit("case", s) { head = c }
+        if let e = head, let s = spaces(e, atLeast: 1), let f = lit("check", s) { return f }
+        if let e = lit("boundary", i), let s = spaces(e, atLeast: 1), let f = lit("check", s) { return f }
+        return nil
+    }
+
+    func subgoals(_ i: Int) -> Int? {
+        if let e = wholeWord(["step", "stage", "phase", "subtask"], i) { return e }
+        if let e = lit("decompose", i), let s = oneSpace(e), var n = lit("in", s) {
+            if let to = lit("to", n), let sp = spaces(to, atLeast: 1), let d = digits(sp) { return d }
+            n = s + 2
+            if let sp = spaces(n, atLeast: 1), let d = digits(sp) { return d }
+        }
+        if let e = any(["milestone", "checkpoint"], i), let s = spaces(e, atLeast: 1), let d = digits(s) { return d }
+        if let e = lit("track", i), let s = oneSpace(e), let p = lit("progress", s), let s2 = oneSpace(p),
+           let f = any(["at", "on"], s2) {
+            return f
+        }
+        return nil
+    }
+
+    func backwardChaining(_ i: Int) -> Int? {
+        if let e = wholeWord(["target", "goal", "required"], i) { return e }
+        if var e = lit("work", i) {
+            if let g = lit("ing", e) { e = g }
+            if let s = oneSpace(e), let b = lit("backwards", s), boundary(b) { return b }
+        }
+        if let e = lit("reverse", i), let s = oneSpace(e), let f = any(["engineer", "logic"], s) { return f }
+        if let e = lit("deduce", i), let s = oneSpace(e), let f = lit("from", s), let s2 = oneSpace(f),
+           let g = any(["final", "outcome"], s2) {
+            return g
+        }
+        return nil
+    }
+
+    func match(_ d: ReflectionDimension, _ i: Int) -> Int? {
+        switch d {
+        case .backtracking: return backtracking(i)
+        case .verification: return verification(i)
+        case .subgoals: return subgoals(i)
+        case .backwardChaining: return backwardChaining(i)
+        }
+    }
+
+    /// `len(re.findall(pattern, text))`: leftmost matches, left to right, without overlap.
+    func count(_ d: ReflectionDimension) -> Int {
+        var n = 0, i = 0
+        while i < t.count {
+            if let e = match(d, i) {
+                n += 1
+                i = e
+            } else {
+                i += 1
+            }
+        }
+        return n
+    }
+}
+
+/// Matches of each dimension's published pattern in `text`, after Python's `lower()`.
+public func reflectionMatchCounts(_ text: String) -> [Int] {
+    let m = Matcher(t: lowercased(text))
+    return ReflectionDimension.allCases.map { m.count($0) }
+}
+
+/// The paper's squashing of per-dimension counts: the i-th match of a dimension adds
+/// 0.5/(1 + (i−1)/2.5); raw = the sum; c = 0.8·ln(1 + raw); reward = 1 − 1/(1 + c^1.2), rounded
+/// to 2 decimals as Python's round() does. Same operation order as the published code, so the
+/// same double comes out.
+public func paperReflectionValue(counts: [Int]) -> Double {
+    var raw = 0.0
+    for c in counts where c > 0 {
+        var d = 0.0
+        for i in 1...c { d += 0.5 * (1 / (1 + Double(i - 1) / 2.5)) }
+        raw += d
+    }
+    let c = 0.8 * log1p(raw)
+    return roundHalfEven2(1 - 1 / (1 + pow(c, 1.2)))
+}
+
+// MARK: - Guarded mode
+
+/// A sentence of the reasoning: split at . ! ? ; followed by whitespace or the end, and at line
+/// breaks, so "3.5" stays whole.
+func sentences(_ t: Scalars) -> [Scalars.SubSequence] {
+    var out: [Scalars.SubSequence] = []
+    var start = 0
+    var i = 0
+    func emit(_ end: Int) {
+        var a = start, b = end
+        while a < b, isSpace(t[a]) { a += 1 }
+        while b > a, isSpace(t[b - 1]) { b -= 1 }
+        if b > a { out.append(t[a..<b]) }
+    }
+    while i < t.count {
+        let c = t[i]
+        if c == 0x0A || c == 0x0D {
+            emit(i)
+            start = i + 1
+        } else if (c == 0x2E || c == 0x21 || c == 0x3F || c == 0x3B) && (i + 1 == t.count || isSpace(t[i + 1])) {
+            emit(i + 1)
+            start = i + 1
+        }
+        i += 1
+    }
+    emit(t.count)
+    return out
+}
+
+/// A sentence with something to check: a digit and an operation (=, +, ×, ÷, /, <, >, or a minus
+/// before a digit or space), so "Let me verify: ." or a bare keyword list carries no weight.
+func isSubstantive(_ s: Scalars.SubSequence) -> Bool {
+    var digit = false, op = false
+    var i = s.startIndex
+    while i < s.endIndex {
+        let c = s[i]
+        if isASCIIDigit(c) { digit = true }
+        switch c {
+        case 0x3D, 0x2B, 0x2A, 0x2F, 0x3C, 0x3E, 0xD7, 0xF7, 0x2212, 0x2260, 0x2248, 0x2264, 0x2265: op = true
+        case 0x2D:
+            let n = s.index(after: i)
+            if n == s.endIndex || isASCIIDigit(s[n]) || isSpace(s[n]) { op = true }
+        default: break
+        }
+        i += 1
+    }
+    return digit && op
+}
+
+struct GuardedReflection {
+    var counts: [Int]
+    /// Share of sentences that repeat an earlier one, or of repeated word n-grams (the larger).
+    var repetition: Double
+    /// A sentence with a reflection keyword appears twice: the reflection is void.
+    var repeatedReflection: Bool
+    var corrected: Bool
+}
+
+/// The four dimensions counted in `think` (already lower-cased): at most once per distinct
+/// sentence, only in sentences with something to check, and not in sentences with more than two
+/// keywords (a pasted list). Also: how repetitive the text is, and whether a backtracking
+/// sentence replaced an earlier result by the final answer.
+func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?) -> GuardedReflection {
+    let sents = sentences(think)
+    var seen = Set<[UInt32]>()
+    var counts = [Int](repeating: 0, count: 4)
+    var backtrackAt: [Int] = []
+    var repeatedReflection = false
+    for (k, s) in sents.enumerated() {
+        let m = Matcher(t: Scalars(s))
+        let per = ReflectionDimension.allCases.map { m.count($0) }
+        let reflective = per.contains { $0 > 0 }
+        guard seen.insert(normalizedSentence(s)).inserted else {
+            if reflective { repeatedReflection = true }
+            continue
+        }
+        guard reflective, per.reduce(0, +) <= 2 else { continue }
+        // "That was a mistake." may carry no numbers itself; the corrected result follows it.
+        if per[ReflectionDimension.backtracking.rawValue] > 0 { backtrackAt.append(k) }
+        guard isSubstantive(s) else { continue }
+        for d in ReflectionDimension.allCases where per[d.rawValue] > 0 { counts[d.rawValue] += 1 }
+    }
+    let dup = sents.isEmpty ? 0 : 1 - Double(seen.count) / Double(sents.count)
+    let ngramRep = repeatedNgramFraction(words(think[...]), n: ngram)
+    var corrected = false
+    if let final = finalAnswer, !backtrackAt.isEmpty {
+        // Results stated as "= value" in each sentence.
+        let results: [[ParsedAnswer]] = sents.map { stated(in: $0) }
+        for k in backtrackAt {
+            let before = results[..<k].joined()
+            let after = results[k...].joined()
+            if before.contains(where: { !$0.equivalent(to: final) }), !before.contains(where: { $0.equivalent(to: final) }),
+               after.contains(where: { $0.equivalent(to: final) }) {
+                corrected = true
+                break
+            }
+        }
+    }
+    return GuardedReflection(counts: counts, repetition: max(dup, ngramRep), repeatedReflection: repeatedReflection,
+                             corrected: corrected)
+}
+
+private func normalizedSentence(_ s: Scalars.SubSequence) -> [UInt32] {
+    var out: [UInt32] = []
+    var space = false
+    for c in s {
+        if isSpace(c) { space = true; continue }
+        if space, !out.isEmpty { out.append(0x20) }
+        space = false
+        out.append(c)
+    }
+    return out
+}
+
+/// Values written right after an "=" in a sentence ("so 12 + 5 = 17" → 17).
+private func stated(in s: Scalars.SubSequence) -> [ParsedAnswer] {
+    var out: [ParsedAnswer] = []
+    var i = s.startIndex
+    while i < s.endIndex {
+        if s[i] == 0x3D {
+            var j = s.index(after: i)
+            while j < s.endIndex, isSpace(s[j]) { j += 1 }
+            var e = j
+            if e < s.endIndex, s[e] == 0x2D { e += 1 }
+            while e < s.endIndex, isASCIIDigit(s[e]) || s[e] == 0x2E || s[e] == 0x2C || s[e] == 0x2F { e += 1 }
+            while e > j, s[e - 1] == 0x2E || s[e - 1] == 0x2C { e -= 1 }
+            if e > j, let v = ParsedAnswer(string(s[j..<e])) { out.append(v) }
+            i = max(e, s.index(after: i))
+        } else {
+            i += 1
+        }
+    }
+    return out
+}

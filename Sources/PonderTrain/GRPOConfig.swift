@@ -1,0 +1,199 @@
+import PonderBase
+import PonderJSON
+import PonderModel
+import PonderRewards
+import PonderText
+
+/// The paper's system prompt: reason in <think>, answer in <answer>, and reflect by verifying,
+/// backtracking, reasoning backward and setting subgoals.
+public let paperSystemPrompt = """
+    A conversation between User and Assistant. The user asks a math question, and the Assistant solves it. \
+    The Assistant first thinks about the reasoning process in the mind and then provides the user with the answer. \
+    While thinking, the Assistant reflects: it verifies intermediate results and checks for errors, backtracks when \
+    a method fails and tries another, reasons backward from the desired outcome, and sets subgoals to break the \
+    problem into steps. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> \
+    tags, respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>.
+    """
+
+/// The JSON a GRPO run takes (kind "grpo"): the keys every trainer shares (`run`), "data" (the
+/// prompts and their reference answers), "reward" (the reward set) and GRPO's keys in
+/// "training", named as TRL's GRPOConfig names them. Defaults are the paper's (G = 7,
+/// β = 0.04, loss "grpo", rewards accuracy + format + reflection weighted 1/1/1), not TRL's
+/// (loss "dapo", β = 0).
+public struct GRPOConfig: Sendable {
+    public var run: TrainingRun.Config
+    public var train: DataSource
+    public var eval: DataSource?
+    /// A system message before every prompt (the paper's when "system": "paper").
+    public var system: String?
+    public var maxPromptLength = 512
+    public var reward: RewardConfig
+    /// Reward names whose functions the caller registers on the trainer (C: ponder_trainer_set_reward).
+    public var customRewards: [String] = []
+
+    /// Prompts a step samples, each with num_generations completions.
+    public var promptsPerStep = 2
+    public var numGenerations = 7
+    /// Micro-batches the step's completions are split into (TRL: steps_per_generation).
+    public var gradientAccumulationSteps = 1
+    public var maxCompletionLength = 256
+    public var sampling = SamplingParams()
+    public var loss = GRPOLossParams()
+    public var scaleRewards = RewardScaling.group
+    public var aggregation = RewardAggregation.sumThenNormalize
+    /// Optimizer steps per rollout (μ): the rollout's log-probabilities are the old policy.
+    public var numIterations = 1
+    /// Completions cut off at max_completion_length count no tokens in the loss.
+    public var maskTruncatedCompletions = false
+    /// Drop groups whose rewards are all equal (no signal) from the loss (DAPO's dynamic
+    /// sampling, without resampling).
+    public var skipZeroStdGroups = false
+    /// Every this many steps, the step's completions go to completions.jsonl (0: never).
+    public var logCompletionsSteps = 0
+    /// Greedy evaluation: at most this many eval prompts (0: all).
+    public var evalLimit = 0
+
+    public init(json: JSONValue) throws {
+        let r = JSONReader(json)
+        if let k = r.string("kind"), k != "grpo" { r.fail("kind", "a GRPO config has kind \"grpo\", got \"\(k)\"") }
+        let t = r.object("training")
+        run = TrainingRun.Config(root: r, training: t)
+        var trainSource: DataSource? = nil
+        if let d = r.object("data") {
+            trainSource = DataSource(d, "train")
+            if trainSource == nil && !d.hasErrors { d.failHere("missing \"train\"") }
+            eval = DataSource(d, "eval")
+            if let s = d.string("system") { system = s == "paper" ? paperSystemPrompt : s }
+            maxPromptLength = d.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
+            d.rejectUnknownKeys()
+        } else {
+            r.failHere("missing \"data\"")
+        }
+        train = trainSource ?? .arithmetic(count: 1, seed: 0, split: .train)
+
+        if let t {
+            promptsPerStep = t.int("prompts_per_step", in: 1...4096) ?? promptsPerStep
+            numGenerations = t.int("num_generations", in: 2...1024) ?? numGenerations
+            gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
+            maxCompletionLength = t.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
+            if let x = t.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(x) }
+            if let x = t.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(x) }
+            if let x = t.int("top_k", in: 0...10_000_000) { sampling.topK = x }
+            if let x = t.double("min_p", "a number in [0, 1]", valid: { $0 >= 0 && $0 <= 1 }) { sampling.minP = Float(x) }
+            if let x = t.double("repetition_penalty", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) {
+                sampling.repetitionPenalty = Float(x)
+            }
+            loss.beta = t.double("beta", "a number >= 0", valid: { $0 >= 0 }) ?? loss.beta
+            loss.epsilonLow = t.double("epsilon", "a number in [0, 1)", valid: { $0 >= 0 && $0 < 1 }) ?? loss.epsilonLow
+            loss.epsilonHigh = t.double("epsilon_high", "a positive number", valid: { $0 > 0 }) ?? loss.epsilonLow
+            func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ current: T) -> T where T.RawValue == String {
+                guard let s = t.string(key) else { return current }
+                if let v = T(rawValue: s) { return v }
+                t.fail(key, "expected one of \(T.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(s)\"")
+                return current
+            }
+            loss.lossType = choice("loss_type", loss.lossType)
+            loss.importanceSamplingLevel = choice("importance_sampling_level", loss.importanceSamplingLevel)
+            loss.useBiasCorrectionKL = t.bool("use_bias_correction_kl") ?? loss.useBiasCorrectionKL
+            scaleRewards = choice("scale_rewards", scaleRewards)
+            aggregation = choice("multi_objective_aggregation", aggregation)
+            numIterations = t.int("num_iterations", in: 1...1024) ?? numIterations
+            maskTruncatedCompletions = t.bool("mask_truncated_completions") ?? maskTruncatedCompletions
+            skipZeroStdGroups = t.bool("skip_zero_std_groups") ?? skipZeroStdGroups
+            logCompletionsSteps = t.int("log_completions_steps", in: 0...100_000_000) ?? logCompletionsSteps
+            evalLimit = t.int("eval_limit", in: 0...100_000_000) ?? evalLimit
+            // CISPO's cap is an absolute bound on the ratio, not 1 + ε: it has no sensible default.
+            if loss.lossType == .cispo && !t.has("epsilon_high") {
+                t.fail("epsilon_high", "loss_type \"cispo\" caps the ratio at epsilon_high itself (e.g. 5): give it explicitly")
+            }
+            if (promptsPerStep * numGenerations) % gradientAccumulationSteps != 0 {
+                t.fail("gradient_accumulation_steps", "must divide prompts_per_step × num_generations (\(promptsPerStep * numGenerations))")
+            }
+            t.rejectUnknownKeys()
+        }
+        loss.maxCompletionLength = maxCompletionLength
+
+        var rewardConfig = RewardConfig()
+        if let w = r.object("reward") {
+            customRewards = w.strings("custom") ?? []
+            rewardConfig = (try? RewardConfig(reading: w, customRewards: customRewards)) ?? rewardConfig
+            // The length reward's budget is the completion budget unless given.
+            if !w.has("max_completion_length") {
+                rewardConfig.maxCompletionLength = maxCompletionLength
+                rewardConfig.softPunishCache = min(rewardConfig.softPunishCache, maxCompletionLength)
+            }
+            w.rejectUnknownKeys()
+        } else {
+            rewardConfig.maxCompletionLength = maxCompletionLength
+            rewardConfig.softPunishCache = min(rewardConfig.softPunishCache, maxCompletionLength)
+        }
+        reward = rewardConfig
+        try r.finish()
+    }
+}
+
+/// A GRPO prompt: the conversation up to the answer, and the reference the accuracy reward
+/// compares with (nil: no reference; accuracy then has no score).
+public struct GRPOPrompt: Sendable {
+    public var messages: [ChatTemplate.Message]
+    public var reference: String?
+    /// The user's question, as rewards and logs see the prompt.
+    public var text: String { messages.last { $0.role == "user" }?.content ?? messages.last?.content ?? "" }
+}
+
+extension DataSource {
+    /// Prompts with references: every example's conversation before its last assistant turn,
+    /// with that turn's final answer as the reference. JSONL lines may also be
+    /// {"prompt", "reference"} (or "solution", or "answer"), or {"messages", "reference"}.
+    func prompts(system: String?) throws -> [GRPOPrompt] {
+        if case let .jsonl(path) = self {
+            let bytes = try readFile(path)
+            var out: [GRPOPrompt] = []
+            var lineNo = 0
+            for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+                lineNo += 1
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+                let w = "\(path):\(lineNo)"
+                let v = try line.withUnsafeBytes { try JSONValue.parse($0, what: w) }
+                if let ref = v["reference"] ?? v["solution"] ?? (v["question"] == nil ? v["answer"] : nil) {
+                    let r = JSONReader(v, what: w)
+                    var messages: [ChatTemplate.Message] = system.map { [.init(role: "system", content: $0)] } ?? []
+                    if let p = r.string("prompt") {
+                        messages.append(.init(role: "user", content: p))
+                    } else if let ms = r.array("messages") {
+                        for (i, m) in ms.enumerated() {
+                            let mr = r.element("messages", i, m)
+                            if let role = mr.string("role"), let content = mr.string("content") {
+                                messages.append(.init(role: role, content: content))
+                            } else {
+                                mr.failHere("needs string \"role\" and \"content\"")
+                            }
+                            mr.rejectUnknownKeys()
+                        }
+                    } else {
+                        r.failHere("needs \"prompt\" or \"messages\" with its \"reference\"")
+                    }
+                    for k in ["reference", "solution", "answer"] { _ = r.value(k) }
+                    guard let refText = ref.asString else { throw PonderError.invalid("\(w): the reference must be a string") }
+                    try r.finish()
+                    out.append(GRPOPrompt(messages: messages, reference: refText))
+                } else {
+                    out.append(GRPOPrompt(try Datasets.example(v, where: w, system: system)))
+                }
+            }
+            guard !out.isEmpty else { throw PonderError.invalid("\(path): no prompts") }
+            return out
+        }
+        return try examples(system: system).map { GRPOPrompt($0) }
+    }
+}
+
+extension GRPOPrompt {
+    init(_ ex: ChatExample) {
+        let last = ex.messages.lastIndex { $0.role == "assistant" } ?? ex.messages.endIndex
+        messages = Array(ex.messages[..<last])
+        // The reference is the example's final answer ("<answer>42</answer>" → "42").
+        reference = last < ex.messages.endIndex
+            ? (Answers.finalAnswerText(in: ex.messages[last].content) ?? ex.messages[last].content) : nil
+    }
+}

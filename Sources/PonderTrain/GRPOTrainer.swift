@@ -1,0 +1,288 @@
+import PonderBase
+import PonderJSON
+import PonderKernels
+import PonderModel
+import PonderRewards
+import PonderText
+
+/// Stage 3: Group Relative Policy Optimization on a TrainingRun. A step samples
+/// prompts_per_step prompts × num_generations completions in one grouped decode (each prompt's
+/// cache shared by its group), scores them with the reward set, turns rewards into group
+/// advantages, and descends GRPO's loss (GRPOLoss.swift, TRL's computation) over the
+/// completions in gradient_accumulation_steps micro-batches.
+///
+/// Log-probabilities follow TRL: the policy, the old policy and the reference are all scored by
+/// the training forward on logits / temperature. Sampling filters (top-k, top-p, min-p,
+/// repetition penalty) shape what is sampled, but every ratio is to the unfiltered policy at
+/// the temperature. With one update per rollout (num_iterations 1) the old log-probabilities
+/// are the current ones, detached, so each ratio is exactly 1 and no extra pass is made.
+public final class GRPOTrainer: Trainer {
+    public let config: GRPOConfig
+    public let training: TrainingRun
+    public let prompts: [GRPOPrompt]
+    public let evalPrompts: [GRPOPrompt]
+    let promptIDs: [[Int32]]
+    let acts: TrainActivations
+    /// The frozen reference for the KL term of a full fine-tune (with LoRA the reference is the
+    /// base model: the adapters switched off, no second copy).
+    let reference: LlamaModel?
+    var custom: [String: CustomReward] = [:]
+    var rollout: Rollout?
+    var completionsFile: String?
+
+    public var model: LlamaModel { training.model }
+
+    struct Sequence {
+        var prompt: Int          // index into the step's prompts
+        var promptIDs: [Int32]
+        var completion: [Int32]
+        var text: String
+        var finish: FinishReason
+        var mask: [Bool]
+        var advantage = 0.0
+        var oldLogp: [Float]?
+        var refLogp: [Float]?
+        var scores: ScoredCompletion?
+    }
+
+    struct Rollout {
+        var sequences: [Sequence]
+        var metrics: [(String, JSONValue)]
+        var prompts: [GRPOPrompt]
+    }
+
+    public init(config: GRPOConfig) throws {
+        self.config = config
+        training = try TrainingRun(config: config.run)
+        let model = training.model
+        prompts = try config.train.prompts(system: config.system)
+        var evalList = try config.eval?.prompts(system: config.system) ?? []
+        if config.evalLimit > 0 && evalList.count > config.evalLimit { evalList = Array(evalList.prefix(config.evalLimit)) }
+        evalPrompts = evalList
+        let budget = model.config.maxPositions - config.maxCompletionLength
+        guard budget >= 1 else {
+            throw PonderError.invalid("training.max_completion_length: \(config.maxCompletionLength) leaves no room for a prompt in the context of \(model.config.maxPositions)")
+        }
+        let maxPrompt = min(config.maxPromptLength, budget)
+        promptIDs = try prompts.map { try GRPOTrainer.tokens(of: $0, model: model, maxLength: maxPrompt) }
+        let longest = (promptIDs.map(\.count).max() ?? 1) + config.maxCompletionLength
+        let micro = config.promptsPerStep * config.numGenerations / config.gradientAccumulationSteps
+        acts = try TrainActivations(model: model, sequences: micro, length: longest, checkpointing: config.run.gradientCheckpointing)
+        reference = config.loss.beta != 0 && config.run.lora == nil ? try config.run.model.load() : nil
+        try training.start(dataCount: prompts.count, perStep: config.promptsPerStep)
+        if let d = config.run.outputDir, config.logCompletionsSteps > 0 { completionsFile = d + "/completions.jsonl" }
+    }
+
+    /// Registers the function of a reward named in reward.custom.
+    public func setReward(_ name: String, _ f: @escaping CustomReward) throws {
+        guard config.customRewards.contains(name) else {
+            throw PonderError.invalid("reward \"\(name)\" is not declared in the config's reward.custom (\(config.customRewards))")
+        }
+        custom[name] = f
+    }
+
+    /// The prompt as the model sees it: its chat template with the assistant turn opened, the
+    /// last max_prompt_length tokens (TRL keeps the end too).
+    static func tokens(of p: GRPOPrompt, model: LlamaModel, maxLength: Int) throws -> [Int32] {
+        let t = model.tokenizer
+        let text = t.chatTemplate.render(p.messages) ?? p.messages.map(\.content).joined(separator: "\n")
+        var ids = t.encode(text, parseSpecial: true)
+        guard !ids.isEmpty else { throw PonderError.invalid("data: a prompt encodes to no tokens") }
+        if ids.count > maxLength { ids.removeFirst(ids.count - maxLength) }
+        return ids
+    }
+
+    func rewardSet() throws -> RewardSet {
+        for name in config.customRewards where custom[name] == nil {
+            throw PonderError(.misuse, "reward \"\(name)\" is declared in reward.custom but no function was registered for it")
+        }
+        return RewardSet(config: config.reward, custom: custom)
+    }
+
+    // MARK: - Rollout
+
+    func makeRollout() throws -> Rollout {
+        let rewards = try rewardSet()
+        let g = config.numGenerations
+        let picked = (0..<config.promptsPerStep).map { _ in training.nextIndex() }
+        var req = GenerateRequest()
+        req.n = g
+        req.maxTokens = config.maxCompletionLength
+        req.sampling = config.sampling
+        // A function of (seed, step), so a resumed run samples what the uninterrupted one did.
+        var rng = RandomGenerator(seed: training.config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(training.step))
+        req.seed = rng.next() >> 1
+        let t0 = monotonicSeconds()
+        let gen = try model.generate(prompts: picked.map { promptIDs[$0] }, req)
+        let t1 = monotonicSeconds()
+
+        var seqs: [Sequence] = []
+        for (i, c) in gen.completions.enumerated() {
+            let k = i / g
+            // Truncated completions may be left out of the loss; the rest count every token,
+            // their end-of-sequence token included (the model must learn to stop).
+            let keep = !(config.maskTruncatedCompletions && c.finishReason == .length)
+            seqs.append(Sequence(prompt: k, promptIDs: promptIDs[picked[k]], completion: c.tokenIDs, text: c.text,
+                                 finish: c.finishReason, mask: Array(repeating: keep, count: c.tokenIDs.count)))
+        }
+        let stepPrompts = picked.map { prompts[$0] }
+        for i in seqs.indices {
+            let p = stepPrompts[seqs[i].prompt]
+            seqs[i].scores = rewards.score(RewardInput(completion: seqs[i].text, reference: p.reference, prompt: p.text,
+                                                       completionTokens: seqs[i].completion.count))
+        }
+        let names = config.reward.rewards
+        let matrix = seqs.map { s in names.map { s.scores?[$0]?.value ?? .nan } }
+        let adv = try groupAdvantages(rewards: matrix, weights: config.reward.rewardWeights, names: names, groupSize: g,
+                                      scale: config.scaleRewards, aggregation: config.aggregation)
+        for i in seqs.indices { seqs[i].advantage = adv.advantages[i] }
+        if config.skipZeroStdGroups {
+            seqs = seqs.enumerated().filter { !adv.isStdZero[$0.offset] }.map(\.element)
+        }
+
+        // The old policy (μ > 1) and the reference, scored before any update of this rollout.
+        let t2 = monotonicSeconds()
+        if config.numIterations > 1 {
+            for range in microBatches(seqs.count) {
+                let lp = try scoreLogp(Array(seqs[range]), with: model)
+                for (j, i) in range.enumerated() { seqs[i].oldLogp = lp[j] }
+            }
+        }
+        if config.loss.beta != 0 {
+            let saved = model.adapters
+            if saved != nil { model.adapters = nil }
+            defer { if saved != nil { model.adapters = saved } }
+            for range in microBatches(seqs.count) {
+                let lp = try scoreLogp(Array(seqs[range]), with: reference ?? model)
+                for (j, i) in range.enumerated() { seqs[i].refLogp = lp[j] }
+            }
+        }
+        let t3 = monotonicSeconds()
+
+        var metrics: [(String, JSONValue)] = adv.metrics.map { ($0.0, .double($0.1)) }
+        let all = gen.completions
+        let lengths = all.map { Double($0.tokenIDs.count) }
+        let terminated = all.filter { $0.finishReason != .length }.map { Double($0.tokenIDs.count) }
+        metrics += [
+            ("completions/mean_length", .double(lengths.reduce(0, +) / Double(max(1, lengths.count)))),
+            ("completions/min_length", .double(lengths.min() ?? 0)),
+            ("completions/max_length", .double(lengths.max() ?? 0)),
+            ("completions/clipped_ratio", .double(Double(all.count - terminated.count) / Double(max(1, all.count)))),
+            ("completions/mean_terminated_length", .double(terminated.isEmpty ? 0 : terminated.reduce(0, +) / Double(terminated.count))),
+        ]
+        // The paper's quantities, on every completion of the step.
+        var scored: [ScoredCompletion] = []
+        for i in gen.completions.indices {
+            let p = stepPrompts[i / g]
+            scored.append(RewardSet(config: RewardConfig()).score(RewardInput(completion: all[i].text, reference: p.reference)))
+        }
+        metrics += Evaluation.rates(texts: all.map(\.text), scored: scored)
+        metrics += [("rollout_seconds", .double(t1 - t0)), ("reference_seconds", .double(t3 - t2)),
+                    ("rollout_tokens_per_second", .double(gen.decodeSeconds > 0 ? lengths.reduce(0, +) / gen.decodeSeconds : 0))]
+        if let f = completionsFile, (training.step + 1) % config.logCompletionsSteps == 0 {
+            for s in seqs {
+                var fields: [(String, JSONValue)] = [("step", .int(Int64(training.step + 1))),
+                                                     ("prompt", .string(stepPrompts[s.prompt].text)),
+                                                     ("completion", .string(s.text)), ("advantage", .double(s.advantage))]
+                if let sc = s.scores { fields.append(("rewards", sc.json)) }
+                try appendLine(f, JSONValue.object(fields).serialized())
+            }
+        }
+        return Rollout(sequences: seqs, metrics: metrics, prompts: stepPrompts)
+    }
+
+    /// The step's sequences split into gradient_accumulation_steps contiguous micro-batches.
+    func microBatches(_ n: Int) -> [Range<Int>] {
+        let m = config.gradientAccumulationSteps
+        let size = (n + m - 1) / m
+        return stride(from: 0, to: n, by: max(1, size)).map { $0..<min(n, $0 + size) }
+    }
+
+    /// Prompt + completion rows, right-padded, with every completion token as a target.
+    func batch(_ seqs: [Sequence]) -> TokenBatch {
+        let len = max(1, seqs.map { $0.promptIDs.count + $0.completion.count }.max() ?? 1)
+        let pad = model.tokenizer.eos ?? 0
+        var tokens = [Int32](repeating: pad, count: seqs.count * len)
+        var targets = [Int32](repeating: -1, count: seqs.count * len)
+        for (b, s) in seqs.enumerated() {
+            let row = s.promptIDs + s.completion
+            for (i, t) in row.enumerated() { tokens[b * len + i] = t }
+            for (j, t) in s.completion.enumerated() { targets[b * len + s.promptIDs.count - 1 + j] = t }
+        }
+        return TokenBatch(sequences: seqs.count, length: len, tokens: tokens, targets: targets, temperature: config.sampling.temperature)
+    }
+
+    /// log p of each completion token under `m` (no gradient).
+    func scoreLogp(_ seqs: [Sequence], with m: LlamaModel) throws -> [[Float]] {
+        guard !seqs.isEmpty else { return [] }
+        let b = batch(seqs)
+        let lp = try m.trainForward(b, acts)
+        return seqs.enumerated().map { k, s in
+            (0..<s.completion.count).map { lp[k * b.length + s.promptIDs.count - 1 + $0] }
+        }
+    }
+
+    // MARK: - Step
+
+    @discardableResult
+    public func trainStep() throws -> StepMetrics {
+        try training.step(evaluate: evalPrompts.isEmpty ? nil : evaluationMetrics) {
+            if rollout == nil || training.step % config.numIterations == 0 { rollout = try makeRollout() }
+            guard let r = rollout else { throw PonderError(.internal, "no rollout") }
+            let t0 = monotonicSeconds()
+            let seqs = r.sequences
+            let stepTokens = seqs.reduce(0) { $0 + $1.mask.filter { $0 }.count }
+            let ranges = microBatches(seqs.count)
+            var loss = 0.0, tokens = 0
+            var entropySum = 0.0, entropyCount = 0.0
+            var micro: [[(String, Double)]] = []
+            for range in ranges {
+                let part = Array(seqs[range])
+                let b = batch(part)
+                tokens += part.reduce(0) { $0 + $1.promptIDs.count + $1.completion.count }
+                var entropy = [Float](repeating: 0, count: b.sequences * b.length)
+                let lp = try entropy.withUnsafeMutableBufferPointer { try model.trainForward(b, acts, entropy: $0.baseAddress!) }
+                var inputs: [GRPOSequence] = []
+                for (k, s) in part.enumerated() {
+                    let base = k * b.length + s.promptIDs.count - 1
+                    let logp = (0..<s.completion.count).map { lp[base + $0] }
+                    for j in 0..<s.completion.count where s.mask[j] {
+                        entropySum += Double(entropy[base + j])
+                        entropyCount += 1
+                    }
+                    inputs.append(GRPOSequence(logp: logp, oldLogp: s.oldLogp, refLogp: s.refLogp, mask: s.mask, advantage: s.advantage))
+                }
+                let res = try grpoMicroBatchLoss(inputs, params: config.loss, microBatches: ranges.count, stepTokens: stepTokens)
+                loss += res.loss
+                micro.append(res.metrics)
+                var coef = [Float](repeating: 0, count: b.sequences * b.length)
+                for (k, s) in part.enumerated() {
+                    let base = k * b.length + s.promptIDs.count - 1
+                    for j in 0..<s.completion.count { coef[base + j] = res.dLogp[k][j] }
+                }
+                model.trainBackward(b, acts, dLogp: coef, grads: training.params.grads.pointer)
+            }
+            var metrics = r.metrics
+            // Micro-batch metrics as TRL logs them over a step: the mean of each, except the
+            // extremes, which are the extreme over micro-batches.
+            for (key, _) in micro.first ?? [] {
+                let values = micro.compactMap { $0.first { $0.0 == key }?.1 }.filter { !$0.isNaN }
+                let v: Double = key.hasSuffix("_min") ? (values.min() ?? .nan) : key.hasSuffix("_max") ? (values.max() ?? .nan)
+                    : values.reduce(0, +) / Double(max(1, values.count))
+                metrics.append((key, .double(v)))
+            }
+            metrics.append(("entropy", .double(entropySum / max(1, entropyCount))))
+            metrics.append(("update_seconds", .double(monotonicSeconds() - t0)))
+            return StepResult(loss: loss, tokens: tokens, metrics: metrics)
+        }
+    }
+
+    public var hasEvaluation: Bool { !evalPrompts.isEmpty }
+
+    public func evaluationMetrics() throws -> [(String, JSONValue)] {
+        guard !evalPrompts.isEmpty else { throw PonderError.invalid("no eval prompts (data.eval)") }
+        let r = try Evaluation.run(model: model, prompts: evalPrompts, maxTokens: config.maxCompletionLength,
+                                   maxPromptLength: config.maxPromptLength)
+        return r.metrics.map { ("eval_" + $0.0, $0.1) }
+    }
+}

@@ -1,0 +1,152 @@
+import PonderBase
+import PonderJSON
+import PonderModel
+import PonderRewards
+import PonderText
+
+/// Rejection-sampling SFT (DeepSeek-R1's stage between two RL rounds): sample K completions
+/// per prompt from the current model, keep those whose rewards pass, drop duplicates, write the
+/// kept set as a JSONL dataset anyone can reuse, then fine-tune on it.
+///
+/// Config (kind "rejection_sft"): every SFT key — "model" is both the sampler and the model
+/// fine-tuned, "data" the SFT options with "train" omitted (it is the sampled set) — plus
+/// {"rejection": {"prompts": JSONL | {"generate": "arithmetic", ...}, "system": null | "paper" | text,
+///   "num_samples": 8, "max_completion_length": 256, "temperature": 1, "top_p": 1, "seed": 0,
+///   "min_reward": 2, "require": ["accuracy", "format"], "max_per_prompt": 0,
+///   "reward": {reward options as in GRPO's "reward"}, "output": "path.jsonl"}}
+/// A completion is kept when its weighted total is at least min_reward and every reward named
+/// in `require` scored 1. The dataset goes to `output` (default output.dir/rejection_samples.jsonl);
+/// when that file exists (a resumed run) it is reused rather than sampled again.
+public struct RejectionSamplingConfig: Sendable {
+    public var prompts: DataSource = .arithmetic(count: 64, seed: 0, split: .train)
+    public var system: String?
+    public var numSamples = 8
+    public var maxCompletionLength = 256
+    public var sampling = SamplingParams()
+    public var seed: UInt64 = 0
+    public var minReward = 2.0
+    public var require = ["accuracy", "format"]
+    /// Kept completions per prompt at most (0: all distinct ones).
+    public var maxPerPrompt = 0
+    public var reward = RewardConfig()
+    public var output: String?
+    public var maxPromptLength = 512
+
+    init(reader r: JSONReader) {
+        if let p = DataSource(r, "prompts") { prompts = p } else if !r.hasErrors { r.failHere("missing \"prompts\"") }
+        if let s = r.string("system") { system = s == "paper" ? paperSystemPrompt : s }
+        numSamples = r.int("num_samples", in: 1...1024) ?? numSamples
+        maxCompletionLength = r.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
+        if let t = r.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(t) }
+        if let p = r.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(p) }
+        seed = UInt64(r.int("seed", in: 0...Int64(Int32.max)) ?? 0)
+        minReward = r.double("min_reward", "a finite number", valid: { _ in true }) ?? minReward
+        require = r.strings("require") ?? require
+        maxPerPrompt = r.int("max_per_prompt", in: 0...1024) ?? maxPerPrompt
+        maxPromptLength = r.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
+        if let w = r.object("reward") {
+            reward = (try? RewardConfig(reading: w)) ?? reward
+            w.rejectUnknownKeys()
+        }
+        for (i, name) in require.enumerated() where !reward.rewards.contains(name) {
+            r.fail("require[\(i)]", "\"\(name)\" is not one of the rewards (\(reward.rewards.joined(separator: ", ")))")
+        }
+        output = r.string("output")
+        r.rejectUnknownKeys()
+    }
+}
+
+public enum RejectionSampling {
+    public struct Result: Sendable {
+        public var examples: [ChatExample]
+        public var sampled: Int
+        public var promptsKept: Int
+    }
+
+    /// Samples, filters and de-duplicates; the kept examples are the prompt's messages followed
+    /// by the completion as the assistant's turn.
+    public static func sample(model: LlamaModel, prompts: [GRPOPrompt], config c: RejectionSamplingConfig) throws -> Result {
+        let rewards = RewardSet(config: c.reward)
+        let budget = max(1, min(c.maxPromptLength, model.config.maxPositions - c.maxCompletionLength))
+        var req = GenerateRequest()
+        req.n = c.numSamples
+        req.maxTokens = c.maxCompletionLength
+        req.sampling = c.sampling
+        var out: [ChatExample] = []
+        var sampled = 0, promptsKept = 0
+        // A few prompts per decode, so the batch has enough rows to keep the cores busy.
+        let perBatch = max(1, 32 / c.numSamples)
+        var start = 0
+        while start < prompts.count {
+            let chunk = Array(prompts[start..<min(prompts.count, start + perBatch)])
+            req.seed = c.seed &+ UInt64(start) &* 7919
+            let ids = try chunk.map { try GRPOTrainer.tokens(of: $0, model: model, maxLength: budget) }
+            let gen = try model.generate(prompts: ids, req)
+            for (k, p) in chunk.enumerated() {
+                var seen: Set<String> = []
+                var kept = 0
+                for j in 0..<c.numSamples {
+                    let completion = gen.completions[k * c.numSamples + j]
+                    sampled += 1
+                    // Only completions that ended on their own: a truncated one teaches rambling.
+                    guard completion.finishReason != .length, !seen.contains(completion.text) else { continue }
+                    let s = rewards.score(RewardInput(completion: completion.text, reference: p.reference, prompt: p.text,
+                                                      completionTokens: completion.tokenIDs.count))
+                    guard let total = s.total, total >= c.minReward,
+                          c.require.allSatisfy({ s[$0]?.value == 1 }) else { continue }
+                    seen.insert(completion.text)
+                    out.append(ChatExample(messages: p.messages + [.init(role: "assistant", content: completion.text)]))
+                    kept += 1
+                    if c.maxPerPrompt > 0 && kept >= c.maxPerPrompt { break }
+                }
+                if kept > 0 { promptsKept += 1 }
+            }
+            start += perBatch
+        }
+        return Result(examples: out, sampled: sampled, promptsKept: promptsKept)
+    }
+
+    /// The kept set as JSONL {"messages": [...]} lines, written atomically.
+    public static func write(_ examples: [ChatExample], to path: String) throws {
+        var text = ""
+        for e in examples {
+            let msgs = JSONValue.array(e.messages.map { .object([("role", .string($0.role)), ("content", .string($0.content))]) })
+            text += JSONValue.object([("messages", msgs)]).serialized() + "\n"
+        }
+        try AtomicFile.write(path, text)
+    }
+}
+
+/// Builds the kind "rejection_sft" trainer: samples (or reuses) the dataset, then an SFT
+/// trainer on it.
+func makeRejectionSFTTrainer(json: JSONValue) throws -> SFTTrainer {
+    guard case var .object(fields) = json else { throw PonderError.invalid("<root>: expected an object") }
+    let r = JSONReader(json)
+    guard let rr = r.object("rejection") else { throw PonderError.invalid("missing \"rejection\" (the sampling options)") }
+    let rc = RejectionSamplingConfig(reader: rr)
+    if r.hasErrors { try r.finish() }
+    let outDir = json["output"]?["dir"]?.asString
+    guard let path = rc.output ?? outDir.map({ $0 + "/rejection_samples.jsonl" }) else {
+        throw PonderError.invalid("rejection.output: where to write the sampled dataset (or set output.dir)")
+    }
+    if !fileExists(path) {
+        guard let m = json["model"] else { throw PonderError.invalid("missing \"model\"") }
+        let spec = ModelSpec(reader: JSONReader(m, what: "model"))
+        let model = try spec.load()
+        let prompts = try rc.prompts.prompts(system: rc.system)
+        let res = try RejectionSampling.sample(model: model, prompts: prompts, config: rc)
+        guard !res.examples.isEmpty else {
+            throw PonderError.invalid("rejection: none of \(res.sampled) samples passed (min_reward \(rc.minReward), require \(rc.require))")
+        }
+        if let dir = outDir { try makeDirectories(dir) }
+        try RejectionSampling.write(res.examples, to: path)
+    }
+    // The SFT config: the same keys with data.train = the sampled set.
+    fields.removeAll { $0.0 == "rejection" || $0.0 == "kind" }
+    var data: [(String, JSONValue)] = []
+    if case let .object(d)? = json["data"] { data = d.filter { $0.0 != "train" } }
+    data.append(("train", .string(path)))
+    fields.removeAll { $0.0 == "data" }
+    fields.append(("data", .object(data)))
+    return try SFTTrainer(config: SFTConfig(json: .object(fields)))
+}

@@ -1,0 +1,85 @@
+"""The trainer handle through the C ABI: the "kind" a config names, and a callback that returns
+false (PONDER_ERR_CANCELLED, the steps done saved, a second run continues)."""
+import os
+
+import pytest
+
+import ponder
+
+
+def config(tmp_path, **extra):
+    return {"model": {"scratch": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2,
+                                  "context_length": 96, "seed": 3}},
+            "data": {"train": {"generate": "arithmetic", "count": 16, "seed": 2}, "max_length": 64},
+            "training": {"batch_size": 2, "max_steps": 4, "learning_rate": 1e-3},
+            "output": {"dir": str(tmp_path / "run")}, **extra}
+
+
+def test_kind_selects_the_trainer(tmp_path):
+    with pytest.raises(ponder.PonderError) as e:
+        ponder.Trainer(config(tmp_path, kind="ppo"))
+    assert e.value.status_name == "INVALID_ARGUMENT"
+    assert 'kind: unknown trainer kind "ppo"' in e.value.message
+    with pytest.raises(ponder.PonderError) as e:
+        ponder.Trainer(config(tmp_path, kind="grpo"))  # an SFT config is not a GRPO one
+    assert e.value.status_name == "INVALID_ARGUMENT" and "training.batch_size: unknown key" in e.value.message
+    with pytest.raises(ponder.PonderError) as e:
+        ponder.Trainer(config(tmp_path, kind=1))
+    assert e.value.status_name == "INVALID_ARGUMENT" and "kind" in e.value.message
+    t = ponder.Trainer(config(tmp_path, kind="sft"))
+    assert t.step()["step"] == 1
+
+
+def test_callback_false_cancels_and_the_run_continues(tmp_path):
+    t = ponder.Trainer(config(tmp_path))
+    seen = []
+
+    def on_step(m):
+        seen.append(m["step"])
+        return m["step"] < 2
+
+    with pytest.raises(ponder.PonderError) as e:
+        t.run(on_step=on_step)
+    assert e.value.status_name == "CANCELLED"
+    assert seen == [1, 2]
+    assert os.path.exists(tmp_path / "run" / "checkpoint-2" / "trainer_state.json")
+    summary = t.run()
+    assert summary["global_step"] == 4 and summary["checkpoint"].endswith("checkpoint-4")
+
+
+def grpo_config(tmp_path, **reward):
+    return {"kind": "grpo",
+            "model": {"scratch": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2,
+                                  "context_length": 96, "seed": 3}},
+            "data": {"train": {"generate": "arithmetic", "count": 16, "seed": 2}},
+            "reward": {"custom": ["vowels"], "rewards": ["format", "vowels"], "reward_weights": [1, 1], **reward},
+            "training": {"prompts_per_step": 2, "num_generations": 3, "max_completion_length": 16, "max_steps": 2},
+            "output": {"dir": str(tmp_path / "grpo")}}
+
+
+def test_grpo_with_a_python_reward(tmp_path):
+    t = ponder.Trainer(grpo_config(tmp_path))
+    with pytest.raises(ponder.PonderError) as e:
+        t.step()  # declared, not registered yet
+    assert e.value.status_name == "MISUSE" and "vowels" in e.value.message
+    seen = []
+
+    def vowels(prompt, completion, reference):
+        seen.append((prompt, reference))
+        return sum(c in "aeiou" for c in completion) if len(completion) % 5 else None
+
+    t.set_reward("vowels", vowels)
+    m = t.step()
+    assert len(seen) == 6, "one call per completion"
+    assert all(p.startswith("What is") and r is not None for p, r in seen)
+    assert m["rewards/vowels/mean"] >= 0 and "kl" in m and "reward" in m
+    with pytest.raises(ponder.PonderError) as e:
+        t.set_reward("other", vowels)
+    assert e.value.status_name == "INVALID_ARGUMENT"
+
+    def broken(prompt, completion, reference):
+        raise ValueError("environment crashed")
+
+    t.set_reward("vowels", broken)
+    with pytest.raises(ValueError, match="environment crashed"):
+        t.step()
