@@ -31,9 +31,16 @@ export PONDER_FUZZ_DIR="$ROOT/Tests/Fuzz"
 LIMITS=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048)
 
 build() {
-  PONDER_FUZZ=1 swift build -c release --scratch-path .build-fuzz --product ponder-fuzz \
-    -Xswiftc -sanitize=fuzzer,address 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|Cannot export local symbol' || true
-  [ -x "$BIN" ] || { echo "fuzz.sh: build failed" >&2; exit 1; }
+  local log=.build-fuzz/build.log
+  mkdir -p .build-fuzz
+  # A failed build must not leave the previous binary to fuzz stale code.
+  if ! PONDER_FUZZ=1 swift build -c release --scratch-path .build-fuzz --product ponder-fuzz \
+       -Xswiftc -sanitize=fuzzer,address >"$log" 2>&1; then
+    grep -E 'error' "$log" | head -20 >&2
+    echo "fuzz.sh: build failed (log: $log)" >&2
+    exit 1
+  fi
+  grep -E '^Build' "$log" || true
 }
 
 scratch() {
