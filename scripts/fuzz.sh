@@ -35,7 +35,7 @@ build() {
   mkdir -p .build-fuzz
   # A failed build must not leave the previous binary to fuzz stale code.
   if ! PONDER_FUZZ=1 swift build -c release --scratch-path .build-fuzz --product ponder-fuzz \
-       -Xswiftc -sanitize=fuzzer,address >"$log" 2>&1; then
+       -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing >"$log" 2>&1; then
     grep -E 'error' "$log" | head -20 >&2
     echo "fuzz.sh: build failed (log: $log)" >&2
     exit 1
