@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh TARGET SECONDS [libFuzzer flags]  fuzz one target (e.g. -fork=2 -ignore_crashes=1)
 #   scripts/fuzz.sh smoke [SECONDS]                   replay every regression input, then fuzz each
-#                                                     target SECONDS (default 10) from its seeds
+#                                                     target SECONDS (default 8) from its seeds
 #   scripts/fuzz.sh regress [TARGET]                  replay the committed regression inputs only
 #   scripts/fuzz.sh triage TARGET                     group a run's saved inputs by the bug they hit
 #   scripts/fuzz.sh list | build
@@ -130,7 +130,7 @@ case "${1:-}" in
     [ "$failed" = 0 ] || { echo "fuzz.sh: $failed regression input(s) still crash" >&2; exit 1; }
     ;;
   smoke)
-    secs=${2:-10}
+    secs=${2:-8}
     build
     scratch
     mkdir -p $OUT/logs
