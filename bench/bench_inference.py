@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from common import busy_cpu_seconds, cpu_name
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODELS = os.path.join(ROOT, "models")
@@ -74,16 +76,6 @@ SCENARIOS = ("prefill", "decode", "group")
 # --------------------------------------------------------------------------------------------
 # CPU accounting (is anything else running?)
 # --------------------------------------------------------------------------------------------
-
-def busy_cpu_seconds() -> float | None:
-    """All CPUs' non-idle time since boot, seconds (/proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
 
 def own_cpu_seconds() -> float:
     """CPU time of this process (all threads) and its waited-for children."""
@@ -651,17 +643,6 @@ def table(results: dict, a) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engines", default="ponder,llamacpp,transformers")
@@ -736,7 +717,7 @@ def main() -> None:
                      "prefill_runs_per_round": PREFILL_RUNS},
         "cpu_busy_before": busy,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu": _cpu_name(), "cores": os.cpu_count(),
+                    "cpu": cpu_name(), "cores": os.cpu_count(),
                     "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": results,

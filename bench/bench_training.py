@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+from common import busy_cpu_seconds, proc_status_kib, reset_peak_rss, self_cpu_seconds, wait_idle
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODELS = os.path.join(ROOT, "models")
@@ -72,63 +74,6 @@ TARGETS = {  # Ponder mode -> (min throughput ratio vs the PyTorch row of the sa
     "full": {"min_ratio": 1.1, "max_rss_gib": 3.5, "baseline": "torch_full"},
     "lora": {"min_ratio": 1.3, "max_rss_gib": 1.5, "baseline": "torch_lora"},
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Process / machine accounting
-# --------------------------------------------------------------------------------------------
-
-def proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Resets VmHWM to the current RSS (Linux >= 4.0: echo 5 > /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def busy_cpu_seconds() -> float | None:
-    """All CPUs' non-idle time since boot, seconds (/proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def self_cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def wait_idle(max_wait: float, threshold: float = 0.6, poll: float = 20.0) -> dict:
-    """Polls the 1-minute load average until it is < threshold (at most max_wait seconds)."""
-    t0 = time.time()
-    samples = []
-    while True:
-        load1 = os.getloadavg()[0]
-        samples.append(round(load1, 2))
-        if load1 < threshold:
-            return {"idle": True, "waited_s": round(time.time() - t0, 1), "load1": load1, "samples": samples}
-        if time.time() - t0 + poll > max_wait:
-            return {"idle": False, "waited_s": round(time.time() - t0, 1), "load1": load1, "samples": samples}
-        print(f"[bench] 1-min load {load1:.2f} >= {threshold}; waiting ({time.time() - t0:.0f}s so far)",
-              file=sys.stderr, flush=True)
-        time.sleep(poll)
 
 
 # --------------------------------------------------------------------------------------------

@@ -219,8 +219,9 @@ typedef struct ponder_trainer ponder_trainer;
  *               "none", "multi_objective_aggregation": "sum_then_normalize" | "normalize_then_sum",
  *               "num_iterations": 1, "mask_truncated_completions": false,
  *               "skip_zero_std_groups": false, "log_completions_steps": 0, "eval_limit": 0}}
- * JSONL prompt lines: {"prompt", "reference"} (or "solution"), {"messages", "reference"}, or any
- * SFT shape (the last assistant turn's final answer is the reference). A step samples
+ * JSONL prompt lines: {"prompt", "reference"} (or "solution"), {"messages", "reference"}, a bare
+ * {"prompt"} or {"messages"} (no reference: accuracy has no score, custom rewards get NULL), or
+ * any SFT shape (the last assistant turn's final answer is the reference). A step samples
  * prompts_per_step × num_generations completions in one batch, scores them, and applies GRPO's
  * loss. Every log-probability in the loss (policy, old policy, reference) is the training
  * forward's on logits / temperature, as TRL computes them; top_k, top_p, min_p and

@@ -105,7 +105,9 @@ public enum Datasets {
     /// every machine) are held out. "train" draws only the others (with repetition), "test"
     /// gives distinct held-out problems in a seeded order (at most as many as there are), "all"
     /// draws from every problem.
-    public static func arithmetic(count: Int, seed: UInt64, maxOperand: Int = 50, split: ArithmeticSplit = .train) -> [ChatExample] {
+    /// `ops`: the operations drawn ("+", "-", "*"; all three by default).
+    public static func arithmetic(count: Int, seed: UInt64, maxOperand: Int = 50, split: ArithmeticSplit = .train,
+                                  ops: String = "+-*") -> [ChatExample] {
         if split == .test {
             var all: [(Character, Int, Int)] = []
             for a in 1...maxOperand {
@@ -113,7 +115,7 @@ public enum Datasets {
                 for b in 1...a { all.append(("-", a, b)) }
                 for c in 2...9 { all.append(("*", a, c)) }
             }
-            var held = all.filter { isHeldOut($0.0, $0.1, $0.2) }.map { arithmeticExample($0.0, $0.1, $0.2) }
+            var held = all.filter { ops.contains($0.0) && isHeldOut($0.0, $0.1, $0.2) }.map { arithmeticExample($0.0, $0.1, $0.2) }
             var rng = RandomGenerator(seed: seed)
             for i in stride(from: held.count - 1, to: 0, by: -1) { held.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
             return Array(held.prefix(count))
@@ -130,6 +132,7 @@ public enum Datasets {
             default: problem = ("*", a, Int(rng.next() % 8) + 2)
             }
             if split == .train && isHeldOut(problem.0, problem.1, problem.2) { continue }
+            if !ops.contains(problem.0) { continue }
             out.append(arithmeticExample(problem.0, problem.1, problem.2, check: rng.next() % 4 == 0))
         }
         return out

@@ -144,7 +144,8 @@ public struct GRPOPrompt: Sendable {
 extension DataSource {
     /// Prompts with references: every example's conversation before its last assistant turn,
     /// with that turn's final answer as the reference. JSONL lines may also be
-    /// {"prompt", "reference"} (or "solution", or "answer"), or {"messages", "reference"}.
+    /// {"prompt", "reference"} (or "solution", or "answer"), {"messages", "reference"}, or a bare
+    /// {"prompt"} / {"messages"} without an answer (no reference).
     func prompts(system: String?) throws -> [GRPOPrompt] {
         if case let .jsonl(path) = self {
             let bytes = try readFile(path)
@@ -155,7 +156,12 @@ extension DataSource {
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
                 let w = "\(path):\(lineNo)"
                 let v = try line.withUnsafeBytes { try JSONValue.parse($0, what: w) }
-                if let ref = v["reference"] ?? v["solution"] ?? (v["question"] == nil ? v["answer"] : nil) {
+                let ref = v["reference"] ?? v["solution"] ?? (v["question"] == nil ? v["answer"] : nil)
+                // A bare {"prompt"} (or {"messages"} without an assistant turn) has no reference:
+                // accuracy then has no score, custom rewards get NULL.
+                let bare = ref == nil && v["completion"] == nil && v["question"] == nil
+                    && (v["prompt"] != nil || !(v["messages"]?.asArray ?? []).contains { $0["role"]?.asString == "assistant" })
+                if ref != nil || bare {
                     let r = JSONReader(v, what: w)
                     var messages: [ChatTemplate.Message] = system.map { [.init(role: "system", content: $0)] } ?? []
                     if let p = r.string("prompt") {
@@ -174,9 +180,9 @@ extension DataSource {
                         r.failHere("needs \"prompt\" or \"messages\" with its \"reference\"")
                     }
                     for k in ["reference", "solution", "answer"] { _ = r.value(k) }
-                    guard let refText = ref.asString else { throw PonderError.invalid("\(w): the reference must be a string") }
+                    if let ref, ref.asString == nil { throw PonderError.invalid("\(w): the reference must be a string") }
                     try r.finish()
-                    out.append(GRPOPrompt(messages: messages, reference: refText))
+                    out.append(GRPOPrompt(messages: messages, reference: ref?.asString))
                 } else {
                     out.append(GRPOPrompt(try Datasets.example(v, where: w, system: system)))
                 }

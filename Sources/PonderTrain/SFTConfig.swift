@@ -5,7 +5,7 @@ import PonderText
 
 public enum DataSource: Sendable {
     case jsonl(String)
-    case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit)
+    case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit, ops: String = "+-*")
 
     init?(_ r: JSONReader, _ key: String) {
         guard let v = r.value(key) else { return nil }
@@ -18,19 +18,27 @@ public enum DataSource: Sendable {
         if let s = g.string("split") {
             if let v = Datasets.ArithmeticSplit(rawValue: s) { split = v } else { g.fail("split", "expected \"train\", \"test\" or \"all\", got \"\(s)\"") }
         }
+        var ops = "+-*"
+        if let o = g.strings("ops") {
+            if o.isEmpty || !o.allSatisfy({ ["+", "-", "*"].contains($0) }) {
+                g.fail("ops", "expected a list of \"+\", \"-\", \"*\"")
+            } else {
+                ops = o.joined()
+            }
+        }
         g.rejectUnknownKeys()
         guard kind == "arithmetic" else {
             r.fail(key, "expected a JSONL path or {\"generate\": \"arithmetic\", \"count\", \"seed\", \"split\"}")
             return nil
         }
-        self = .arithmetic(count: count, seed: seed, split: split)
+        self = .arithmetic(count: count, seed: seed, split: split, ops: ops)
     }
 
     func examples(system: String?) throws -> [ChatExample] {
         switch self {
         case let .jsonl(p): return try Datasets.loadJSONL(p, system: system)
-        case let .arithmetic(n, seed, split):
-            let ex = Datasets.arithmetic(count: n, seed: seed, split: split)
+        case let .arithmetic(n, seed, split, ops):
+            let ex = Datasets.arithmetic(count: n, seed: seed, split: split, ops: ops)
             guard let system else { return ex }
             return ex.map { ChatExample(messages: [.init(role: "system", content: system)] + $0.messages) }
         }

@@ -65,6 +65,27 @@ final class GRPOTests: XCTestCase {
         }
     }
 
+    /// The training forward scores exactly the tokens that were sampled: at temperature 1 its
+    /// log p of each completion token equals the one generation reported.
+    func testTrainingForwardScoresTheSampledTokens() throws {
+        let t = try trainer(config(training: ", \"temperature\": 1"))
+        var req = GenerateRequest()
+        req.n = 2  // 2 prompts × 2: the trainer's micro-batch size
+        req.maxTokens = 20
+        req.seed = 4
+        let prompts = Array(t.promptIDs.prefix(2))
+        let gen = try t.model.generate(prompts: prompts, req)
+        let seqs = gen.completions.enumerated().map { i, c in
+            GRPOTrainer.Sequence(prompt: i / 2, promptIDs: prompts[i / 2], completion: c.tokenIDs, text: c.text,
+                                 finish: c.finishReason, mask: Array(repeating: true, count: c.tokenIDs.count))
+        }
+        let lp = try t.scoreLogp(seqs, with: t.model)
+        for (i, c) in gen.completions.enumerated() {
+            XCTAssertEqual(lp[i].count, c.logprobs.count)
+            for (a, b) in zip(lp[i], c.logprobs) { XCTAssertEqual(a, b, accuracy: 2e-3, "sequence \(i)") }
+        }
+    }
+
     func testEvaluationIsGreedyAndDeterministic() throws {
         let t = try trainer(config())
         let a = try t.evaluationMetrics(), b = try t.evaluationMetrics()
