@@ -57,7 +57,8 @@ let package = Package(
 if Context.environment["PONDER_FUZZ"] != nil {
     package.targets += [
         .systemLibrary(name: "CFuzzer", path: "Tests/Fuzz/Sources/CFuzzer"),
-        .executableTarget(name: "ponder-fuzz", dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain"],
+        .executableTarget(name: "ponder-fuzz",
+                          dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain", "PonderRewards"],
                           path: "Tests/Fuzz/Sources/PonderFuzz",
                           // gold dies on the ASan-instrumented objects (internal error in
                           // format_file_lineno); the toolchain's lld links them.

@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh TARGET SECONDS [libFuzzer flags]  fuzz one target (e.g. -fork=2 -ignore_crashes=1)
 #   scripts/fuzz.sh smoke [SECONDS]                   replay every regression input, then fuzz each
-#                                                     target SECONDS (default 10) from its seeds
+#                                                     target SECONDS (default 8) from its seeds
 #   scripts/fuzz.sh regress [TARGET]                  replay the committed regression inputs only
 #   scripts/fuzz.sh triage TARGET                     group a run's saved inputs by the bug they hit
 #   scripts/fuzz.sh list | build
@@ -31,9 +31,16 @@ export PONDER_FUZZ_DIR="$ROOT/Tests/Fuzz"
 LIMITS=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048)
 
 build() {
-  PONDER_FUZZ=1 swift build -c release --scratch-path .build-fuzz --product ponder-fuzz \
-    -Xswiftc -sanitize=fuzzer,address 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|Cannot export local symbol' || true
-  [ -x "$BIN" ] || { echo "fuzz.sh: build failed" >&2; exit 1; }
+  local log=.build-fuzz/build.log
+  mkdir -p .build-fuzz
+  # A failed build must not leave the previous binary to fuzz stale code.
+  if ! PONDER_FUZZ=1 swift build -c release --scratch-path .build-fuzz --product ponder-fuzz \
+       -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing >"$log" 2>&1; then
+    grep -E 'error' "$log" | head -20 >&2
+    echo "fuzz.sh: build failed (log: $log)" >&2
+    exit 1
+  fi
+  grep -E '^Build' "$log" || true
 }
 
 scratch() {
@@ -123,7 +130,7 @@ case "${1:-}" in
     [ "$failed" = 0 ] || { echo "fuzz.sh: $failed regression input(s) still crash" >&2; exit 1; }
     ;;
   smoke)
-    secs=${2:-10}
+    secs=${2:-8}
     build
     scratch
     mkdir -p $OUT/logs

@@ -351,6 +351,50 @@ out("corpus/json/numbers.json", "[0, -0, 1e308, 9223372036854775807, -9223372036
 out("corpus/json/string.json", '"tab\\t quote\\" \\u00e9 \\ud83d\\ude42"')
 
 # --------------------------------------------------------------------------------------------
+# corpus: rewards (completion text, scoring requests) and GRPO (config, prompt files)
+
+COMPLETIONS = [
+    ("<think>3 + 4 = 7. Let me verify: 7 - 4 = 3, correct.</think>\n<answer>7</answer>", "#### 7"),
+    ("<think>12 * 3 = 36. Wait, I made a mistake: 12 * 3 = 36, so 36 + 1 = 37.</think><answer>37</answer>",
+     "The answer is \\boxed{37}"),
+    ("The result is \\boxed{\\frac{1}{2}} or 50%", "0.5"),
+    ("<think>unclosed <answer>1,000</answer></think>", "#### 1000"),
+    ("no tags, last number 42.0", None),
+]
+for i, (completion, reference) in enumerate(COMPLETIONS):
+    out(f"corpus/reward_text/c{i}", completion.encode() + (b"\0" + reference.encode() if reference else b""))
+out("corpus/score/default.json", json.dumps({"items": [{"completion": c, "reference": r} for c, r in COMPLETIONS if r]}))
+out("corpus/score/all_options.json", json.dumps({
+    "rewards": ["accuracy", "format", "reflection", "length", "repetition"], "reward_weights": [1, 0.5, 1, 1, 0.2],
+    "format_mode": "paper", "reflection_mode": "paper", "reflection_requires_correct": False,
+    "reflection_correction_bonus": 0.1, "reflection_ngram_size": 3, "reflection_repetition_weight": 1.5,
+    "max_completion_length": 64, "soft_punish_cache": 16, "repetition_ngram_size": 2, "repetition_max_penalty": -0.5,
+    "items": [{"completion": COMPLETIONS[1][0], "reference": "37", "prompt": "What is 12*3+1?", "completion_tokens": 60}]}))
+
+with open(os.path.join(ROOT, "examples", "configs", "grpo_arithmetic.json"), "rb") as f:
+    out("corpus/grpo_config/grpo_arithmetic.json", f.read())
+out("corpus/grpo_config/every_key.json", json.dumps({
+    "kind": "grpo", "model": {"path": "m.gguf"}, "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    "data": {"train": "prompts.jsonl", "eval": "eval.jsonl", "system": "paper", "max_prompt_length": 128},
+    "reward": {"rewards": ["accuracy", "format", "mine"], "reward_weights": [1, 1, 0.5], "custom": ["mine"],
+               "format_mode": "strict", "reflection_mode": "guarded"},
+    "training": {"prompts_per_step": 2, "num_generations": 4, "gradient_accumulation_steps": 2,
+                 "max_completion_length": 32, "temperature": 0.9, "top_p": 0.95, "top_k": 20, "min_p": 0.01,
+                 "repetition_penalty": 1.1, "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28, "loss_type": "dapo",
+                 "importance_sampling_level": "sequence", "use_bias_correction_kl": True, "scale_rewards": "batch",
+                 "multi_objective_aggregation": "normalize_then_sum", "num_iterations": 2,
+                 "mask_truncated_completions": True, "skip_zero_std_groups": True, "log_completions_steps": 1,
+                 "eval_limit": 10, "max_steps": 3, "learning_rate": 1e-5, "max_nonfinite_steps": 2},
+    "output": {"dir": "runs/x", "save_steps": 1, "resume": False}, "threads": 1}))
+out("corpus/grpo_data/shapes.jsonl", "\n".join(json.dumps(x) for x in [
+    {"prompt": "What is 2+3?", "reference": "5"},
+    {"prompt": "What is 2+3?", "solution": "#### 5"},
+    {"messages": [{"role": "system", "content": "Think."}, {"role": "user", "content": "7*6?"}], "reference": "42"},
+    {"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "<answer>2</answer>"}]},
+    {"question": "Tom has 3 apples and buys 2. How many?", "answer": "3+2=<<3+2=5>>5\n#### 5"},
+]) + "\n")
+
+# --------------------------------------------------------------------------------------------
 # dictionaries (libFuzzer -dict): the names and values a mutation is unlikely to spell by chance
 
 HOSTILE_VALUES = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-39", "1e-45", "-0", "0.5", "-1", "1e308",
@@ -391,9 +435,16 @@ def corpus_words(target: str, lines: bool = False) -> set[str]:
     return words
 
 
-for target in ["generate_request", "model_options", "sft_config", "hf_config", "adapter_config", "json"]:
+for target in ["generate_request", "model_options", "sft_config", "hf_config", "adapter_config", "json", "score",
+               "grpo_config"]:
     dictionary(target, corpus_words(target) | set(HOSTILE_VALUES))
 dictionary("sft_data", corpus_words("sft_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####", "<<", ">>"})
+dictionary("grpo_data", corpus_words("grpo_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####"})
+REWARD_WORDS = {"<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "\\frac{", "\\sqrt{", "\\dfrac", "\\left(",
+                "\\right)", "####", "%", "$", "1,000", "0.5", "-3", "1e5", "\\pi", "wait", "verify", "check", "let me",
+                "mistake", "alternatively", "re-evaluate", "step 1", "milestone 2", "edge case", "=", "+", "\u00d7", "\u00f7",
+                "\\cdot", "\\times", "(1, 2)", "[1, 2]", "x = ", "\0"}
+dictionary("reward_text", REWARD_WORDS)
 with open(os.path.join(FUZZ, "corpus", "tokenizer_json", "llama.json")) as f:
     tok = json.load(f)
 dictionary("tokenizer_json", {f'"{k}"' for k in ["model", "type", "vocab", "merges", "added_tokens", "id", "content",

@@ -75,10 +75,11 @@ run_valgrind() {
   else
     echo "valgrind: note: models/SmolLM2-135M-Instruct.Q4_1.gguf missing (scripts/fetch_model.sh): tiny models only"
   fi
-  # hostile.c's cases that stay in one process and are expected to pass (the crashing and hanging
-  # ones of issue 12 are the harness's to report, not memcheck's).
+  # hostile.c's single-process cases (the FIFO and stale-handle cases and the generate_edge family
+  # only repeat what the others run under memcheck).
   for c in static_calls load_null_arguments load_garbage_options load_bad_files free_null_and_twice bogus_handles \
-           info_and_save tokenize detokenize generate_callbacks concurrent_calls trainer_garbage trainer_lifecycle; do
+           info_and_save tokenize detokenize generate_callbacks concurrent_calls trainer_garbage trainer_lifecycle \
+           score concurrent_score trainer_set_reward trainer_kinds_garbage; do
     runs+=(".build/valgrind/hostile --case $c $model Tests/Fuzz/corpus/gguf/llama_f32_f16_bf16.gguf")
   done
   for r in "${runs[@]}"; do

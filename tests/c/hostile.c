@@ -1,7 +1,8 @@
 /* hostile.c — throws what a careless or hostile C caller could at every function of ponder.h
  * (NULLs, freed and made-up handles, double frees, handles of the wrong kind, garbage JSON and
- * text, non-regular files, concurrent calls, callbacks that re-enter or free) and checks that
- * only the status codes the header documents come back and that nothing crashes or hangs.
+ * text, non-regular files, concurrent calls, callbacks and rewards that re-enter, cancel or free)
+ * and checks that only the status codes the header documents come back and that nothing crashes
+ * or hangs.
  *
  *   tests/c/run_hostile.sh                        (builds libponder.so and this, runs it)
  *   hostile [MODEL_DIR [GGUF]]                    all cases, each in its own process
@@ -821,6 +822,200 @@ static void case_trainer_lifecycle(void) {
     }
 }
 
+/* ---- rewards --------------------------------------------------------------------------- */
+
+struct bad_score {
+    const char *json;
+    const char *field;
+};
+static const struct bad_score bad_scores[] = {
+    {"", "offset"}, {"{", "offset"}, {"[]", ""}, {"{}", "items"}, {"{\"items\": 5}", "items"},
+    {"{\"items\": [{}]}", "completion"}, {"{\"items\": [{\"completion\": 5}]}", "completion"},
+    {"{\"items\": [{\"completion\": \"x\", \"bogus\": 1}]}", "bogus"}, {"{\"items\": [], \"bogus\": 1}", "bogus"},
+    {"{\"items\": [], \"rewards\": [\"speed\"]}", "rewards"}, {"{\"items\": [], \"rewards\": [\"format\", \"format\"]}", "rewards"},
+    {"{\"items\": [], \"reward_weights\": [1]}", "reward_weights"},
+    {"{\"items\": [], \"reward_weights\": [1, NaN, 1]}", "reward_weights"},
+    {"{\"items\": [], \"format_mode\": \"loose\"}", "format_mode"},
+    {"{\"items\": [], \"max_completion_length\": -1}", "max_completion_length"},
+    {"{\"items\": [{\"completion\": \"x\", \"completion_tokens\": -5}]}", "completion_tokens"},
+    {"{\"items\": [{\"completion\": \"\xff\"}]}", "offset"},
+};
+
+static void case_score(void) {
+    char *out = SENTINEL;
+    CHECK(ponder_score(NULL, &out), MISUSE | INVALID);
+    CHECK(ponder_score("{\"items\": []}", NULL), MISUSE);
+    EXPECT(out == SENTINEL, "out_result_json written on failure");
+    for (size_t i = 0; i < sizeof bad_scores / sizeof *bad_scores; i++) {
+        out = SENTINEL;
+        if (CHECK_IN(ponder_score(bad_scores[i].json, &out), REJECTED, bad_scores[i].json) == PONDER_OK) {
+            ponder_string_free(out);
+            continue;
+        }
+        EXPECT(strstr(ponder_last_error(), bad_scores[i].field) != NULL, "%s: the message does not name %s: %s",
+               bad_scores[i].json, bad_scores[i].field, ponder_last_error());
+        EXPECT(out == SENTINEL, "out_result_json written on failure (%s)", bad_scores[i].json);
+    }
+    /* "Any completion text (unclosed or nested tags, megabytes) scores, never fails." */
+    const char *texts[] = {"", "<think>", "<answer><answer>1</answer>", "</think></think><think>",
+                           "<think>wait wait wait verify check</think><answer>\\\\boxed{\\\\frac{1}{0}}</answer>",
+                           "\\\\boxed{", "\\\\boxed{\\\\boxed{\\\\boxed{((((((1))))))}}}", "99999999999999999999999999999999e999",
+                           "<answer>1,2,3,4,5,6,7,8,9,0,1,2,3</answer>", "\\u0000<think>\\u0000</think>"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        char req[1024];
+        snprintf(req, sizeof req,
+                 "{\"rewards\": [\"accuracy\", \"format\", \"reflection\", \"length\", \"repetition\"],"
+                 " \"items\": [{\"completion\": \"%s\", \"reference\": \"#### 1\"}, {\"completion\": \"%s\"}]}", texts[i],
+                 texts[i]);
+        out = SENTINEL;
+        if (CHECK_IN(ponder_score(req, &out), OK, req) == PONDER_OK) {
+            EXPECT(strstr(out, "\"results\":[{") != NULL, "no results for %s: %s", texts[i], shorten(out));
+            ponder_string_free(out);
+        }
+    }
+    size_t n = 4 << 20;
+    char *big = malloc(n + 128);
+    strcpy(big, "{\"items\": [{\"reference\": \"7\", \"completion\": \"<think>");
+    size_t at = strlen(big);
+    for (size_t i = 0; at < n; i++) big[at++] = "3 + 4 = 7. Wait, let me check. "[i % 31];
+    strcpy(big + at, "</think><answer>7</answer>\"}]}");
+    out = SENTINEL;
+    if (CHECK_IN(ponder_score(big, &out), OK, "a 4 MiB completion") == PONDER_OK) ponder_string_free(out);
+    free(big);
+}
+
+static char *score_reference;
+
+static void *score_in_thread(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&barrier);
+    for (int k = 0; k < 50; k++) {
+        char *out = NULL;
+        if (ponder_score("{\"items\": [{\"completion\": \"<think>2+2=4, verify: 4-2=2.</think><answer>4</answer>\","
+                         " \"reference\": \"4\"}]}", &out) != PONDER_OK) {
+            thread_fail("score", ponder_last_error());
+            continue;
+        }
+        if (strcmp(out, score_reference) != 0) thread_fail("score differs across threads", out);
+        ponder_string_free(out);
+    }
+    return NULL;
+}
+
+static void case_concurrent_score(void) {
+    if (CHECK(ponder_score("{\"items\": [{\"completion\": \"<think>2+2=4, verify: 4-2=2.</think><answer>4</answer>\","
+                           " \"reference\": \"4\"}]}", &score_reference), OK))
+        return;
+    run_threads(score_in_thread);
+    failures += thread_failures;
+    ponder_string_free(score_reference);
+}
+
+/* A GRPO run small enough to step in a second: a scratch model, one prompt, two completions. */
+static const char *tiny_grpo =
+    "{\"kind\": \"grpo\", \"model\": {\"scratch\": {\"hidden_size\": 16, \"intermediate_size\": 32, \"num_layers\": 1,"
+    " \"num_heads\": 2, \"num_kv_heads\": 1, \"context_length\": 128, \"seed\": 0}},"
+    " \"data\": {\"train\": {\"generate\": \"arithmetic\", \"count\": 4, \"seed\": 1}},"
+    " \"reward\": {\"rewards\": [\"accuracy\", \"mine\"], \"reward_weights\": [1, 1], \"custom\": [\"mine\"]},"
+    " \"training\": {\"prompts_per_step\": 1, \"num_generations\": 2, \"max_completion_length\": 4, \"max_steps\": 6,"
+    " \"learning_rate\": 1e-3}, \"threads\": 1}";
+
+struct reward_state {
+    int calls;
+    int bad_arguments;
+    int mode; /* 0 a number, 1 NaN, 2 infinity, 3 re-enter ponder_score */
+};
+
+static double my_reward(const char *prompt, const char *completion, const char *reference, void *user) {
+    struct reward_state *st = user;
+    st->calls++;
+    if (prompt == NULL || completion == NULL) st->bad_arguments++;
+    (void)reference;
+    if (st->mode == 1) return 0.0 / 0.0;
+    if (st->mode == 2) return 1.0 / 0.0;
+    if (st->mode == 3) {
+        char *out = NULL;
+        if (ponder_score("{\"items\": [{\"completion\": \"1\"}]}", &out) == PONDER_OK) ponder_string_free(out);
+        else st->bad_arguments++;
+    }
+    return (double)(strlen(completion) % 3);
+}
+
+static void case_trainer_set_reward(void) {
+    make_bogus_handles();
+    struct reward_state st = {0, 0, 0};
+    for (size_t i = 0; i < sizeof bogus_handles / sizeof *bogus_handles; i++)
+        CHECK(ponder_trainer_set_reward(bogus_handles[i], "mine", my_reward, &st), MISUSE);
+    CHECK(ponder_trainer_set_reward(NULL, "mine", my_reward, &st), MISUSE);
+    ponder_trainer *sft = NULL;
+    if (CHECK(ponder_trainer_create(tiny_sft, &sft), OK) == PONDER_OK) {
+        CHECK(ponder_trainer_set_reward(sft, "mine", my_reward, &st), MISUSE);
+        ponder_trainer_free(sft);
+    }
+    ponder_model *m = load(model_dir);
+    if (m) {
+        CHECK(ponder_trainer_set_reward((ponder_trainer *)m, "mine", my_reward, &st), MISUSE);
+        ponder_model_free(m);
+    }
+    ponder_trainer *t = NULL;
+    if (CHECK(ponder_trainer_create(tiny_grpo, &t), OK)) return;
+    CHECK(ponder_trainer_set_reward(t, "mine", NULL, &st), MISUSE);
+    CHECK(ponder_trainer_set_reward(t, NULL, my_reward, &st), MISUSE | INVALID);
+    CHECK(ponder_trainer_set_reward(t, "undeclared", my_reward, &st), INVALID);
+    CHECK(ponder_trainer_set_reward(t, "\xff", my_reward, &st), PARSE | INVALID);
+    char *out = SENTINEL;
+    /* A declared reward still unregistered: MISUSE, state unchanged. */
+    CHECK(ponder_trainer_step(t, &out), MISUSE);
+    EXPECT(out == SENTINEL, "out_metrics_json written on failure");
+    for (int mode = 0; mode < 4; mode++) {
+        st = (struct reward_state){0, 0, mode};
+        CHECK(ponder_trainer_set_reward(t, "mine", my_reward, &st), OK); /* again: replaces */
+        out = SENTINEL;
+        if (CHECK(ponder_trainer_step(t, &out), OK) == PONDER_OK) {
+            EXPECT(strstr(out, "\"step\"") != NULL, "no step in %s", shorten(out));
+            ponder_string_free(out);
+        }
+        EXPECT(st.calls == 2 && st.bad_arguments == 0, "reward mode %d: %d calls (expected 2), %d bad", mode, st.calls,
+               st.bad_arguments);
+    }
+    int calls = 0;
+    CHECK(ponder_trainer_run(t, stop_now, &calls, NULL), CANCELLED);
+    EXPECT(calls == 1, "run's callback returned false but was called %d times", calls);
+    ponder_trainer_free(t);
+    CHECK(ponder_trainer_set_reward(t, "mine", my_reward, &st), MISUSE);
+}
+
+static const char *bad_grpo[] = {
+    "{\"kind\": \"ppo\", \"model\": {\"path\": \"m.gguf\"}}", "{\"kind\": 5, \"model\": {\"path\": \"m.gguf\"}}",
+    "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"training\": {\"num_generations\": 0}}",
+    "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"training\": {\"loss_type\": \"ppo\"}}",
+    "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"training\": {\"beta\": NaN}}",
+    "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"training\": {\"temperature\": -1}}",
+    "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"reward\": {\"rewards\": [\"x\"]}}",
+    "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"reward\": {\"custom\": [5]}}",
+    "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"training\": {\"batch_size\": 4}}",
+    "{\"kind\": \"rejection_sft\", \"model\": {\"path\": \"m.gguf\"}, \"rejection\": {\"num_samples\": 0}}",
+    "{\"kind\": \"rejection_sft\", \"model\": {\"path\": \"m.gguf\"}, \"rejection\": {\"require\": [\"speed\"]}}",
+};
+
+static void case_trainer_kinds_garbage(void) {
+    ponder_trainer *t = SENTINEL;
+    for (size_t i = 0; i < sizeof bad_grpo / sizeof *bad_grpo; i++)
+        CHECK_IN(ponder_trainer_create(bad_grpo[i], &t), REJECTED, bad_grpo[i]);
+    char cfg[2048], path[1024];
+    snprintf(path, sizeof path, "%s/prompts.jsonl", tmp);
+    write_file(path, "{\"prompt\": \"1+1?\", \"reference\": \"2\"}\n{\"prompt\": 5}\n", 52);
+    snprintf(cfg, sizeof cfg, "{\"kind\": \"grpo\", \"model\": {\"path\": \"%s\"}, \"data\": {\"train\": \"%s\"}}", model_dir, path);
+    CHECK_IN(ponder_trainer_create(cfg, &t), PARSE | INVALID, cfg);
+    snprintf(cfg, sizeof cfg, "{\"kind\": \"grpo\", \"model\": {\"path\": \"%s\"}, \"data\": {\"train\": \"%s/fifo\"}}", model_dir, tmp);
+    snprintf(path, sizeof path, "%s/fifo", tmp);
+    mkfifo(path, 0600);
+    alarm(10);
+    CHECK_IN(ponder_trainer_create(cfg, &t), IO, cfg);
+    alarm(0);
+    EXPECT(t == SENTINEL, "out_trainer written on failure");
+}
+
 /* ---- driver ---------------------------------------------------------------------------- */
 
 struct test_case {
@@ -850,6 +1045,10 @@ static const struct test_case cases[] = {
     {"concurrent_load_free", case_concurrent_load_free, NULL, 1},
     {"trainer_garbage", case_trainer_garbage, NULL, 1},
     {"trainer_lifecycle", case_trainer_lifecycle, NULL, 1},
+    {"score", case_score, NULL, 1},
+    {"concurrent_score", case_concurrent_score, NULL, 1},
+    {"trainer_set_reward", case_trainer_set_reward, NULL, 1},
+    {"trainer_kinds_garbage", case_trainer_kinds_garbage, NULL, 1},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 

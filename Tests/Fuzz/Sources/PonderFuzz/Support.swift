@@ -134,13 +134,13 @@ func exercise(_ m: OpaquePointer) {
 
     let text = "12 + 7 = 19 <|im_end|> caf\u{e9}\n"
     var ids = [Int32](repeating: 0, count: 256)
-    var n = 0
-    let st = text.withCString { ponder_tokenize(m, $0, strlen($0), true, &ids, ids.count, &n) }
+    var n: UInt = 0
+    let st = text.withCString { ponder_tokenize(m, $0, UInt(strlen($0)), true, &ids, UInt(ids.count), &n) }
     if succeeded(st, "ponder_tokenize") {
         guard n <= ids.count else { bug("ponder_tokenize: n_ids \(n) > capacity") }
-        for id in ids[..<n] where id < 0 || Int64(id) >= vocab { bug("ponder_tokenize: id \(id) outside [0, \(vocab))") }
+        for id in ids[..<Int(n)] where id < 0 || Int64(id) >= vocab { bug("ponder_tokenize: id \(id) outside [0, \(vocab))") }
         var out: UnsafeMutablePointer<CChar>? = nil
-        var len = 0
+        var len: UInt = 0
         if succeeded(ponder_detokenize(m, ids, n, &out, &len), "ponder_detokenize") {
             guard let out, strlen(out) <= len else { bug("ponder_detokenize: bad text or length") }
             ponder_string_free(out)
