@@ -56,7 +56,7 @@ final class HandleTable<T: AnyObject>: @unchecked Sendable {
 enum HandleCounter {
     nonisolated(unsafe) private static var value: UInt = 0x7000_0000_0000
     nonisolated(unsafe) private static var lock = pthread_mutex_t()
-    nonisolated(unsafe) private static let initialized: Bool = {
+    private static let initialized: Bool = {
         pthread_mutex_init(&lock, nil)
         return true
     }()

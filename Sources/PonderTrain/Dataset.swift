@@ -37,20 +37,27 @@ public enum Datasets {
         return out
     }
 
+    /// The "messages" array of a data line: every element a {"role", "content"} of strings.
+    static func readMessages(_ r: JSONReader) -> [ChatTemplate.Message] {
+        var out: [ChatTemplate.Message] = []
+        for (i, m) in (r.array("messages") ?? []).enumerated() {
+            let mr = r.element("messages", i, m)
+            if let role = mr.string("role"), let content = mr.string("content") {
+                out.append(.init(role: role, content: content))
+            } else {
+                mr.failHere("needs string \"role\" and \"content\"")
+            }
+            mr.rejectUnknownKeys()
+        }
+        return out
+    }
+
     public static func example(_ v: JSONValue, where w: String, system: String?) throws -> ChatExample {
         let r = JSONReader(v, what: w)
         var messages: [ChatTemplate.Message] = []
         if let s = system { messages.append(.init(role: "system", content: s)) }
         if r.has("messages") {
-            for (i, m) in (r.array("messages") ?? []).enumerated() {
-                let mr = r.element("messages", i, m)
-                if let role = mr.string("role"), let content = mr.string("content") {
-                    messages.append(.init(role: role, content: content))
-                } else {
-                    mr.failHere("needs string \"role\" and \"content\"")
-                }
-                mr.rejectUnknownKeys()
-            }
+            messages += readMessages(r)
         } else if r.has("question") {
             let q = r.string("question"), a = r.string("answer")
             if let q, let a {

@@ -166,16 +166,8 @@ extension DataSource {
                     var messages: [ChatTemplate.Message] = system.map { [.init(role: "system", content: $0)] } ?? []
                     if let p = r.string("prompt") {
                         messages.append(.init(role: "user", content: p))
-                    } else if let ms = r.array("messages") {
-                        for (i, m) in ms.enumerated() {
-                            let mr = r.element("messages", i, m)
-                            if let role = mr.string("role"), let content = mr.string("content") {
-                                messages.append(.init(role: role, content: content))
-                            } else {
-                                mr.failHere("needs string \"role\" and \"content\"")
-                            }
-                            mr.rejectUnknownKeys()
-                        }
+                    } else if r.has("messages") {
+                        messages += Datasets.readMessages(r)
                     } else {
                         r.failHere("needs \"prompt\" or \"messages\" with its \"reference\"")
                     }

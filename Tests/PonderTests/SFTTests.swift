@@ -26,22 +26,30 @@ final class SFTTests: XCTestCase {
     func testArithmeticWorkedAnswersAreCorrect() throws {
         let examples = Datasets.arithmetic(count: 3000, seed: 42, maxOperand: 120)
         var ops: Set<String> = []
+        var checks = 0
         for ex in examples {
             let q = ex.messages[0].content, a = ex.messages[1].content
             let parts = q.dropFirst("What is ".count).dropLast().split(separator: " ")
             let (x, op, y) = (Int(parts[0])!, String(parts[1]), Int(parts[2])!)
             ops.insert(op)
             let value = op == "+" ? x + y : op == "-" ? x - y : x * y
-            XCTAssertTrue(a.hasSuffix("So \(x) \(op) \(y) = \(value)</think><answer>\(value)</answer>"), a)
-            let think = a.dropFirst("<think>".count).prefix { $0 != "<" }
+            // A quarter of the worked answers end by checking the result with the inverse operation.
+            let inverse = op == "+" ? "\(value) - \(y) = \(x)" : op == "-" ? "\(value) + \(y) = \(x)" : "\(value) / \(y) = \(x)"
+            let plain = a.hasSuffix("So \(x) \(op) \(y) = \(value)</think><answer>\(value)</answer>")
+            let checked = a.hasSuffix("So \(x) \(op) \(y) = \(value). Check: \(inverse)</think><answer>\(value)</answer>")
+            XCTAssertTrue(plain || checked, a)
+            if checked { checks += 1 }
+            var think = String(a.dropFirst("<think>".count).prefix { $0 != "<" })
+            if checked, let r = think.range(of: ". Check: ") { think = String(think[..<r.lowerBound]) }
             for step in think.components(separatedBy: ". ").dropLast() {
                 // "3 + 9 + 1 = 13, carry 1", "13 - 1 - 9 = 3, borrow 1", "4 * 7 + 2 = 30", or a bare digit
                 let sides = step.components(separatedBy: ",")[0].components(separatedBy: " = ")
                 guard sides.count == 2 else { XCTAssertNotNil(Int(step), step); continue }
                 let tokens = sides[0].split(separator: " ")
-                var total = Int(tokens[0])!, i = 1
+                guard let first = Int(tokens[0]) else { XCTFail("\(step) in \(a)"); continue }
+                var total = first, i = 1
                 while i + 1 < tokens.count {
-                    let v = Int(tokens[i + 1])!
+                    guard let v = Int(tokens[i + 1]) else { XCTFail("\(step) in \(a)"); break }
                     switch tokens[i] { case "+": total += v; case "-": total -= v; default: total *= v }
                     i += 2
                 }
@@ -49,6 +57,7 @@ final class SFTTests: XCTestCase {
             }
         }
         XCTAssertEqual(ops, ["+", "-", "*"])
+        XCTAssertTrue((600...900).contains(checks), "about a quarter end with a check: \(checks)")
     }
 
     func tempDir() -> String {
@@ -285,7 +294,8 @@ final class SFTTests: XCTestCase {
         // Each default is written once, in the config types.
         XCTAssertEqual((t as? SFTTrainer)?.config.run.optimizer, AdamWConfig())
         XCTAssertEqual(t.training.config.maxNonfiniteSteps, 5)
-        for (kind, message) in [(#""grpo""#, #"kind: unknown trainer kind "grpo" (expected "sft")"#), ("3", "kind: expected a string, got")] {
+        for (kind, message) in [(#""ppo""#, #"kind: unknown trainer kind "ppo" (expected "sft", "grpo" or "rejection_sft")"#),
+                                ("3", "kind: expected a string, got")] {
             XCTAssertThrowsError(try makeTrainer(json: JSONValue.parse(json.replacingOccurrences(of: #""sft""#, with: kind)))) { e in
                 XCTAssertEqual((e as? PonderError)?.code, .invalidArgument)
                 XCTAssertTrue("\(e)".contains(message), "\(e)")
