@@ -4,7 +4,8 @@
   python3 scripts/make_fuzz_seeds.py
 
 Deterministic (numpy's seeded generator, no torch), so rerunning leaves the committed files
-unchanged. Everything is tiny (KBs): libFuzzer mutates small inputs far faster, and a seed only
+(JSON and text seeds) unchanged; the weight files (model, GGUF and safetensors seeds) are not
+committed: setup.sh, fuzz.sh, run_hostile.sh and sanitize.sh run this when they are missing. Everything is tiny (KBs): libFuzzer mutates small inputs far faster, and a seed only
 has to reach the code paths, not to be a useful model.
 
   model/            a valid Hugging Face directory (config.json, tokenizer.json = the tiny llama
