@@ -14,7 +14,7 @@ public enum Evaluation {
         public var texts: [String]
         public var metrics: [(String, JSONValue)]
 
-        /// Accuracy over the prompts that have a reference, with its standard error.
+        /// Accuracy over the prompts that have a reference (its standard error is in `metrics`).
         public var accuracy: Double { Double(correct.compactMap { $0 }.filter { $0 }.count) / Double(max(1, correct.compactMap { $0 }.count)) }
     }
 
@@ -49,7 +49,8 @@ public enum Evaluation {
         return Result(count: prompts.count, correct: correct, texts: texts, metrics: metrics)
     }
 
-    /// accuracy, format_rate (strict format fully met), reflection (the paper's reward, mean),
+    /// accuracy and format_rate (format fully met) from the given scores (NaN where those rewards
+    /// were not scored), reflection (the paper's reward, mean),
     /// reflection/<dimension> (share of completions using it at least once).
     public static func rates(texts: [String], scored: [ScoredCompletion]) -> [(String, JSONValue)] {
         let n = Double(max(1, texts.count))
@@ -58,7 +59,7 @@ public enum Evaluation {
         let counts = texts.map(reflectionMatchCounts)
         var out: [(String, JSONValue)] = [
             ("accuracy", .double(acc.isEmpty ? .nan : acc.reduce(0, +) / Double(acc.count))),
-            ("format_rate", .double(Double(fmt.filter { $0 == 1 }.count) / n)),
+            ("format_rate", .double(fmt.isEmpty ? .nan : Double(fmt.filter { $0 == 1 }.count) / Double(fmt.count))),
             ("reflection", .double(counts.map { paperReflectionValue(counts: $0) }.reduce(0, +) / n)),
         ]
         for d in ReflectionDimension.allCases {

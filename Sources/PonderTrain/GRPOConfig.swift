@@ -55,21 +55,14 @@ public struct GRPOConfig: Sendable {
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
-        if let k = r.string("kind"), k != "grpo" { r.fail("kind", "a GRPO config has kind \"grpo\", got \"\(k)\"") }
         let t = r.object("training")
-        run = TrainingRun.Config(root: r, training: t)
-        var trainSource: DataSource? = nil
-        if let d = r.object("data") {
-            trainSource = DataSource(d, "train")
-            if trainSource == nil && !d.hasErrors { d.failHere("missing \"train\"") }
-            eval = DataSource(d, "eval")
-            if let s = d.string("system") { system = s == "paper" ? paperSystemPrompt : s }
+        run = TrainingRun.Config(root: r, training: t, kind: "grpo")
+        let data = DataSource.read(r)
+        (train, eval, system) = (data.train, data.eval, data.system)
+        if let d = data.data {
             maxPromptLength = d.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
             d.rejectUnknownKeys()
-        } else {
-            r.failHere("missing \"data\"")
         }
-        train = trainSource ?? .arithmetic(count: 1, seed: 0, split: .train)
 
         if let t {
             promptsPerStep = t.int("prompts_per_step", in: 1...4096) ?? promptsPerStep
@@ -116,7 +109,7 @@ public struct GRPOConfig: Sendable {
         var rewardConfig = RewardConfig()
         if let w = r.object("reward") {
             customRewards = w.strings("custom") ?? []
-            rewardConfig = (try? RewardConfig(reading: w, customRewards: customRewards)) ?? rewardConfig
+            rewardConfig = try RewardConfig(reading: w, customRewards: customRewards)
             // The length reward's budget is the completion budget unless given.
             if !w.has("max_completion_length") {
                 rewardConfig.maxCompletionLength = maxCompletionLength

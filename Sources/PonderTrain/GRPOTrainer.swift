@@ -132,6 +132,7 @@ public final class GRPOTrainer: Trainer {
                                                        completionTokens: seqs[i].completion.count))
         }
         let names = config.reward.rewards
+        let allScores = seqs.compactMap(\.scores)
         let matrix = seqs.map { s in names.map { s.scores?[$0]?.value ?? .nan } }
         let adv = try groupAdvantages(rewards: matrix, weights: config.reward.rewardWeights, names: names, groupSize: g,
                                       scale: config.scaleRewards, aggregation: config.aggregation)
@@ -170,13 +171,9 @@ public final class GRPOTrainer: Trainer {
             ("completions/clipped_ratio", .double(Double(all.count - terminated.count) / Double(max(1, all.count)))),
             ("completions/mean_terminated_length", .double(terminated.isEmpty ? 0 : terminated.reduce(0, +) / Double(terminated.count))),
         ]
-        // The paper's quantities, on every completion of the step.
-        var scored: [ScoredCompletion] = []
-        for i in gen.completions.indices {
-            let p = stepPrompts[i / g]
-            scored.append(RewardSet(config: RewardConfig()).score(RewardInput(completion: all[i].text, reference: p.reference)))
-        }
-        metrics += Evaluation.rates(texts: all.map(\.text), scored: scored)
+        // The paper's quantities, on every completion of the step, from the run's own scores
+        // (accuracy and format rates are those of the configured rewards, when it has them).
+        metrics += Evaluation.rates(texts: all.map(\.text), scored: allScores)
         metrics += [("rollout_seconds", .double(t1 - t0)), ("reference_seconds", .double(t3 - t2)),
                     ("rollout_tokens_per_second", .double(gen.decodeSeconds > 0 ? lengths.reduce(0, +) / gen.decodeSeconds : 0))]
         if let f = completionsFile, (training.step + 1) % config.logCompletionsSteps == 0 {

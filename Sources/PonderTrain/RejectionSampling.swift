@@ -32,7 +32,7 @@ public struct RejectionSamplingConfig: Sendable {
     public var output: String?
     public var maxPromptLength = 512
 
-    init(reader r: JSONReader) {
+    init(reader r: JSONReader) throws {
         if let p = DataSource(r, "prompts") { prompts = p } else if !r.hasErrors { r.failHere("missing \"prompts\"") }
         if let s = r.string("system") { system = s == "paper" ? paperSystemPrompt : s }
         numSamples = r.int("num_samples", in: 1...1024) ?? numSamples
@@ -45,7 +45,7 @@ public struct RejectionSamplingConfig: Sendable {
         maxPerPrompt = r.int("max_per_prompt", in: 0...1024) ?? maxPerPrompt
         maxPromptLength = r.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
         if let w = r.object("reward") {
-            reward = (try? RewardConfig(reading: w)) ?? reward
+            reward = try RewardConfig(reading: w)
             w.rejectUnknownKeys()
         }
         for (i, name) in require.enumerated() where !reward.rewards.contains(name) {
@@ -121,10 +121,10 @@ public enum RejectionSampling {
 /// trainer on it.
 func makeRejectionSFTTrainer(json: JSONValue) throws -> SFTTrainer {
     guard case var .object(fields) = json else { throw PonderError.invalid("<root>: expected an object") }
-    let r = JSONReader(json)
-    guard let rr = r.object("rejection") else { throw PonderError.invalid("missing \"rejection\" (the sampling options)") }
-    let rc = RejectionSamplingConfig(reader: rr)
-    if r.hasErrors { try r.finish() }
+    guard let rj = json["rejection"] else { throw PonderError.invalid("missing \"rejection\" (the sampling options)") }
+    let rr = JSONReader(rj, what: "rejection")
+    let rc = try RejectionSamplingConfig(reader: rr)
+    try rr.finish()
     let outDir = json["output"]?["dir"]?.asString
     guard let path = rc.output ?? outDir.map({ $0 + "/rejection_samples.jsonl" }) else {
         throw PonderError.invalid("rejection.output: where to write the sampled dataset (or set output.dir)")

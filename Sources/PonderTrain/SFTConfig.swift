@@ -7,6 +7,19 @@ public enum DataSource: Sendable {
     case jsonl(String)
     case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit, ops: String = "+-*")
 
+    /// A trainer's "data" object: "train" (required), "eval", and "system" ("paper": the paper's
+    /// system prompt). The caller reads its own keys, then rejects the unknown ones.
+    static func read(_ r: JSONReader) -> (train: DataSource, eval: DataSource?, system: String?, data: JSONReader?) {
+        guard let d = r.object("data") else {
+            r.failHere("missing \"data\"")
+            return (.arithmetic(count: 1, seed: 0, split: .train), nil, nil, nil)
+        }
+        let train = DataSource(d, "train")
+        if train == nil && !d.hasErrors { d.failHere("missing \"train\"") }
+        let system = d.string("system").map { $0 == "paper" ? paperSystemPrompt : $0 }
+        return (train ?? .arithmetic(count: 1, seed: 0, split: .train), DataSource(d, "eval"), system, d)
+    }
+
     init?(_ r: JSONReader, _ key: String) {
         guard let v = r.value(key) else { return nil }
         if let s = v.asString { self = .jsonl(s); return }
@@ -61,23 +74,16 @@ public struct SFTConfig: Sendable {
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
-        if let k = r.string("kind"), k != "sft" { r.fail("kind", "an SFT config has kind \"sft\", got \"\(k)\"") }
         let t = r.object("training")
-        run = TrainingRun.Config(root: r, training: t)
-        var trainSource: DataSource? = nil
-        if let d = r.object("data") {
-            trainSource = DataSource(d, "train")
-            if trainSource == nil && !d.hasErrors { d.failHere("missing \"train\"") }
-            eval = DataSource(d, "eval")
+        run = TrainingRun.Config(root: r, training: t, kind: "sft")
+        let data = DataSource.read(r)
+        (train, eval, system) = (data.train, data.eval, data.system)
+        if let d = data.data {
             evalFraction = d.double("eval_fraction", "a number in [0, 0.9]") { $0 >= 0 && $0 <= 0.9 } ?? evalFraction
             maxLength = d.int("max_length", in: 2...1_048_576) ?? maxLength
             packing = d.bool("packing") ?? packing
-            system = d.string("system")
             d.rejectUnknownKeys()
-        } else {
-            r.failHere("missing \"data\"")
         }
-        train = trainSource ?? .arithmetic(count: 1, seed: 0, split: .train)
         if let t {
             batchSize = t.int("batch_size", in: 1...4096) ?? batchSize
             gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps

@@ -126,7 +126,12 @@ public final class TrainingRun {
         public var resume = true
         public var threads: Int?
 
-        public init(root r: JSONReader, training t: JSONReader?) {
+        /// `kind`: the trainer kind this config is for; another "kind" in the JSON is an error.
+        public init(root r: JSONReader, training t: JSONReader?, kind: String) {
+            if let k = r.string("kind"), k != kind {
+                let name = ["sft": "an SFT", "grpo": "a GRPO"][kind] ?? "a \(kind)"
+                r.fail("kind", "\(name) config has kind \"\(kind)\", got \"\(k)\"")
+            }
             if let m = r.object("model") { model = ModelSpec(reader: m) } else {
                 r.failHere("missing \"model\"")
                 model = .path("")

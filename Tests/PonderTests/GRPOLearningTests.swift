@@ -79,7 +79,7 @@ final class GRPOLearningTests: XCTestCase {
 
         // Rejection sampling from the SFT model: only correct, well-formed, distinct completions.
         let model = try LlamaModel.load(path: sft)
-        var rc = RejectionSamplingConfig(reader: JSONReader(try JSONValue.parse(#"{"prompts": {"generate": "arithmetic", "count": 24, "seed": 5}, "num_samples": 4, "max_completion_length": 128}"#)))
+        var rc = try RejectionSamplingConfig(reader: JSONReader(try JSONValue.parse(#"{"prompts": {"generate": "arithmetic", "count": 24, "seed": 5}, "num_samples": 4, "max_completion_length": 128}"#)))
         rc.seed = 1
         let prompts = try rc.prompts.prompts(system: nil)
         let r = try RejectionSampling.sample(model: model, prompts: prompts, config: rc)
