@@ -387,6 +387,12 @@ out("corpus/grpo_config/every_key.json", json.dumps({
                  "mask_truncated_completions": True, "skip_zero_std_groups": True, "log_completions_steps": 1,
                  "eval_limit": 10, "max_steps": 3, "learning_rate": 1e-5, "max_nonfinite_steps": 2},
     "output": {"dir": "runs/x", "save_steps": 1, "resume": False}, "threads": 1}))
+out("corpus/rejection_config/every_key.json", json.dumps({
+    "prompts": {"generate": "arithmetic", "count": 8, "seed": 1, "split": "train", "ops": ["*", "+"]},
+    "system": "paper", "num_samples": 4, "max_completion_length": 32, "temperature": 0.9, "top_p": 0.95,
+    "seed": 2, "min_reward": 1.5, "require": ["accuracy", "format"], "max_per_prompt": 2,
+    "reward": {"rewards": ["accuracy", "format", "reflection"], "reward_weights": [1, 1, 0.5]},
+    "output": "samples.jsonl", "max_prompt_length": 64}))
 out("corpus/grpo_data/shapes.jsonl", "\n".join(json.dumps(x) for x in [
     {"prompt": "What is 2+3?", "reference": "5"},
     {"prompt": "What is 2+3?", "solution": "#### 5"},
@@ -437,7 +443,7 @@ def corpus_words(target: str, lines: bool = False) -> set[str]:
 
 
 for target in ["generate_request", "model_options", "sft_config", "hf_config", "adapter_config", "json", "score",
-               "grpo_config"]:
+               "grpo_config", "rejection_config"]:
     dictionary(target, corpus_words(target) | set(HOSTILE_VALUES))
 dictionary("sft_data", corpus_words("sft_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####", "<<", ">>"})
 dictionary("grpo_data", corpus_words("grpo_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####"})

@@ -1,8 +1,16 @@
+import PonderJSON
 @testable import PonderTrain
 
 // GRPO's inputs: its config (parse and validate only: it names files) and its JSONL prompt files.
 
 let grpoConfigTarget = optionsTarget("grpo_config") { _ = try GRPOConfig(json: $0) }
+
+/// Rejection-sampling SFT's "rejection" object (parse and validate only: sampling needs a model).
+let rejectionConfigTarget = optionsTarget("rejection_config") { v in
+    let r = JSONReader(v, what: "rejection")
+    _ = try RejectionSamplingConfig(reader: r)
+    try r.finish()
+}
 
 /// A prompt file ({"prompt", "reference"}, {"messages", "reference"}, or any SFT shape).
 let grpoDataTarget = FuzzTarget(name: "grpo_data") { data in
