@@ -188,8 +188,9 @@ typedef struct ponder_trainer ponder_trainer;
  *            "num_layers", "num_heads", "num_kv_heads", "head_dim", "context_length", "rope_theta",
  *            "tie_word_embeddings", "vocab_size", "seed", "init_std"}}   (scratch: byte-level tokenizer),
  *  "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", ...]}    (absent: full fine-tuning),
- *  "data": {"train": "file.jsonl" | {"generate": "arithmetic", "count", "seed"}, "eval": ...,
- *           "eval_fraction": 0, "max_length": 256, "packing": false, "system": null},
+ *  "data": {"train": "file.jsonl" | {"generate": "arithmetic", "count", "seed", "split": "train" | "test" | "all",
+ *                                    "ops": ["+", "-", "*"]}, "eval": ...,
+ *           "eval_fraction": 0, "max_length": 256, "packing": false, "system": null | "paper" | text},
  *  "training": {"batch_size": 4, "gradient_accumulation_steps": 1, "num_train_epochs": 1,
  *               "max_steps": 0, "learning_rate": 1e-4, "lr_scheduler_type": "linear" | "cosine" |
  *               "constant", "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 1,

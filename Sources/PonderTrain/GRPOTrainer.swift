@@ -48,7 +48,6 @@ public final class GRPOTrainer: Trainer {
     struct Rollout {
         var sequences: [Sequence]
         var metrics: [(String, JSONValue)]
-        var prompts: [GRPOPrompt]
     }
 
     public init(config: GRPOConfig) throws {
@@ -185,7 +184,7 @@ public final class GRPOTrainer: Trainer {
                 try appendLine(f, JSONValue.object(fields).serialized())
             }
         }
-        return Rollout(sequences: seqs, metrics: metrics, prompts: stepPrompts)
+        return Rollout(sequences: seqs, metrics: metrics)
     }
 
     /// The step's sequences split into gradient_accumulation_steps contiguous micro-batches.
