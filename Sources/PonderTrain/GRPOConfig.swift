@@ -171,6 +171,10 @@ extension DataSource {
                 } else {
                     out.append(GRPOPrompt(try Datasets.example(v, where: w, system: system)))
                 }
+                // A conversation that is empty, or only a system turn, gives the model nothing to answer.
+                if out.last!.messages.allSatisfy({ $0.role == "system" }) {
+                    throw PonderError.invalid("\(w): the prompt has no turn to answer (\"messages\" is empty or holds only a system message)")
+                }
             }
             guard !out.isEmpty else { throw PonderError.invalid("\(path): no prompts") }
             return out

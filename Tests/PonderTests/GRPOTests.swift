@@ -132,6 +132,24 @@ final class GRPOTests: XCTestCase {
         fails(config(training: ", \"temprature\": 1"), "training.temprature: unknown key")
     }
 
+    /// A prompt line with nothing to answer is an error naming the line (the long fuzz run of
+    /// grpo_data found `{"messages": []}` accepted as a prompt without messages).
+    func testPromptLinesWithoutATurnAreRejected() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ponder-grpo-prompts-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (i, line) in [#"{"messages": []}"#, #"{"messages": [{"role": "system", "content": "Be brief."}]}"#,
+                          #"{"messages": [], "reference": "4"}"#].enumerated() {
+            let path = dir.appendingPathComponent("p\(i).jsonl").path
+            try Data(("{\"prompt\": \"2+2?\", \"reference\": \"4\"}\n" + line + "\n").utf8).write(to: URL(fileURLWithPath: path))
+            for system in [nil, "Be brief."] {
+                XCTAssertThrowsError(try DataSource.jsonl(path).prompts(system: system), line) { e in
+                    XCTAssertTrue((e as? PonderError)?.message.contains("p\(i).jsonl:2: the prompt has no turn to answer") ?? false, "\(e)")
+                }
+            }
+        }
+    }
+
     /// A reward supplied through the C ABI (as agent environments do): declared in the config,
     /// registered with ponder_trainer_set_reward, called for every completion; NaN is no score.
     func testCustomRewardThroughTheCABI() throws {
