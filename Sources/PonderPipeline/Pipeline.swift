@@ -29,8 +29,14 @@ public final class Pipeline {
     var state: RunState
     var custom: [String: CustomReward] = [:]
     /// Called on the thread running the pipeline with each event (JSON); false cancels.
-    public var onEvent: ((JSONValue) -> Bool)?
+    public var onEvent: ((JSONValue) -> Bool)? {
+        get { statusLock.locked { eventHandler } }
+        set { statusLock.locked { eventHandler = newValue } }
+    }
+    var eventHandler: ((JSONValue) -> Bool)?
     let flag = Flag()
+    /// A run is in progress (one at a time; rewards cannot change under it).
+    let busy = Flag()
     let statusLock = Lock()
     var statusValue: [(String, JSONValue)] = [("state", "idle")]
     /// The stages' statuses as status() reports them (state itself belongs to the running thread).
@@ -81,6 +87,7 @@ public final class Pipeline {
 
     /// The function of a custom reward named in the config's reward.custom (or a stage's).
     public func registerReward(_ name: String, _ f: @escaping CustomReward) throws {
+        guard !busy.get() else { throw PonderError(.misuse, "the pipeline is running: register rewards before running it") }
         let declared = Set(config.customRewards + config.stages.flatMap(\.customRewards))
         guard declared.contains(name) else {
             throw PonderError.invalid("reward \"\(name)\" is not declared in the config's reward.custom (declared: \(declared.sorted()))")
@@ -119,6 +126,8 @@ public final class Pipeline {
     }
 
     func guardedRun(_ body: () throws -> Void) throws {
+        guard busy.testAndSet() else { throw PonderError(.misuse, "the pipeline is running already (one run at a time)") }
+        defer { busy.set(false) }
         let needed = Set(config.stages.indices.filter { !state.stages[$0].done }.flatMap { config.stages[$0].customRewards })
         let missing = needed.subtracting(custom.keys).sorted()
         guard missing.isEmpty else {
@@ -366,6 +375,8 @@ public final class Pipeline {
 
     func emit(_ event: JSONValue) -> Bool { onEvent?(event) ?? true }
 
+    public var isRunning: Bool { busy.get() }
+
     func setStatus(_ fields: [(String, JSONValue)]) {
         statusLock.locked { statusValue = fields }
     }
@@ -440,6 +451,8 @@ final class Flag: @unchecked Sendable {
     private let lock = Lock()
     func set(_ v: Bool) { lock.locked { value = v } }
     func get() -> Bool { lock.locked { value } }
+    /// Sets the flag; false if it was set already.
+    func testAndSet() -> Bool { lock.locked { defer { value = true }; return !value } }
 }
 
 final class Lock: @unchecked Sendable {
