@@ -193,6 +193,7 @@ public enum Evaluation {
     /// 1 − C(n−c, k) / C(n, k), as a product so large n does not overflow.
     public static func passAtK(n: Int, c: Int, k: Int) -> Double {
         guard k <= n else { return .nan }
+        if c <= 0 { return 0 }
         if n - c < k { return 1 }
         var prod = 1.0
         for i in (n - c + 1)...n { prod *= 1 - Double(k) / Double(i) }
