@@ -199,7 +199,7 @@ public struct PipelineConfig: Sendable {
             let givenSystem = rj.has("system"), givenReward = rj.has("reward"), givenOutput = rj.has("output")
             var rc = (try? RejectionSamplingConfig(reader: rj, promptsRequired: false)) ?? RejectionSamplingConfig()
             if givenOutput { rj.fail("output", "a pipeline writes the samples into the stage's directory") }
-            if rj.has("prompts") { stage.rejectionPrompts = rc.prompts } else if train == nil && !s.hasErrors {
+            if rj.value("prompts") != nil { stage.rejectionPrompts = rc.prompts } else if train == nil && !s.hasErrors {
                 rj.fail("prompts", "missing: give the prompts here or the pipeline's data.train")
             }
             if !givenSystem { rc.system = system }
