@@ -101,7 +101,8 @@ public enum Report {
     /// A line chart: one polyline per series, x the run's step, stage boundaries dashed.
     static func plot(id: String, title: String, series all: [Series], boundaries: [(Double, String)]) -> String {
         let series = all.filter { !$0.points.isEmpty }
-        let (w, hgt, l, r, t, b) = (560.0, 240.0, 56.0, 12.0, 14.0, 30.0)
+        // Room below the plot area for the x labels and two legend rows of three.
+        let (w, hgt, l, r, t, b) = (560.0, 264.0, 64.0, 12.0, 14.0, 54.0)
         var svg = "<figure><figcaption>\(escape(title))</figcaption>"
         svg += "<svg class=\"plot\" id=\"plot-\(id)\" data-series=\"\(series.count)\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" viewBox=\"0 0 \(Int(w)) \(Int(hgt))\">"
         svg += "<rect x=\"\(l)\" y=\"\(t)\" width=\"\(w - l - r)\" height=\"\(hgt - t - b)\" fill=\"#fff\" stroke=\"#999\"/>"
@@ -118,17 +119,18 @@ public enum Report {
             svg += "<line x1=\"\(px(x))\" y1=\"\(t)\" x2=\"\(px(x))\" y2=\"\(hgt - b)\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>"
             svg += "<text x=\"\(px(x) + 3)\" y=\"\(t + 11)\" font-size=\"10\" fill=\"#888\">\(escape(name))</text>"
         }
-        for (k, v) in [(0, y0), (1, (y0 + y1) / 2), (2, y1)] {
-            _ = k
-            svg += "<text x=\"\(l - 4)\" y=\"\(py(v) + 4)\" font-size=\"10\" text-anchor=\"end\">\(number(v, 3))</text>"
+        // Small quantities (KL) need more decimals than rates do.
+        let digits = max(abs(y0), abs(y1)) < 0.01 ? 6 : max(abs(y0), abs(y1)) < 10 ? 3 : 1
+        for v in [y0, (y0 + y1) / 2, y1] {
+            svg += "<text x=\"\(l - 4)\" y=\"\(py(v) + 4)\" font-size=\"10\" text-anchor=\"end\">\(number(v, digits))</text>"
         }
-        svg += "<text x=\"\(l)\" y=\"\(hgt - 10)\" font-size=\"10\">step \(Int(x0))</text>"
-        svg += "<text x=\"\(w - r)\" y=\"\(hgt - 10)\" font-size=\"10\" text-anchor=\"end\">\(Int(x1))</text>"
+        svg += "<text x=\"\(l)\" y=\"\(hgt - b + 13)\" font-size=\"10\">step \(Int(x0))</text>"
+        svg += "<text x=\"\(w - r)\" y=\"\(hgt - b + 13)\" font-size=\"10\" text-anchor=\"end\">\(Int(x1))</text>"
         for (k, s) in series.enumerated() {
             let c = colors[k % colors.count]
             let pts = s.points.map { "\(number(px($0.0), 1)),\(number(py($0.1), 1))" }.joined(separator: " ")
             svg += "<polyline class=\"series\" data-name=\"\(escape(s.name))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"1.5\" points=\"\(pts)\"/>"
-            svg += "<text x=\"\(l + 8 + Double(k % 3) * 160)\" y=\"\(hgt - b + 12 + Double(k / 3) * 0)\" font-size=\"10\" fill=\"\(c)\">■ \(escape(s.name))</text>"
+            svg += "<text x=\"\(l + Double(k % 3) * 160)\" y=\"\(hgt - b + 28 + Double(k / 3) * 14)\" font-size=\"10\" fill=\"\(c)\">■ \(escape(s.name))</text>"
         }
         return svg + "</svg></figure>\n"
     }
