@@ -132,6 +132,9 @@ func runPipeline(_ p: Pipeline) {
     } catch { fail("\(error)", code: 1) }
     if let eval = try? readFile(p.dir + "/eval.json"), let v = try? eval.withUnsafeBytes({ try JSONValue.parse($0) }) {
         printEvalTable(v["rows"]?.asArray ?? [])
+        let stages = (try? readFile(p.dir + "/state.json")).flatMap { b in try? b.withUnsafeBytes { try JSONValue.parse($0) } }?["stages"]?
+            .asArray?.compactMap { $0["name"]?.asString } ?? []
+        for c in Report.comparisons(runDir: p.dir, stages: stages) { print(c) }
     }
     print("run: \(p.dir) (report: \(p.dir)/report.html, model: \(p.dir)/model, \(p.dir)/model.gguf)")
 }

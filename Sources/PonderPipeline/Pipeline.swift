@@ -287,6 +287,7 @@ public final class Pipeline {
         var rows: [JSONValue] = []
         var details: [JSONValue] = []
         var promptExample: String? = nil
+        var correctness: [(String, [Bool?])] = []
         let models = modelsToEvaluate(i)
         if models.isEmpty { _ = emit(["event": "log", "message": .string("stage \(i) (\(stage.name)): no model to evaluate")]) }
         for (k, m) in models.enumerated() {
@@ -319,7 +320,9 @@ public final class Pipeline {
                                            ("completion", .string(text)), ("rewards", s.json)]).serialized() + "\n"
             }
             try AtomicFile.write(stageDir(i) + "/completions-\(k)-\(m.producer).jsonl", lines)
-            details.append(.object([("model", .string(m.producer)), ("path", .string(m.path)), ("metrics", .object(r.metrics))]))
+            details.append(.object([("model", .string(m.producer)), ("path", .string(m.path)), ("metrics", .object(r.metrics)),
+                                    ("correct", .array(r.correct.map { $0.map(JSONValue.bool) ?? .null }))]))
+            correctness.append((m.producer, r.correct))
         }
         let settings: JSONValue = .object([
             ("data", source.json), ("system", PipelineConfig.systemJSON(config.system)),
@@ -331,7 +334,24 @@ public final class Pipeline {
             ("reflection", "paper mode (the paper's published reward) as \"reflection\"; guarded beside it as \"reflection_guarded\""),
             ("options", .object(e.json)),
         ])
-        try AtomicFile.write(stageDir(i) + "/eval.json", prettyJSON(.object([("settings", settings), ("rows", .array(rows)), ("details", .array(details))])) + "\n")
+        // Each model against the one before it on the same problems: the accuracy change and its
+        // paired standard error, so a gain can be told from the held-out set's sampling noise.
+        var comparisons: [JSONValue] = []
+        for k in correctness.indices.dropFirst() {
+            let (from, a) = correctness[k - 1], (to, b) = correctness[k]
+            let d = zip(a, b).compactMap { x, y -> Double? in
+                guard let x, let y else { return nil }
+                return (y ? 1 : 0) - (x ? 1 : 0)
+            }
+            guard d.count > 1 else { continue }
+            let mean = d.reduce(0, +) / Double(d.count)
+            let sd = (d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(d.count - 1)).squareRoot()
+            comparisons.append(.object([("from", .string(from)), ("to", .string(to)), ("accuracy_change", .double(mean)),
+                                        ("paired_stderr", .double(sd / Double(d.count).squareRoot())), ("n", .int(Int64(d.count)))]))
+        }
+        try AtomicFile.write(stageDir(i) + "/eval.json", prettyJSON(.object([("settings", settings), ("rows", .array(rows)),
+                                                                            ("comparisons", .array(comparisons)),
+                                                                            ("details", .array(details))])) + "\n")
         try writeRunEval(upTo: i, current: rows)
     }
 
