@@ -341,6 +341,111 @@ ponder_status ponder_trainer_set_reward(ponder_trainer *trainer, const char *nam
  * Thread-safe. */
 ponder_status ponder_score(const char *request_json, char **out_result_json);
 
+/* ---- Pipelines: the paper's four stages from one JSON config ------------------------------ */
+
+typedef struct ponder_pipeline ponder_pipeline;
+
+/* The documented defaults of a pipeline config (as llama.cpp's *_default_params), as indented
+ * JSON: every key with its default value and the paper's stages (sft, grpo, eval), each with
+ * every option written out; "model", "output.dir" and "data" are null (a config must give
+ * them). docs/CONFIG.md documents every key. Free with ponder_string_free; NULL only when out
+ * of memory. Thread-safe. */
+char *ponder_default_config_json(void);
+
+/* Every problem of a pipeline config, without running anything: *out_errors_json (free with
+ * ponder_string_free) is {"errors": [{"path": "stages[1].beta", "message": "..."}, ...]} — empty
+ * when the config is valid; malformed JSON is one error at "<root>" with its byte offset. Unknown
+ * keys, wrong types, out-of-range values and missing model or data files are all reported, each
+ * with its JSON path. Returns PONDER_OK whenever it could judge the config (errors or not), MISUSE
+ * for a NULL out_errors_json. Thread-safe. */
+ponder_status ponder_pipeline_validate(const char *config_json, char **out_errors_json);
+
+/* Validates config_json completely (as ponder_pipeline_validate; every problem in one
+ * PONDER_ERR_INVALID_ARGUMENT message, "path: message; path: message"), then creates output.dir
+ * and writes config.resolved.json (the config with every default) and state.json there. Nothing
+ * is trained until ponder_pipeline_run. A directory that already holds a run (state.json or
+ * config.resolved.json) is PONDER_ERR_INVALID_ARGUMENT naming ponder_pipeline_resume / `ponder
+ * resume`. The config (docs/CONFIG.md):
+ * {"model": {"path": ...} | {"scratch": {...}},
+ *  "data": {"train": "file.jsonl" | {"generate": "arithmetic", "count", "seed", "split", "ops"},
+ *           "eval": (the same), "system": null | "paper" | "text"},
+ *  "reward": {"rewards": ["accuracy", "format", "reflection"], "reward_weights": [1, 1, 1],
+ *             "custom": [], and the options of ponder_score},
+ *  "output": {"dir": "runs/x", "save_steps": 0, "save_total_limit": 2}, "seed": 0, "threads": 2,
+ *  "stages": [{"type": "pretrain" | "sft" | "grpo" | "rejection_sft" | "eval", "name": ...,
+ *              "mode": "full" | "lora" | "none", "lora": {...}, "data": ...,
+ *              and the stage's options, flat: an sft stage takes SFT's "training" and "data" keys
+ *              (learning_rate, batch_size, max_length, ...), a grpo stage GRPO's (beta,
+ *              num_generations, ..., and its own "reward"), rejection_sft SFT's plus "rejection",
+ *              eval the evaluation's (limit, seed, max_new_tokens, num_samples, temperature,
+ *              pass_k)}, ...]}
+ * Each stage starts from the model of the last training stage before it; an eval stage
+ * evaluates every model trained since the previous eval stage (the first also the base model
+ * when "model" is a path) and adds one row per model to RUN/eval.json:
+ * {"rows": [{"stage", "model", "accuracy", "format_rate", "reflection", "mean_length", "n", ...}]}.
+ * *out_pipeline: free with ponder_pipeline_free. */
+ponder_status ponder_pipeline_create(const char *config_json, ponder_pipeline **out_pipeline);
+
+/* The run in run_dir (its config.resolved.json and state.json), to continue with
+ * ponder_pipeline_run: done stages are not run again; the first stage not done continues from
+ * its newest checkpoint (at most save_steps steps are redone), and RUN/metrics.jsonl is cut back
+ * to that checkpoint first, so no step appears twice or goes missing. With the same threads the
+ * run ends with the weights and metrics of an uninterrupted one. PONDER_ERR_IO when run_dir
+ * holds no run, FORMAT when its state.json does not match its config. */
+ponder_status ponder_pipeline_resume(const char *run_dir, ponder_pipeline **out_pipeline);
+
+/* Runs every stage not done yet, in order, then writes RUN/model (safetensors), RUN/model.gguf
+ * and RUN/report.html. Blocks; events go to the event callback on this thread. Before anything
+ * runs, every custom reward the remaining stages name must be registered (else
+ * PONDER_ERR_MISUSE, nothing changed). A second run while one is in progress (from another
+ * thread) is MISUSE. Cancelled (ponder_pipeline_cancel, the event callback returning false,
+ * ponder_pipeline_free from another thread): the current stage stops at its next step boundary,
+ * saves a checkpoint and the call returns PONDER_ERR_CANCELLED; run again (or resume) to go on.
+ * Any other failure leaves the stages done so far done and the failing stage at its newest
+ * checkpoint. */
+ponder_status ponder_pipeline_run(ponder_pipeline *pipeline);
+
+/* Runs stage `index` (0-based) alone, as ponder_pipeline_run does it. The stages before it must
+ * be done (else PONDER_ERR_MISUSE naming the first that is not); a done stage is MISUSE;
+ * an index outside the stages is INVALID_ARGUMENT. Running the last stage writes the final model
+ * and report. */
+ponder_status ponder_pipeline_run_stage(ponder_pipeline *pipeline, int32_t index);
+
+/* Where the pipeline is, as JSON (free with ponder_string_free): {"state": "idle" | "running" |
+ * "cancelled" | "failed" | "finished", "stage", "stage_index", "step", "total_steps",
+ * "eta_seconds" (of the current stage), "metrics" (the last step's), "error" (after a failure),
+ * "run_dir", "stages": [{"name", "type", "status": "pending" | "running" | "done"}]}. Safe to call
+ * from any thread while the pipeline runs. */
+ponder_status ponder_pipeline_status(const ponder_pipeline *pipeline, char **out_json);
+
+/* Called with each event of a run as JSON, on the thread that called ponder_pipeline_run(_stage),
+ * during that call; event_json is valid only during the call. Return false to cancel (as
+ * ponder_pipeline_cancel). Events: {"event": "stage_start" | "stage_end", "stage", "stage_index",
+ * ...}, {"event": "progress", "stage", "stage_index", "step", "total_steps", "eta_seconds",
+ * "loss", "reward"?} (every training step, and every batch of an evaluation), {"event": "metric",
+ * "stage", "stage_index", "metrics": {the step's metrics}}, {"event": "eval", "stage", "row"},
+ * {"event": "log", "message", "level"?}, {"event": "finished", "run_dir", "rows"}.
+ * fn NULL removes the callback. `user` must stay valid while the pipeline may run. */
+typedef bool (*ponder_event_callback)(const char *event_json, void *user);
+ponder_status ponder_pipeline_set_event_callback(ponder_pipeline *pipeline, ponder_event_callback fn, void *user);
+
+/* The function of a custom reward declared in the config's "reward": {"custom": [...]} (or a
+ * stage's): the same ponder_reward_fn as ponder_trainer_set_reward, called on the running thread
+ * for every completion a grpo (or rejection_sft) stage scores. Registering a name again replaces
+ * it. INVALID_ARGUMENT for an undeclared name; MISUSE for a NULL fn or name, or while the
+ * pipeline runs. */
+ponder_status ponder_pipeline_register_reward(ponder_pipeline *pipeline, const char *name, ponder_reward_fn fn, void *user);
+
+/* Asks a running pipeline to stop at its next step boundary (a training step, or a batch of an
+ * evaluation) with a checkpoint; ponder_pipeline_run then returns PONDER_ERR_CANCELLED. Safe from
+ * any thread and from a signal-handling thread; returns at once. Called while nothing runs, the
+ * next run stops at its first step boundary. */
+ponder_status ponder_pipeline_cancel(ponder_pipeline *pipeline);
+
+/* Frees a pipeline (NULL and twice are no-ops). A run in progress on another thread is
+ * cancelled and finishes its step before the memory goes. */
+void ponder_pipeline_free(ponder_pipeline *pipeline);
+
 #ifdef __cplusplus
 }
 #endif

@@ -331,7 +331,8 @@ for i, r in enumerate(REQUESTS):
 for i, o in enumerate([{"path": "model.gguf"}, {"path": "hf_dir/", "threads": 2, "adapter": "lora/"}]):
     out(f"corpus/model_options/o{i}.json", json.dumps(o))
 
-for name in sorted(os.listdir(os.path.join(ROOT, "examples", "configs"))):
+# Pipeline configs are the pipeline_config target's seeds (below), not SFT configs.
+for name in sorted(n for n in os.listdir(os.path.join(ROOT, "examples", "configs")) if n.startswith("sft_")):
     with open(os.path.join(ROOT, "examples", "configs", name), "rb") as f:
         out(f"corpus/sft_config/{name}", f.read())
 out("corpus/sft_config/lora_jsonl.json", json.dumps({
@@ -393,6 +394,22 @@ out("corpus/rejection_config/every_key.json", json.dumps({
     "seed": 2, "min_reward": 1.5, "require": ["accuracy", "format"], "max_per_prompt": 2,
     "reward": {"rewards": ["accuracy", "format", "reflection"], "reward_weights": [1, 1, 0.5]},
     "output": "samples.jsonl", "max_prompt_length": 64}))
+for name in ("quickstart", "paper"):
+    with open(os.path.join(ROOT, "examples", "configs", name + ".json"), "rb") as f:
+        out(f"corpus/pipeline_config/{name}.json", f.read())
+out("corpus/pipeline_config/every_stage.json", json.dumps({
+    "model": {"scratch": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "context_length": 128}},
+    "data": {"train": {"generate": "arithmetic", "count": 32, "seed": 1, "ops": ["+"]},
+             "eval": {"generate": "arithmetic", "count": 8, "split": "test"}, "system": "paper"},
+    "reward": {"rewards": ["accuracy", "format", "mine"], "reward_weights": [1, 1, 0.5], "custom": ["mine"]},
+    "output": {"dir": "runs/x", "save_steps": 2, "save_total_limit": 1}, "seed": 1, "threads": 1,
+    "stages": [{"type": "pretrain", "max_steps": 2, "packing": False},
+               {"type": "sft", "name": "cold-start", "mode": "lora", "lora": {"r": 4}, "max_steps": 2},
+               {"type": "grpo", "max_steps": 2, "beta": 0, "loss_type": "cispo", "epsilon_high": 5,
+                "reward": {"rewards": ["accuracy"], "reflection_mode": "paper"}},
+               {"type": "rejection_sft", "rejection": {"num_samples": 2, "require": ["accuracy"]}, "max_steps": 1},
+               {"type": "grpo", "mode": "none"},
+               {"type": "eval", "limit": 4, "num_samples": 4, "pass_k": [1, 2, 4], "temperature": 0.7}]}))
 out("corpus/grpo_data/shapes.jsonl", "\n".join(json.dumps(x) for x in [
     {"prompt": "What is 2+3?", "reference": "5"},
     {"prompt": "What is 2+3?", "solution": "#### 5"},
@@ -443,7 +460,7 @@ def corpus_words(target: str, lines: bool = False) -> set[str]:
 
 
 for target in ["generate_request", "model_options", "sft_config", "hf_config", "adapter_config", "json", "score",
-               "grpo_config", "rejection_config"]:
+               "grpo_config", "rejection_config", "pipeline_config"]:
     dictionary(target, corpus_words(target) | set(HOSTILE_VALUES))
 dictionary("sft_data", corpus_words("sft_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####", "<<", ">>"})
 dictionary("grpo_data", corpus_words("grpo_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####"})

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
 need=()
-for p in libopenblas-dev libjson-c-dev pkg-config cmake ninja-build; do
+# chromium: the report test renders report.html in a real headless browser.
+for p in libopenblas-dev libjson-c-dev pkg-config cmake ninja-build chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -98,15 +98,6 @@ public func ponder_trainer_set_reward(_ t: OpaquePointer?, _ name: UnsafePointer
         let n = try cString(name, "name")
         guard let fn else { throw PonderError(.misuse, "fn is NULL") }
         guard let grpo = tr as? GRPOTrainer else { throw PonderError(.misuse, "trainer: only a \"grpo\" trainer takes rewards") }
-        let u = UserPointer(p: user)
-        try grpo.setReward(n) { input in
-            // A NaN or infinite return is "no score" (the reward is then left out for it).
-            let v = (input.prompt ?? "").withCString { p in
-                input.completion.withCString { c in
-                    (input.reference ?? "").withCString { r in fn(p, c, input.reference == nil ? nil : r, u.p) }
-                }
-            }
-            return v.isFinite ? v : nil
-        }
+        try grpo.setReward(n, cReward(fn, UserPointer(p: user)))
     }
 }

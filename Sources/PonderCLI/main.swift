@@ -23,7 +23,7 @@ usage:
   ponder score [--rewards accuracy,format,reflection] [--reflection-mode guarded|paper] [--format-mode strict|paper]
                [--reward-weights 1,1,1] [--options JSON]   (JSONL {"completion", "reference"?} on stdin)
   ponder version
-"""
+""" + "\n" + pipelineUsage
 
 func fail(_ message: String, code: Int32 = 2) -> Never {
     fputs("ponder: \(message)\n", stderr)
@@ -156,6 +156,8 @@ case "grpo", "train":
     } catch { fail("\(error)", code: 1) }
 case "score":
     scoreCommand(args[2...])
+case "run", "validate", "resume", "eval", "report":
+    pipelineCommand(args)
 case "bench-matmul":
     // Weight-streaming throughput of linear() at decode shapes (SmolLM2's), for bench/.
     benchMatmul()

@@ -9,7 +9,12 @@ public final class JSONReader {
     private var seen: Set<String> = []
     private let sink: ErrorSink
 
-    final class ErrorSink { var messages: [String] = [] }
+    /// Every problem of one document, in the order found: (JSON path, message). "<root>" is the
+    /// document itself.
+    final class ErrorSink {
+        var problems: [(path: String, message: String)] = []
+        func add(_ path: String, _ message: String) { problems.append((path.isEmpty ? "<root>" : path, message)) }
+    }
 
     /// Starts reading `value`, which must be an object; `what` names it in messages.
     public convenience init(_ value: JSONValue, what: String = "") {
@@ -23,18 +28,18 @@ public final class JSONReader {
             fields = f
         } else {
             fields = []
-            sink.messages.append("\(path.isEmpty ? "<root>" : path): expected an object, got \(value.typeName)")
+            sink.add(path, "expected an object, got \(value.typeName)")
         }
     }
 
     public func fieldPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
     public func fail(_ key: String, _ message: String) {
-        sink.messages.append("\(fieldPath(key)): \(message)")
+        sink.add(fieldPath(key), message)
     }
 
     public func failHere(_ message: String) {
-        sink.messages.append("\(path.isEmpty ? "<root>" : path): \(message)")
+        sink.add(path, message)
     }
 
     public func has(_ key: String) -> Bool { fields.contains { $0.0 == key } }
@@ -110,19 +115,28 @@ public final class JSONReader {
     /// Reports unknown keys of this object (call once all fields are read).
     public func rejectUnknownKeys() {
         for (k, _) in fields where !seen.contains(k) {
-            sink.messages.append("\(fieldPath(k)): unknown key")
+            sink.add(fieldPath(k), "unknown key")
         }
     }
 
     /// Throws all collected problems of the whole document at once.
     public func finish() throws {
         rejectUnknownKeys()
-        if !sink.messages.isEmpty {
-            throw PonderError(.invalidArgument, sink.messages.joined(separator: "; "))
+        if !sink.problems.isEmpty {
+            throw PonderError(.invalidArgument, sink.problems.map { "\($0.path): \($0.message)" }.joined(separator: "; "))
         }
     }
 
-    public var hasErrors: Bool { !sink.messages.isEmpty }
+    public var hasErrors: Bool { !sink.problems.isEmpty }
+
+    /// The problems found so far in the whole document (structured, for `ponder validate --json`).
+    public var problems: [(path: String, message: String)] { sink.problems }
+
+    /// A reader of `value` reporting into this reader's document at `path`: for a value that
+    /// stands in for a part of the document (a default, a shared section) under its own path.
+    public func reader(for value: JSONValue, at path: String) -> JSONReader {
+        JSONReader(value, path: path, sink: sink)
+    }
 
     private func describe(_ v: JSONValue) -> String {
         switch v {

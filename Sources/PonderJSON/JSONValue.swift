@@ -44,6 +44,7 @@ public enum JSONValue: Equatable, Sendable {
 
     public var asString: String? { if case let .string(s) = self { return s } else { return nil } }
     public var asArray: [JSONValue]? { if case let .array(a) = self { return a } else { return nil } }
+    public var asObject: [(String, JSONValue)]? { if case let .object(f) = self { return f } else { return nil } }
     public var asInt: Int64? {
         switch self {
         case let .int(i): return i
@@ -257,4 +258,9 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(floatLiteral value: Double) { self = .double(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(nilLiteral: ()) { self = .null }
+}
+
+/// `["event": "log", "message": m]` is an object with its keys in the order written.
+extension JSONValue: ExpressibleByDictionaryLiteral {
+    public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(elements) }
 }

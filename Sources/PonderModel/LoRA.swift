@@ -41,6 +41,10 @@ public struct LoRAConfig: Equatable, Sendable {
     public init() {}
     public var scale: Float { Float(alpha / Double(rank)) }
 
+    public var json: JSONValue {
+        .object([("r", .int(Int64(rank))), ("alpha", .double(alpha)), ("target_modules", .array(targets.map { .string($0.rawValue) }))])
+    }
+
     /// {"r": 8, "alpha": 16, "target_modules": ["q_proj", ...]}
     public init(reader r: JSONReader) {
         rank = r.int("r", in: 1...4096) ?? rank

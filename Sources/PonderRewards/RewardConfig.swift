@@ -36,6 +36,17 @@ public struct RewardConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// Every key `init(reading:)` reads, with its value (a pipeline's config.resolved.json).
+    public var json: [(String, JSONValue)] {
+        [("rewards", .array(rewards.map { .string($0) })), ("reward_weights", .array(rewardWeights.map { .double($0) })),
+         ("format_mode", .string(formatMode.rawValue)), ("reflection_mode", .string(reflectionMode.rawValue)),
+         ("reflection_requires_correct", .bool(reflectionRequiresCorrect)),
+         ("reflection_correction_bonus", .double(reflectionCorrectionBonus)), ("reflection_ngram_size", .int(Int64(reflectionNgramSize))),
+         ("reflection_repetition_weight", .double(reflectionRepetitionWeight)),
+         ("max_completion_length", .int(Int64(maxCompletionLength))), ("soft_punish_cache", .int(Int64(softPunishCache))),
+         ("repetition_ngram_size", .int(Int64(repetitionNgramSize))), ("repetition_max_penalty", .double(repetitionMaxPenalty))]
+    }
+
     /// Reads a complete options object; unknown keys are errors.
     public init(json: JSONValue, customRewards: [String] = []) throws {
         let r = JSONReader(json)

@@ -56,7 +56,12 @@ public enum Datasets {
         let r = JSONReader(v, what: w)
         var messages: [ChatTemplate.Message] = []
         if let s = system { messages.append(.init(role: "system", content: s)) }
-        if r.has("messages") {
+        if r.has("text") {
+            // Raw text (pretraining): every token is a target, no chat template.
+            guard let t = r.string("text") else { try r.finish(); throw PonderError.invalid("\(w): text must be a string") }
+            try r.finish()
+            return ChatExample(messages: [.init(role: textRole, content: t)])
+        } else if r.has("messages") {
             messages += readMessages(r)
         } else if r.has("question") {
             let q = r.string("question"), a = r.string("answer")
@@ -80,6 +85,27 @@ public enum Datasets {
             throw PonderError.invalid("\(w): no assistant message to train on")
         }
         return ChatExample(messages: messages)
+    }
+
+    /// The role of a raw-text example ({"text": ...} lines, pretraining): trained on every token.
+    public static let textRole = "text"
+
+    /// A conversation as plain text for pretraining: the user's question, then the assistant's
+    /// reasoning and answer without the <think>/<answer> tags ("What is 23 + 19?\n3 + 9 = 12, carry
+    /// 1. 2 + 1 + 1 = 4. So 23 + 19 = 42\n"), so a pretrained model knows the task's text but
+    /// not the answer format SFT then teaches.
+    public static func rawText(_ ex: ChatExample) -> ChatExample {
+        if ex.messages.count == 1 && ex.messages[0].role == textRole { return ex }
+        var text = ""
+        for m in ex.messages where m.role != "system" {
+            var c = m.content
+            if m.role == "assistant" {
+                if let a = c.firstRange(of: "</think>") { c = String(c[..<a.lowerBound]) }
+                c = c.replacing("<think>", with: "")
+            }
+            text += trim(c) + "\n"
+        }
+        return ChatExample(messages: [.init(role: textRole, content: text)])
     }
 
     /// GSM8K's "reasoning <<calc>> … #### 42" as the paper's format.
@@ -231,6 +257,12 @@ public enum Datasets {
     /// model without one), truncated to `maxLength`. nil when nothing trainable is left.
     public static func tokenize(_ ex: ChatExample, tokenizer t: Tokenizer, maxLength: Int) -> SFTExample? {
         var tokens: [Int32] = [], trained: [Bool] = []
+        if ex.messages.count == 1 && ex.messages[0].role == textRole {
+            tokens = t.encode(ex.messages[0].content, parseSpecial: false)
+            if let eos = t.eos { tokens.append(eos) }
+            if tokens.count > maxLength { tokens.removeLast(tokens.count - maxLength) }
+            return tokens.count > 1 ? SFTExample(tokens: tokens, trained: Array(repeating: true, count: tokens.count)) : nil
+        }
         let segments = t.chatTemplate.segments(ex.messages) ?? ex.messages.map { m in
             (text: m.role == "assistant" ? m.content : m.content + "\n", trained: m.role == "assistant")
         }

@@ -2,10 +2,82 @@ import PonderBase
 import PonderJSON
 import PonderModel
 import PonderRewards
+import PonderText
 
-/// The minimal evaluator: a model's greedy answers to held-out prompts, scored as the paper
-/// reports them — accuracy, format rate, reflection (the paper's reward, on the completions) and
-/// completion length. The four-stage pipeline builds its comparison table from these.
+/// The evaluation's options, as an "eval" pipeline stage and `ponder eval` take them. The data
+/// is read by the caller (a stage's "data", the CLI's --data); the rest here, once.
+public struct EvalConfig: Sendable, Equatable {
+    /// Held-out problems: at most this many (0: all), a subset drawn with `seed` when fewer.
+    public var limit = 0
+    public var seed: UInt64 = 0
+    /// Completion budget (tokens) of every answer, greedy or sampled.
+    public var maxNewTokens = 256
+    public var maxPromptLength = 512
+    /// Samples per problem for pass@1, maj@k and pass@k (0: greedy only).
+    public var numSamples = 0
+    public var temperature = 1.0
+    public var topP = 1.0
+    /// The k of the unbiased pass@k estimates (each ≤ num_samples; default [1, num_samples]).
+    public var passK: [Int] = []
+    /// Prompts decoded together in one grouped decode.
+    public var batchSize = 32
+
+    public init() {}
+
+    /// The keys above from `r` (the caller rejects unknown keys).
+    public mutating func read(_ r: JSONReader) {
+        limit = r.int("limit", in: 0...10_000_000) ?? limit
+        seed = UInt64(r.int("seed", in: 0...Int64(Int32.max)) ?? Int(seed))
+        maxNewTokens = r.int("max_new_tokens", in: 1...1_048_576) ?? maxNewTokens
+        maxPromptLength = r.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
+        numSamples = r.int("num_samples", in: 0...1024) ?? numSamples
+        temperature = r.double("temperature", "a number in (0, 100]") { $0 > 0 && $0 <= 100 } ?? temperature
+        topP = r.double("top_p", "a number in (0, 1]") { $0 > 0 && $0 <= 1 } ?? topP
+        if let ks = r.array("pass_k") {
+            var out: [Int] = []
+            for (i, v) in ks.enumerated() {
+                guard let k = v.asInt, k >= 1, k <= Int64(max(numSamples, 1)) else {
+                    r.fail("pass_k[\(i)]", "expected an integer in [1, num_samples (\(numSamples))], got \(v.serialized())")
+                    continue
+                }
+                out.append(Int(k))
+            }
+            if numSamples == 0 && !ks.isEmpty { r.fail("pass_k", "needs num_samples > 0") }
+            passK = out
+        }
+        batchSize = r.int("batch_size", in: 1...4096) ?? batchSize
+    }
+
+    /// pass_k as used: given, or [1, num_samples].
+    public var effectivePassK: [Int] {
+        guard numSamples > 0 else { return [] }
+        return passK.isEmpty ? Array(Set([1, numSamples])).sorted() : passK
+    }
+
+    public var json: [(String, JSONValue)] {
+        [("limit", .int(Int64(limit))), ("seed", .int(Int64(seed))), ("max_new_tokens", .int(Int64(maxNewTokens))),
+         ("max_prompt_length", .int(Int64(maxPromptLength))), ("num_samples", .int(Int64(numSamples))),
+         ("temperature", .double(temperature)), ("top_p", .double(topP)),
+         ("pass_k", .array(effectivePassK.map { .int(Int64($0)) })), ("batch_size", .int(Int64(batchSize)))]
+    }
+
+    /// The problems to evaluate: all of `source`, or a seeded subset of `limit`.
+    public func prompts(_ source: DataSource, system: String?) throws -> [GRPOPrompt] {
+        var all = try source.prompts(system: system)
+        if limit > 0 && all.count > limit {
+            var rng = RandomGenerator(seed: seed &+ 0x5EED)
+            for i in stride(from: all.count - 1, to: 0, by: -1) { all.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            all = Array(all.prefix(limit))
+        }
+        return all
+    }
+}
+
+/// A model's answers to held-out prompts, scored as the paper reports them — accuracy, format
+/// rate, reflection (the paper's reward, on the completions) and completion length — grown into
+/// the pipeline's evaluation: pass@1 over k samples, maj@k, unbiased pass@k, and reflection
+/// under both modes. The paper-mode reflection is the measuring stick whatever reward a model
+/// was trained with; the guarded one is reported beside it.
 public enum Evaluation {
     public struct Result: Sendable {
         public var count: Int
@@ -16,37 +88,127 @@ public enum Evaluation {
 
         /// Accuracy over the prompts that have a reference (its standard error is in `metrics`).
         public var accuracy: Double { Double(correct.compactMap { $0 }.filter { $0 }.count) / Double(max(1, correct.compactMap { $0 }.count)) }
+
+        public func metric(_ key: String) -> Double? { metrics.first { $0.0 == key }?.1.asDouble }
     }
 
     /// Greedy completions of `prompts`, decoded `batch` prompts at a time in one grouped decode.
     public static func run(model: LlamaModel, prompts: [GRPOPrompt], maxTokens: Int, maxPromptLength: Int = 512,
                            batch: Int = 32) throws -> Result {
-        let budget = max(1, min(maxPromptLength, model.config.maxPositions - maxTokens))
+        var c = EvalConfig()
+        c.maxNewTokens = maxTokens
+        c.maxPromptLength = maxPromptLength
+        c.batchSize = batch
+        return try evaluate(model: model, prompts: prompts, config: c)
+    }
+
+    /// The full evaluation. `shouldStop` is asked between batches (true: PonderError(.cancelled));
+    /// `progress(done, total)` is told after each batch of greedy or sampled decoding.
+    public static func evaluate(model: LlamaModel, prompts: [GRPOPrompt], config c: EvalConfig,
+                                shouldStop: () -> Bool = { false }, progress: (Int, Int) -> Void = { _, _ in }) throws -> Result {
+        guard !prompts.isEmpty else { throw PonderError.invalid("evaluation: no prompts") }
+        let budget = max(1, min(c.maxPromptLength, model.config.maxPositions - c.maxNewTokens))
         let ids = try prompts.map { try GRPOTrainer.tokens(of: $0, model: model, maxLength: budget) }
-        var req = GenerateRequest()
-        req.n = 1
-        req.maxTokens = maxTokens
-        req.sampling.temperature = 0
-        req.seed = 0
-        var texts: [String] = [], lengths: [Int] = []
-        var start = 0
-        while start < prompts.count {
-            let end = min(prompts.count, start + batch)
-            let gen = try model.generate(prompts: Array(ids[start..<end]), req)
-            texts += gen.completions.map(\.text)
-            lengths += gen.completions.map(\.tokenIDs.count)
-            start = end
+        let total = prompts.count * (c.numSamples > 0 ? 2 : 1)
+        var done = 0
+
+        func decode(_ req: GenerateRequest, perBatch: Int) throws -> [[Completion]] {
+            var out: [[Completion]] = []
+            var start = 0
+            while start < prompts.count {
+                if shouldStop() { throw PonderError(.cancelled, "evaluation cancelled after \(start) of \(prompts.count) prompts") }
+                let end = min(prompts.count, start + perBatch)
+                var r = req
+                // Sampled decoding is seeded per batch, so a subset's draws do not depend on the batch size alone.
+                if let s = req.seed { r.seed = s &+ UInt64(start) &* 7919 }
+                let gen = try model.generate(prompts: Array(ids[start..<end]), r)
+                for k in 0..<(end - start) { out.append(Array(gen.completions[(k * r.n)..<((k + 1) * r.n)])) }
+                done += end - start
+                progress(done, total)
+                start = end
+            }
+            return out
         }
-        let rewards = RewardSet(config: RewardConfig())
-        let scored = zip(texts, prompts).map { rewards.score(RewardInput(completion: $0, reference: $1.reference)) }
+
+        var greedy = GenerateRequest()
+        greedy.n = 1
+        greedy.maxTokens = c.maxNewTokens
+        greedy.sampling.temperature = 0
+        greedy.seed = 0
+        let greedyOut = try decode(greedy, perBatch: c.batchSize).map { $0[0] }
+        let texts = greedyOut.map(\.text)
+        let lengths = greedyOut.map { Double($0.tokenIDs.count) }
+
+        var paperConfig = RewardConfig()
+        paperConfig.reflectionMode = .paper
+        let paper = RewardSet(config: paperConfig), guarded = RewardSet(config: RewardConfig())
+        let scored = zip(texts, prompts).map { paper.score(RewardInput(completion: $0, reference: $1.reference, prompt: $1.text)) }
+        let guardedScores = zip(texts, prompts).map { guarded.score(RewardInput(completion: $0, reference: $1.reference, prompt: $1.text)) }
         let correct = scored.map { $0["accuracy"]?.value.map { $0 == 1 } }
+
         var metrics: [(String, JSONValue)] = [("count", .int(Int64(prompts.count)))]
         metrics += rates(texts: texts, scored: scored)
         let acc = correct.compactMap { $0 }
         let p = Double(acc.filter { $0 }.count) / Double(max(1, acc.count))
         metrics.append(("accuracy_stderr", .double((p * (1 - p) / Double(max(1, acc.count))).squareRoot())))
-        metrics.append(("mean_length", .double(Double(lengths.reduce(0, +)) / Double(max(1, lengths.count)))))
-        return Result(count: prompts.count, correct: correct, texts: texts, metrics: metrics)
+        let g = guardedScores.compactMap { $0["reflection"]?.value }
+        metrics.append(("reflection_guarded", .double(g.isEmpty ? .nan : g.reduce(0, +) / Double(g.count))))
+        metrics.append(("mean_length", .double(lengths.reduce(0, +) / Double(max(1, lengths.count)))))
+        metrics.append(("truncated_rate", .double(Double(greedyOut.filter { $0.finishReason == .length }.count) / Double(prompts.count))))
+
+        if c.numSamples > 0 {
+            var sampled = GenerateRequest()
+            sampled.n = c.numSamples
+            sampled.maxTokens = c.maxNewTokens
+            sampled.sampling.temperature = Float(c.temperature)
+            sampled.sampling.topP = Float(c.topP)
+            sampled.seed = c.seed
+            let groups = try decode(sampled, perBatch: max(1, c.batchSize / c.numSamples))
+            var pass1 = 0.0, maj = 0.0, scoredPrompts = 0
+            var passAt = [Double](repeating: 0, count: c.effectivePassK.count)
+            for (group, prompt) in zip(groups, prompts) {
+                guard let ref = prompt.reference, let gold = Answers.goldAnswer(in: ref) else { continue }
+                scoredPrompts += 1
+                let answers = group.map { Answers.finalAnswer(in: $0.text) }
+                let right = answers.filter { $0?.equivalent(to: gold) ?? false }.count
+                pass1 += Double(right) / Double(group.count)
+                for (j, k) in c.effectivePassK.enumerated() { passAt[j] += passAtK(n: group.count, c: right, k: k) }
+                if let vote = majority(answers.compactMap { $0 }), vote.equivalent(to: gold) { maj += 1 }
+            }
+            let n = Double(max(1, scoredPrompts))
+            metrics.append(("pass@1", .double(pass1 / n)))
+            metrics.append(("maj@\(c.numSamples)", .double(maj / n)))
+            for (j, k) in c.effectivePassK.enumerated() { metrics.append(("pass@\(k)", .double(passAt[j] / n))) }
+        }
+        return Result(count: prompts.count, correct: correct, texts: texts, metrics: dedupe(metrics))
+    }
+
+    /// Later values of a repeated key win (pass@1 from pass_k and from the mean over samples agree).
+    static func dedupe(_ m: [(String, JSONValue)]) -> [(String, JSONValue)] {
+        var seen: Set<String> = []
+        return m.reversed().filter { seen.insert($0.0).inserted }.reversed()
+    }
+
+    /// The unbiased estimator of pass@k from n samples of which c are correct (Chen et al. 2021):
+    /// 1 − C(n−c, k) / C(n, k), as a product so large n does not overflow.
+    public static func passAtK(n: Int, c: Int, k: Int) -> Double {
+        guard k <= n else { return .nan }
+        if c <= 0 { return 0 }
+        if n - c < k { return 1 }
+        var prod = 1.0
+        for i in (n - c + 1)...n { prod *= 1 - Double(k) / Double(i) }
+        return 1 - prod
+    }
+
+    /// The most frequent answer (equivalent answers vote together; ties go to the first seen).
+    public static func majority(_ answers: [ParsedAnswer]) -> ParsedAnswer? {
+        var clusters: [(ParsedAnswer, Int)] = []
+        for a in answers {
+            if let i = clusters.firstIndex(where: { $0.0.key == a.key || $0.0.equivalent(to: a) }) { clusters[i].1 += 1 } else { clusters.append((a, 1)) }
+        }
+        var best: (ParsedAnswer, Int)? = nil
+        for c in clusters where c.1 > (best?.1 ?? 0) { best = c }
+        return best?.0
     }
 
     /// accuracy and format_rate (format fully met) from the given scores (NaN where those rewards
@@ -66,5 +228,10 @@ public enum Evaluation {
             out.append(("reflection/\(d.name)", .double(Double(counts.filter { $0[d.rawValue] > 0 }.count) / n)))
         }
         return out
+    }
+
+    /// The exact text a prompt is decoded from (chat template applied), for the record.
+    public static func renderedPrompt(_ p: GRPOPrompt, model: LlamaModel) -> String {
+        model.tokenizer.chatTemplate.render(p.messages) ?? p.messages.map(\.content).joined(separator: "\n")
     }
 }

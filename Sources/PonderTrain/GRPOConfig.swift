@@ -27,7 +27,7 @@ public struct GRPOConfig: Sendable {
     /// A system message before every prompt (the paper's when "system": "paper").
     public var system: String?
     public var maxPromptLength = 512
-    public var reward: RewardConfig
+    public var reward = RewardConfig()
     /// Reward names whose functions the caller registers on the trainer (C: ponder_trainer_set_reward).
     public var customRewards: [String] = []
 
@@ -60,68 +60,119 @@ public struct GRPOConfig: Sendable {
         let data = DataSource.read(r)
         (train, eval, system) = (data.train, data.eval, data.system)
         if let d = data.data {
-            maxPromptLength = d.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
+            read(data: d)
             d.rejectUnknownKeys()
         }
-
         if let t {
-            promptsPerStep = t.int("prompts_per_step", in: 1...4096) ?? promptsPerStep
-            numGenerations = t.int("num_generations", in: 2...1024) ?? numGenerations
-            gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
-            maxCompletionLength = t.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
-            if let x = t.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(x) }
-            if let x = t.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(x) }
-            if let x = t.int("top_k", in: 0...10_000_000) { sampling.topK = x }
-            if let x = t.double("min_p", "a number in [0, 1]", valid: { $0 >= 0 && $0 <= 1 }) { sampling.minP = Float(x) }
-            if let x = t.double("repetition_penalty", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) {
-                sampling.repetitionPenalty = Float(x)
-            }
-            loss.beta = t.double("beta", "a number >= 0", valid: { $0 >= 0 }) ?? loss.beta
-            loss.epsilonLow = t.double("epsilon", "a number in [0, 1)", valid: { $0 >= 0 && $0 < 1 }) ?? loss.epsilonLow
-            loss.epsilonHigh = t.double("epsilon_high", "a positive number", valid: { $0 > 0 }) ?? loss.epsilonLow
-            func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ current: T) -> T where T.RawValue == String {
-                guard let s = t.string(key) else { return current }
-                if let v = T(rawValue: s) { return v }
-                t.fail(key, "expected one of \(T.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(s)\"")
-                return current
-            }
-            loss.lossType = choice("loss_type", loss.lossType)
-            loss.importanceSamplingLevel = choice("importance_sampling_level", loss.importanceSamplingLevel)
-            loss.useBiasCorrectionKL = t.bool("use_bias_correction_kl") ?? loss.useBiasCorrectionKL
-            scaleRewards = choice("scale_rewards", scaleRewards)
-            aggregation = choice("multi_objective_aggregation", aggregation)
-            numIterations = t.int("num_iterations", in: 1...1024) ?? numIterations
-            maskTruncatedCompletions = t.bool("mask_truncated_completions") ?? maskTruncatedCompletions
-            skipZeroStdGroups = t.bool("skip_zero_std_groups") ?? skipZeroStdGroups
-            logCompletionsSteps = t.int("log_completions_steps", in: 0...100_000_000) ?? logCompletionsSteps
-            evalLimit = t.int("eval_limit", in: 0...100_000_000) ?? evalLimit
-            // CISPO's cap is an absolute bound on the ratio, not 1 + ε: it has no sensible default.
-            if loss.lossType == .cispo && !t.has("epsilon_high") {
-                t.fail("epsilon_high", "loss_type \"cispo\" caps the ratio at epsilon_high itself (e.g. 5): give it explicitly")
-            }
-            if (promptsPerStep * numGenerations) % gradientAccumulationSteps != 0 {
-                t.fail("gradient_accumulation_steps", "must divide prompts_per_step × num_generations (\(promptsPerStep * numGenerations))")
-            }
+            read(training: t)
             t.rejectUnknownKeys()
         }
         loss.maxCompletionLength = maxCompletionLength
-
-        var rewardConfig = RewardConfig()
         if let w = r.object("reward") {
-            customRewards = w.strings("custom") ?? []
-            rewardConfig = try RewardConfig(reading: w, customRewards: customRewards)
-            // The length reward's budget is the completion budget unless given.
-            if !w.has("max_completion_length") {
-                rewardConfig.maxCompletionLength = maxCompletionLength
-                rewardConfig.softPunishCache = min(rewardConfig.softPunishCache, maxCompletionLength)
-            }
+            read(reward: w)
             w.rejectUnknownKeys()
         } else {
-            rewardConfig.maxCompletionLength = maxCompletionLength
-            rewardConfig.softPunishCache = min(rewardConfig.softPunishCache, maxCompletionLength)
+            useDefaultReward()
         }
-        reward = rewardConfig
         try r.finish()
+    }
+
+    /// A config from parts read elsewhere (a pipeline stage); the `read` calls add GRPO's keys
+    /// (`read(reward:)` or `useDefaultReward()` after `read(training:)`: the length reward's
+    /// budget follows max_completion_length).
+    public init(run: TrainingRun.Config, train: DataSource, eval: DataSource?, system: String?) {
+        (self.run, self.train, self.eval, self.system) = (run, train, eval, system)
+    }
+
+    /// GRPO's keys of a "data" object (beside train, eval and system).
+    public mutating func read(data d: JSONReader) {
+        maxPromptLength = d.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
+    }
+
+    /// GRPO's keys of a "training" object (beside the shared ones).
+    public mutating func read(training t: JSONReader) {
+        promptsPerStep = t.int("prompts_per_step", in: 1...4096) ?? promptsPerStep
+        numGenerations = t.int("num_generations", in: 2...1024) ?? numGenerations
+        gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
+        maxCompletionLength = t.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
+        if let x = t.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(x) }
+        if let x = t.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(x) }
+        if let x = t.int("top_k", in: 0...10_000_000) { sampling.topK = x }
+        if let x = t.double("min_p", "a number in [0, 1]", valid: { $0 >= 0 && $0 <= 1 }) { sampling.minP = Float(x) }
+        if let x = t.double("repetition_penalty", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) {
+            sampling.repetitionPenalty = Float(x)
+        }
+        loss.beta = t.double("beta", "a number >= 0", valid: { $0 >= 0 }) ?? loss.beta
+        loss.epsilonLow = t.double("epsilon", "a number in [0, 1)", valid: { $0 >= 0 && $0 < 1 }) ?? loss.epsilonLow
+        loss.epsilonHigh = t.double("epsilon_high", "a positive number", valid: { $0 > 0 }) ?? loss.epsilonLow
+        func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ current: T) -> T where T.RawValue == String {
+            guard let s = t.string(key) else { return current }
+            if let v = T(rawValue: s) { return v }
+            t.fail(key, "expected one of \(T.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(s)\"")
+            return current
+        }
+        loss.lossType = choice("loss_type", loss.lossType)
+        loss.importanceSamplingLevel = choice("importance_sampling_level", loss.importanceSamplingLevel)
+        loss.useBiasCorrectionKL = t.bool("use_bias_correction_kl") ?? loss.useBiasCorrectionKL
+        scaleRewards = choice("scale_rewards", scaleRewards)
+        aggregation = choice("multi_objective_aggregation", aggregation)
+        numIterations = t.int("num_iterations", in: 1...1024) ?? numIterations
+        maskTruncatedCompletions = t.bool("mask_truncated_completions") ?? maskTruncatedCompletions
+        skipZeroStdGroups = t.bool("skip_zero_std_groups") ?? skipZeroStdGroups
+        logCompletionsSteps = t.int("log_completions_steps", in: 0...100_000_000) ?? logCompletionsSteps
+        evalLimit = t.int("eval_limit", in: 0...100_000_000) ?? evalLimit
+        // CISPO's cap is an absolute bound on the ratio, not 1 + ε: it has no sensible default.
+        if loss.lossType == .cispo && !t.has("epsilon_high") {
+            t.fail("epsilon_high", "loss_type \"cispo\" caps the ratio at epsilon_high itself (e.g. 5): give it explicitly")
+        }
+        if (promptsPerStep * numGenerations) % gradientAccumulationSteps != 0 {
+            t.fail("gradient_accumulation_steps", "must divide prompts_per_step × num_generations (\(promptsPerStep * numGenerations))")
+        }
+        loss.maxCompletionLength = maxCompletionLength
+    }
+
+    /// A "reward" object: the rewards, their options and "custom" (names registered at run time).
+    public mutating func read(reward w: JSONReader) {
+        customRewards = w.strings("custom") ?? []
+        // RewardConfig(reading:) reports into the reader; it throws nothing of its own.
+        reward = (try? RewardConfig(reading: w, customRewards: customRewards)) ?? RewardConfig()
+        // The length reward's budget is the completion budget unless given.
+        if !w.has("max_completion_length") { fitLengthReward() }
+    }
+
+    /// The default rewards (the paper's three, 1/1/1) with the length budget of this config.
+    public mutating func useDefaultReward() {
+        reward = RewardConfig()
+        fitLengthReward()
+    }
+
+    public mutating func fitLengthReward() {
+        reward.maxCompletionLength = maxCompletionLength
+        reward.softPunishCache = min(reward.softPunishCache, maxCompletionLength)
+    }
+
+    public var dataJSON: [(String, JSONValue)] { [("max_prompt_length", .int(Int64(maxPromptLength)))] }
+
+    public var trainingJSON: [(String, JSONValue)] {
+        [
+            ("prompts_per_step", .int(Int64(promptsPerStep))), ("num_generations", .int(Int64(numGenerations))),
+            ("gradient_accumulation_steps", .int(Int64(gradientAccumulationSteps))),
+            ("max_completion_length", .int(Int64(maxCompletionLength))),
+            ("temperature", .double(decimal(sampling.temperature))), ("top_p", .double(decimal(sampling.topP))),
+            ("top_k", .int(Int64(sampling.topK))), ("min_p", .double(decimal(sampling.minP))),
+            ("repetition_penalty", .double(decimal(sampling.repetitionPenalty))),
+            ("beta", .double(loss.beta)), ("epsilon", .double(loss.epsilonLow)), ("epsilon_high", .double(loss.epsilonHigh)),
+            ("loss_type", .string(loss.lossType.rawValue)), ("importance_sampling_level", .string(loss.importanceSamplingLevel.rawValue)),
+            ("use_bias_correction_kl", .bool(loss.useBiasCorrectionKL)), ("scale_rewards", .string(scaleRewards.rawValue)),
+            ("multi_objective_aggregation", .string(aggregation.rawValue)), ("num_iterations", .int(Int64(numIterations))),
+            ("mask_truncated_completions", .bool(maskTruncatedCompletions)), ("skip_zero_std_groups", .bool(skipZeroStdGroups)),
+            ("log_completions_steps", .int(Int64(logCompletionsSteps))), ("eval_limit", .int(Int64(evalLimit))),
+        ]
+    }
+
+    /// The "reward" object, every option written out.
+    public var rewardJSON: JSONValue {
+        .object([("custom", .array(customRewards.map { .string($0) }))] + reward.json)
     }
 }
 
@@ -130,6 +181,11 @@ public struct GRPOConfig: Sendable {
 public struct GRPOPrompt: Sendable {
     public var messages: [ChatTemplate.Message]
     public var reference: String?
+    public init(messages: [ChatTemplate.Message], reference: String?) {
+        self.messages = messages
+        self.reference = reference
+    }
+
     /// The user's question, as rewards and logs see the prompt.
     public var text: String { messages.last { $0.role == "user" }?.content ?? messages.last?.content ?? "" }
 }
@@ -139,7 +195,7 @@ extension DataSource {
     /// with that turn's final answer as the reference. JSONL lines may also be
     /// {"prompt", "reference"} (or "solution", or "answer"), {"messages", "reference"}, or a bare
     /// {"prompt"} / {"messages"} without an answer (no reference).
-    func prompts(system: String?) throws -> [GRPOPrompt] {
+    public func prompts(system: String?) throws -> [GRPOPrompt] {
         if case let .jsonl(path) = self {
             let bytes = try readFile(path)
             var out: [GRPOPrompt] = []

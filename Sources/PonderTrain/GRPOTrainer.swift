@@ -82,7 +82,7 @@ public final class GRPOTrainer: Trainer {
 
     /// The prompt as the model sees it: its chat template with the assistant turn opened, the
     /// last max_prompt_length tokens (TRL keeps the end too).
-    static func tokens(of p: GRPOPrompt, model: LlamaModel, maxLength: Int) throws -> [Int32] {
+    public static func tokens(of p: GRPOPrompt, model: LlamaModel, maxLength: Int) throws -> [Int32] {
         let t = model.tokenizer
         let text = t.chatTemplate.render(p.messages) ?? p.messages.map(\.content).joined(separator: "\n")
         var ids = t.encode(text, parseSpecial: true)

@@ -76,6 +76,13 @@ public struct AdamWConfig: Equatable, Sendable {
         eps = t.double("adam_epsilon", "a positive number") { $0 > 0 } ?? eps
     }
 
+    /// The keys `init(reader:)` reads, with their values.
+    public var json: [(String, JSONValue)] {
+        [("learning_rate", .double(lr)), ("lr_scheduler_type", .string(schedule.rawValue)), ("warmup_steps", .int(Int64(warmupSteps))),
+         ("weight_decay", .double(weightDecay)), ("max_grad_norm", .double(maxGradNorm)), ("adam_beta1", .double(beta1)),
+         ("adam_beta2", .double(beta2)), ("adam_epsilon", .double(eps))]
+    }
+
     /// Learning rate at optimizer step `step` (0-based) of `total`: linear warmup, then the schedule.
     public func lr(step: Int, total: Int) -> Double {
         if step < warmupSteps { return lr * Double(step + 1) / Double(warmupSteps) }

@@ -31,9 +31,25 @@ public struct RejectionSamplingConfig: Sendable {
     public var reward = RewardConfig()
     public var output: String?
     public var maxPromptLength = 512
+    /// Reward names whose functions the caller supplies (a pipeline's registered rewards).
+    public var customRewards: [String] = []
 
-    init(reader r: JSONReader) throws {
-        if let p = DataSource(r, "prompts") { prompts = p } else if !r.hasErrors { r.failHere("missing \"prompts\"") }
+    /// Every key, with its value ("prompts" and "output" as given: null when left out).
+    public var json: [(String, JSONValue)] {
+        [("system", system.map { .string($0 == paperSystemPrompt ? "paper" : $0) } ?? .null),
+         ("num_samples", .int(Int64(numSamples))), ("max_completion_length", .int(Int64(maxCompletionLength))),
+         ("temperature", .double(decimal(sampling.temperature))), ("top_p", .double(decimal(sampling.topP))),
+         ("seed", .int(Int64(seed))), ("min_reward", .double(minReward)), ("require", .array(require.map { .string($0) })),
+         ("max_per_prompt", .int(Int64(maxPerPrompt))), ("max_prompt_length", .int(Int64(maxPromptLength))),
+         ("reward", .object([("custom", .array(customRewards.map { .string($0) }))] + reward.json))]
+    }
+
+    public init() {}
+
+    /// `promptsRequired` false: "prompts" may be left out (a pipeline stage then samples its
+    /// data's training prompts).
+    public init(reader r: JSONReader, promptsRequired: Bool = true) throws {
+        if let p = DataSource(r, "prompts") { prompts = p } else if promptsRequired && !r.hasErrors { r.failHere("missing \"prompts\"") }
         if let s = r.string("system") { system = s == "paper" ? paperSystemPrompt : s }
         numSamples = r.int("num_samples", in: 1...1024) ?? numSamples
         maxCompletionLength = r.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
@@ -45,7 +61,8 @@ public struct RejectionSamplingConfig: Sendable {
         maxPerPrompt = r.int("max_per_prompt", in: 0...1024) ?? maxPerPrompt
         maxPromptLength = r.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
         if let w = r.object("reward") {
-            reward = try RewardConfig(reading: w)
+            customRewards = w.strings("custom") ?? []
+            reward = try RewardConfig(reading: w, customRewards: customRewards)
             w.rejectUnknownKeys()
         }
         for (i, name) in require.enumerated() where !reward.rewards.contains(name) {
@@ -65,8 +82,9 @@ public enum RejectionSampling {
 
     /// Samples, filters and de-duplicates; the kept examples are the prompt's messages followed
     /// by the completion as the assistant's turn.
-    public static func sample(model: LlamaModel, prompts: [GRPOPrompt], config c: RejectionSamplingConfig) throws -> Result {
-        let rewards = RewardSet(config: c.reward)
+    public static func sample(model: LlamaModel, prompts: [GRPOPrompt], config c: RejectionSamplingConfig,
+                              custom: [String: CustomReward] = [:]) throws -> Result {
+        let rewards = RewardSet(config: c.reward, custom: custom)
         let budget = max(1, min(c.maxPromptLength, model.config.maxPositions - c.maxCompletionLength))
         var req = GenerateRequest()
         req.n = c.numSamples

@@ -3,9 +3,19 @@ import PonderJSON
 import PonderModel
 import PonderText
 
-public enum DataSource: Sendable {
+public enum DataSource: Sendable, Equatable {
     case jsonl(String)
     case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit, ops: String = "+-*")
+
+    /// As a config names it (every key of the generator written out).
+    public var json: JSONValue {
+        switch self {
+        case let .jsonl(p): return .string(p)
+        case let .arithmetic(n, seed, split, ops):
+            return .object([("generate", "arithmetic"), ("count", .int(Int64(n))), ("seed", .int(Int64(seed))),
+                            ("split", .string(split.rawValue)), ("ops", .array(ops.map { .string(String($0)) }))])
+        }
+    }
 
     /// A trainer's "data" object: "train" (required), "eval", and "system" ("paper": the paper's
     /// system prompt). The caller reads its own keys, then rejects the unknown ones.
@@ -20,7 +30,7 @@ public enum DataSource: Sendable {
         return (train ?? .arithmetic(count: 1, seed: 0, split: .train), DataSource(d, "eval"), system, d)
     }
 
-    init?(_ r: JSONReader, _ key: String) {
+    public init?(_ r: JSONReader, _ key: String) {
         guard let v = r.value(key) else { return nil }
         if let s = v.asString { self = .jsonl(s); return }
         guard let g = r.object(key) else { return nil }
@@ -47,7 +57,7 @@ public enum DataSource: Sendable {
         self = .arithmetic(count: count, seed: seed, split: split, ops: ops)
     }
 
-    func examples(system: String?) throws -> [ChatExample] {
+    public func examples(system: String?) throws -> [ChatExample] {
         switch self {
         case let .jsonl(p): return try Datasets.loadJSONL(p, system: system)
         case let .arithmetic(n, seed, split, ops):
@@ -71,6 +81,9 @@ public struct SFTConfig: Sendable {
     public var system: String?
     public var batchSize = 4
     public var gradientAccumulationSteps = 1
+    /// Train on the examples as plain text (Datasets.rawText), every token a target: a
+    /// pipeline's pretrain stage. Not a JSON key: the stage type says it.
+    public var rawText = false
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
@@ -79,16 +92,39 @@ public struct SFTConfig: Sendable {
         let data = DataSource.read(r)
         (train, eval, system) = (data.train, data.eval, data.system)
         if let d = data.data {
-            evalFraction = d.double("eval_fraction", "a number in [0, 0.9]") { $0 >= 0 && $0 <= 0.9 } ?? evalFraction
-            maxLength = d.int("max_length", in: 2...1_048_576) ?? maxLength
-            packing = d.bool("packing") ?? packing
+            read(data: d)
             d.rejectUnknownKeys()
         }
         if let t {
-            batchSize = t.int("batch_size", in: 1...4096) ?? batchSize
-            gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
+            read(training: t)
             t.rejectUnknownKeys()
         }
         try r.finish()
+    }
+
+    /// A config from parts read elsewhere (a pipeline stage); the `read` calls add SFT's keys.
+    public init(run: TrainingRun.Config, train: DataSource, eval: DataSource?, system: String?) {
+        (self.run, self.train, self.eval, self.system) = (run, train, eval, system)
+    }
+
+    /// SFT's keys of a "data" object (beside train, eval and system).
+    public mutating func read(data d: JSONReader) {
+        evalFraction = d.double("eval_fraction", "a number in [0, 0.9]") { $0 >= 0 && $0 <= 0.9 } ?? evalFraction
+        maxLength = d.int("max_length", in: 2...1_048_576) ?? maxLength
+        packing = d.bool("packing") ?? packing
+    }
+
+    /// SFT's keys of a "training" object (beside the shared ones).
+    public mutating func read(training t: JSONReader) {
+        batchSize = t.int("batch_size", in: 1...4096) ?? batchSize
+        gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
+    }
+
+    public var dataJSON: [(String, JSONValue)] {
+        [("eval_fraction", .double(evalFraction)), ("max_length", .int(Int64(maxLength))), ("packing", .bool(packing))]
+    }
+
+    public var trainingJSON: [(String, JSONValue)] {
+        [("batch_size", .int(Int64(batchSize))), ("gradient_accumulation_steps", .int(Int64(gradientAccumulationSteps)))]
     }
 }

@@ -21,6 +21,7 @@ public final class SFTTrainer: Trainer {
         let model = training.model
         let maxLen = min(config.maxLength, model.config.maxPositions)
         var examples = try config.train.examples(system: config.system)
+        if config.rawText { examples = examples.map(Datasets.rawText) }
         var evalExamples = try config.eval?.examples(system: config.system) ?? []
         if evalExamples.isEmpty && config.evalFraction > 0 {
             // A seeded split, so the held-out set is the same on every resume.

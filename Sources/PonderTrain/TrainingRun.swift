@@ -10,7 +10,7 @@ public enum ModelSpec: Sendable {
     case scratch(LlamaConfig, seed: UInt64, std: Float)
 
     /// {"path": "..."} or {"scratch": {"hidden_size": 64, ...}} (byte-level tokenizer).
-    init(reader r: JSONReader) {
+    public init(reader r: JSONReader) {
         if let p = r.string("path") {
             self = .path(p)
         } else if let s = r.object("scratch") {
@@ -34,6 +34,21 @@ public enum ModelSpec: Sendable {
             self = .path("")
         }
         r.rejectUnknownKeys()
+    }
+
+    /// As a config names it, every scratch key written out.
+    public var json: JSONValue {
+        switch self {
+        case let .path(p): return .object([("path", .string(p))])
+        case let .scratch(c, seed, std):
+            return .object([("scratch", .object([
+                ("vocab_size", .int(Int64(c.vocabSize))), ("hidden_size", .int(Int64(c.hiddenSize))),
+                ("intermediate_size", .int(Int64(c.intermediateSize))), ("num_layers", .int(Int64(c.numLayers))),
+                ("num_heads", .int(Int64(c.numHeads))), ("num_kv_heads", .int(Int64(c.numKVHeads))), ("head_dim", .int(Int64(c.headDim))),
+                ("rope_theta", .double(decimal(c.ropeTheta))), ("context_length", .int(Int64(c.maxPositions))),
+                ("tie_word_embeddings", .bool(c.tieWordEmbeddings)), ("seed", .int(Int64(seed))), ("init_std", .double(decimal(std))),
+            ]))])
+        }
     }
 
     public func load() throws -> LlamaModel {
@@ -66,6 +81,11 @@ public struct StepMetrics: Sendable {
                                         ("num_tokens", .int(Int64(tokens))), ("tokens_per_second", .double(tokensPerSecond))]
         if let n = nonfiniteSkipped { f.append(("nonfinite_skipped", .int(Int64(n)))) }
         return .object(f + extra + eval)
+    }
+
+    public init(step: Int, epoch: Double, loss: Double, gradNorm: Double, learningRate: Double, tokens: Int, tokensPerSecond: Double) {
+        (self.step, self.epoch, self.loss, self.gradNorm, self.learningRate) = (step, epoch, loss, gradNorm, learningRate)
+        (self.tokens, self.tokensPerSecond) = (tokens, tokensPerSecond)
     }
 }
 
@@ -126,6 +146,13 @@ public final class TrainingRun {
         public var resume = true
         public var threads: Int?
 
+        /// The run's metrics file (default output.dir/metrics.jsonl) and fields put first on
+        /// each of its lines: a pipeline logs every stage's steps to one file, tagged by stage.
+        public var metricsPath: String?
+        public var metricsFields: [(String, JSONValue)] = []
+
+        public init(model: ModelSpec) { self.model = model }
+
         /// `kind`: the trainer kind this config is for; another "kind" in the JSON is an error.
         public init(root r: JSONReader, training t: JSONReader?, kind: String) {
             if let k = r.string("kind"), k != kind {
@@ -137,24 +164,41 @@ public final class TrainingRun {
                 model = .path("")
             }
             if let l = r.object("lora") { lora = LoRAConfig(reader: l) }
-            if let t {
-                optimizer = AdamWConfig(reader: t)
-                seed = UInt64(t.int("seed", in: 0...Int64(Int32.max)) ?? Int(seed))
-                epochs = t.double("num_train_epochs", "a positive number") { $0 > 0 } ?? epochs
-                maxSteps = t.int("max_steps", in: 0...100_000_000) ?? maxSteps
-                gradientCheckpointing = t.bool("gradient_checkpointing") ?? gradientCheckpointing
-                evalSteps = t.int("eval_steps", in: 0...100_000_000) ?? evalSteps
-                loggingSteps = t.int("logging_steps", in: 1...100_000_000) ?? loggingSteps
-                maxNonfiniteSteps = t.int("max_nonfinite_steps", in: 1...100_000_000) ?? maxNonfiniteSteps
-            }
+            if let t { read(training: t) }
             if let o = r.object("output") {
-                outputDir = o.string("dir")
-                saveSteps = o.int("save_steps", in: 0...100_000_000) ?? saveSteps
-                saveTotalLimit = o.int("save_total_limit", in: 1...1000) ?? saveTotalLimit
-                resume = o.bool("resume") ?? resume
+                read(output: o)
                 o.rejectUnknownKeys()
             }
             threads = r.int("threads", in: 1...256)
+        }
+
+        /// The shared keys of a "training" object (the caller rejects unknown keys).
+        public mutating func read(training t: JSONReader) {
+            optimizer = AdamWConfig(reader: t)
+            seed = UInt64(t.int("seed", in: 0...Int64(Int32.max)) ?? Int(seed))
+            epochs = t.double("num_train_epochs", "a positive number") { $0 > 0 } ?? epochs
+            maxSteps = t.int("max_steps", in: 0...100_000_000) ?? maxSteps
+            gradientCheckpointing = t.bool("gradient_checkpointing") ?? gradientCheckpointing
+            evalSteps = t.int("eval_steps", in: 0...100_000_000) ?? evalSteps
+            loggingSteps = t.int("logging_steps", in: 1...100_000_000) ?? loggingSteps
+            maxNonfiniteSteps = t.int("max_nonfinite_steps", in: 1...100_000_000) ?? maxNonfiniteSteps
+        }
+
+        /// The keys of an "output" object (the caller rejects unknown keys).
+        public mutating func read(output o: JSONReader) {
+            outputDir = o.string("dir")
+            saveSteps = o.int("save_steps", in: 0...100_000_000) ?? saveSteps
+            saveTotalLimit = o.int("save_total_limit", in: 1...1000) ?? saveTotalLimit
+            resume = o.bool("resume") ?? resume
+        }
+
+        /// The keys `read(training:)` reads, with their values: written into a pipeline's
+        /// config.resolved.json, so every default is on record.
+        public var trainingJSON: [(String, JSONValue)] {
+            optimizer.json + [("seed", .int(Int64(seed))), ("num_train_epochs", .double(epochs)),
+                              ("max_steps", .int(Int64(maxSteps))), ("gradient_checkpointing", .bool(gradientCheckpointing)),
+                              ("eval_steps", .int(Int64(evalSteps))), ("logging_steps", .int(Int64(loggingSteps))),
+                              ("max_nonfinite_steps", .int(Int64(maxNonfiniteSteps)))]
         }
     }
 
@@ -181,7 +225,7 @@ public final class TrainingRun {
         totalSteps = config.maxSteps > 0 ? config.maxSteps : max(1, Int((Double(n) * config.epochs / Double(perStep)).rounded(.up)))
         if let dir = config.outputDir {
             try makeDirectories(dir)
-            metricsFile = dir + "/metrics.jsonl"
+            metricsFile = config.metricsPath ?? dir + "/metrics.jsonl"
             if config.resume, let latest = Checkpoints.latest(in: dir) { try restore(from: latest) }
         }
     }
@@ -248,7 +292,9 @@ public final class TrainingRun {
         m.nonfiniteSkipped = finite ? nil : nonfiniteInARow
         m.extra = r.metrics
         if let evaluate, config.evalSteps > 0 && step % config.evalSteps == 0 { m.eval = try evaluate() }
-        if let f = metricsFile, step % config.loggingSteps == 0 || !m.eval.isEmpty || !finite { try appendLine(f, m.json.serialized()) }
+        if let f = metricsFile, step % config.loggingSteps == 0 || !m.eval.isEmpty || !finite {
+            try appendLine(f, config.metricsFields.isEmpty ? m.json.serialized() : JSONValue.object(config.metricsFields + (m.json.asObject ?? [])).serialized())
+        }
         if finite, let dir = config.outputDir, config.saveSteps > 0, step % config.saveSteps == 0 { try save(to: dir) }
         return m
     }
@@ -303,6 +349,9 @@ public func makeTrainer(json: JSONValue) throws -> any Trainer {
     }
 }
 
+/// A Float option as the decimal it was written as (0.02, not 0.019999999552965164).
+func decimal(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }
+
 func shuffle(_ a: inout [Int], _ rng: inout RandomGenerator) {
     guard a.count > 1 else { return }
     for i in stride(from: a.count - 1, to: 0, by: -1) {
@@ -315,7 +364,7 @@ func shuffle(_ a: inout [Int], _ rng: inout RandomGenerator) {
 import Glibc
 #endif
 
-func appendLine(_ path: String, _ line: String) throws {
+public func appendLine(_ path: String, _ line: String) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     guard fd >= 0 else { throw PonderError(.io, "\(path): cannot open for append") }
     defer { close(fd) }

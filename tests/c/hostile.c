@@ -1016,6 +1016,211 @@ static void case_trainer_kinds_garbage(void) {
     EXPECT(t == SENTINEL, "out_trainer written on failure");
 }
 
+
+/* ---- pipelines --------------------------------------------------------------------------- */
+
+static char *tiny_pipeline(const char *dir) {
+    static char buf[2048];
+    snprintf(buf, sizeof buf,
+             "{\"model\": {\"scratch\": {\"hidden_size\": 16, \"intermediate_size\": 32, \"num_layers\": 1, \"num_heads\": 2,"
+             " \"num_kv_heads\": 1, \"context_length\": 96, \"seed\": 0}},"
+             " \"data\": {\"train\": {\"generate\": \"arithmetic\", \"count\": 8, \"seed\": 1},"
+             " \"eval\": {\"generate\": \"arithmetic\", \"count\": 2, \"seed\": 2, \"split\": \"test\"}},"
+             " \"reward\": {\"rewards\": [\"accuracy\", \"mine\"], \"reward_weights\": [1, 1], \"custom\": [\"mine\"]},"
+             " \"output\": {\"dir\": \"%s\", \"save_steps\": 1}, \"threads\": 1,"
+             " \"stages\": [{\"type\": \"sft\", \"max_steps\": 2, \"batch_size\": 2, \"max_length\": 80},"
+             " {\"type\": \"grpo\", \"max_steps\": 3, \"prompts_per_step\": 1, \"num_generations\": 2, \"max_completion_length\": 4},"
+             " {\"type\": \"eval\", \"max_new_tokens\": 4}]}", dir);
+    return buf;
+}
+
+static const char *bad_pipelines[] = {
+    "", "{", "[]", "null", "{}", "{\"model\": {\"scratch\": {}}}", "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": []}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": [5]}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": [{\"type\": \"ppo\"}]}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": [{\"type\": \"grpo\", \"beta\": NaN}]}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": [{\"type\": \"sft\", \"name\": \"../../etc\"}]}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": [{\"type\": \"eval\", \"pass_k\": [0]}]}",
+    "{\"model\": {\"path\": \"/nonexistent\"}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": [{\"type\": \"eval\"}]}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"\\u0000\"}, \"stages\": [{\"type\": \"sft\"}]}",
+    "{\"model\": {\"scratch\": {}}, \"output\": {\"dir\": \"/tmp/x\"}, \"stages\": [{\"type\": \"sft\", \"lora\": {\"r\": 1e400}}]}",
+};
+
+static void case_pipeline_garbage(void) {
+    ponder_pipeline *p = SENTINEL;
+    CHECK(ponder_pipeline_create(NULL, &p), MISUSE | INVALID);
+    CHECK(ponder_pipeline_create(tiny_pipeline(tmp), NULL), MISUSE);
+    for (size_t i = 0; i < sizeof bad_pipelines / sizeof *bad_pipelines; i++)
+        CHECK_IN(ponder_pipeline_create(bad_pipelines[i], &p), REJECTED, bad_pipelines[i]);
+    EXPECT(p == SENTINEL, "out_pipeline written on failure");
+    /* validate: OK with the problems listed, whatever the text; MISUSE only for a NULL output. */
+    char *out = SENTINEL;
+    CHECK(ponder_pipeline_validate("{}", NULL), MISUSE);
+    for (size_t i = 0; i < sizeof bad_pipelines / sizeof *bad_pipelines; i++) {
+        out = SENTINEL;
+        if (CHECK_IN(ponder_pipeline_validate(bad_pipelines[i], &out), OK, bad_pipelines[i]) == PONDER_OK) {
+            EXPECT(strstr(out, "{\"errors\":[{\"path\":") == out, "validate(%s) -> %s", bad_pipelines[i], shorten(out));
+            ponder_string_free(out);
+        }
+    }
+    out = SENTINEL;
+    CHECK(ponder_pipeline_validate(NULL, &out), MISUSE | OK);
+    if (out != SENTINEL) ponder_string_free(out);
+    char bad[] = "{\"model\": \"\xff\xfe\"}";
+    out = SENTINEL;
+    if (CHECK(ponder_pipeline_validate(bad, &out), OK | PARSE) == PONDER_OK) ponder_string_free(out);
+    /* resume: a directory that holds no run, a file, NULL, invalid UTF-8, a corrupt state. */
+    CHECK(ponder_pipeline_resume(NULL, &p), MISUSE);
+    CHECK(ponder_pipeline_resume(tmp, NULL), MISUSE);
+    const char *dirs[] = {"/nonexistent", "", "/", "/dev/null", "/proc/self", "\xff"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) CHECK_IN(ponder_pipeline_resume(dirs[i], &p), IO | PARSE, dirs[i]);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/config.resolved.json", tmp);
+    write_file(path, "{\"model\": 5}", 12);
+    CHECK(ponder_pipeline_resume(tmp, &p), INVALID | FORMAT);
+    write_file(path, "{", 1);
+    CHECK(ponder_pipeline_resume(tmp, &p), PARSE | FORMAT);
+    EXPECT(p == SENTINEL, "out_pipeline written on failure");
+    char *d = ponder_default_config_json();
+    EXPECT(d && strstr(d, "\"stages\""), "ponder_default_config_json");
+    ponder_string_free(d);
+}
+
+static void case_pipeline_handles(void) {
+    make_bogus_handles();
+    char *out = SENTINEL;
+    for (size_t i = 0; i < sizeof bogus_handles / sizeof *bogus_handles; i++) {
+        ponder_pipeline *b = bogus_handles[i];
+        CHECK(ponder_pipeline_run(b), MISUSE);
+        CHECK(ponder_pipeline_run_stage(b, 0), MISUSE);
+        CHECK(ponder_pipeline_status(b, &out), MISUSE);
+        CHECK(ponder_pipeline_set_event_callback(b, NULL, NULL), MISUSE);
+        CHECK(ponder_pipeline_register_reward(b, "mine", my_reward, NULL), MISUSE);
+        CHECK(ponder_pipeline_cancel(b), MISUSE);
+        ponder_pipeline_free(b);
+    }
+    CHECK(ponder_pipeline_run(NULL), MISUSE);
+    CHECK(ponder_pipeline_cancel(NULL), MISUSE);
+    CHECK(ponder_pipeline_status(NULL, &out), MISUSE);
+    ponder_pipeline_free(NULL);
+    EXPECT(out == SENTINEL, "out_json written on failure");
+    /* Another kind's handle. */
+    ponder_model *m = load(model_dir);
+    if (m) {
+        CHECK(ponder_pipeline_run((ponder_pipeline *)m), MISUSE);
+        ponder_pipeline_free((ponder_pipeline *)m);
+        if (CHECK(ponder_model_info(m, &out), OK) == PONDER_OK) ponder_string_free(out);
+        ponder_model_free(m);
+    }
+}
+
+struct pipeline_host {
+    ponder_pipeline *p;
+    int events, reentered, mode; /* mode 1: re-enter run, status, cancel; 2: free the pipeline mid-run */
+};
+
+static bool pipeline_event(const char *event, void *user) {
+    struct pipeline_host *h = user;
+    h->events++;
+    if (event == NULL || event[0] != '{') failures++;
+    if (h->mode == 1 && strstr(event, "\"progress\"")) {
+        /* A run inside the run is refused; status and cancel are fine from here. */
+        if (ponder_pipeline_run(h->p) == PONDER_ERR_MISUSE) h->reentered++;
+        char *s = NULL;
+        if (ponder_pipeline_status(h->p, &s) == PONDER_OK) ponder_string_free(s);
+        else failures++;
+    }
+    if (h->mode == 2 && strstr(event, "\"progress\"")) {
+        ponder_pipeline_free(h->p);
+        h->mode = 0;
+    }
+    return true;
+}
+
+static void case_pipeline_lifecycle(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    ponder_pipeline *p = NULL;
+    if (CHECK(ponder_pipeline_create(tiny_pipeline(dir), &p), OK)) return;
+    ponder_pipeline *twin = SENTINEL;
+    CHECK(ponder_pipeline_create(tiny_pipeline(dir), &twin), INVALID);
+    EXPECT(twin == SENTINEL, "out_pipeline written on failure");
+    struct reward_state st = {0, 0, 3};
+    CHECK(ponder_pipeline_register_reward(p, "mine", NULL, &st), MISUSE);
+    CHECK(ponder_pipeline_register_reward(p, NULL, my_reward, &st), MISUSE);
+    CHECK(ponder_pipeline_register_reward(p, "undeclared", my_reward, &st), INVALID);
+    CHECK(ponder_pipeline_register_reward(p, "\xff", my_reward, &st), PARSE | INVALID);
+    CHECK(ponder_pipeline_run(p), MISUSE); /* "mine" unregistered: nothing runs */
+    CHECK(ponder_pipeline_run_stage(p, -1), INVALID);
+    CHECK(ponder_pipeline_run_stage(p, 3), INVALID);
+    CHECK(ponder_pipeline_run_stage(p, INT32_MAX), INVALID);
+    CHECK(ponder_pipeline_run_stage(p, 1), MISUSE); /* stage 0 first */
+    CHECK(ponder_pipeline_register_reward(p, "mine", my_reward, &st), OK);
+    CHECK(ponder_pipeline_set_event_callback(p, NULL, NULL), OK);
+    CHECK(ponder_pipeline_cancel(p), OK); /* before a run: the run stops at its first step */
+    CHECK(ponder_pipeline_run(p), CANCELLED);
+    struct pipeline_host h = {p, 0, 0, 1};
+    CHECK(ponder_pipeline_set_event_callback(p, pipeline_event, &h), OK);
+    CHECK(ponder_pipeline_run_stage(p, 0), OK);
+    CHECK(ponder_pipeline_run_stage(p, 0), MISUSE); /* done */
+    CHECK(ponder_pipeline_run(p), OK);
+    EXPECT(h.reentered > 0, "a run inside the event callback was not refused");
+    EXPECT(st.calls > 0 && st.bad_arguments == 0, "custom reward: %d calls, %d bad", st.calls, st.bad_arguments);
+    char *out = SENTINEL;
+    CHECK(ponder_pipeline_status(p, NULL), MISUSE);
+    if (CHECK(ponder_pipeline_status(p, &out), OK) == PONDER_OK) {
+        EXPECT(strstr(out, "\"finished\"") != NULL, "status after the run: %s", shorten(out));
+        ponder_string_free(out);
+    }
+    CHECK(ponder_pipeline_run(p), OK); /* nothing left: writes the report again */
+    ponder_pipeline_free(p);
+    ponder_pipeline_free(p);
+    CHECK(ponder_pipeline_run(p), MISUSE);
+
+    /* Freed from inside its own event callback: the run stops at its next step, no crash. */
+    snprintf(dir, sizeof dir, "%s/run2", tmp);
+    if (CHECK(ponder_pipeline_create(tiny_pipeline(dir), &p), OK)) return;
+    ponder_pipeline_register_reward(p, "mine", my_reward, &st);
+    struct pipeline_host h2 = {p, 0, 0, 2};
+    ponder_pipeline_set_event_callback(p, pipeline_event, &h2);
+    CHECK(ponder_pipeline_run(p), CANCELLED);
+    CHECK(ponder_pipeline_status(p, &out), MISUSE);
+    /* ...and it resumes from its run directory. */
+    if (CHECK(ponder_pipeline_resume(dir, &p), OK) == PONDER_OK) {
+        ponder_pipeline_register_reward(p, "mine", my_reward, &st);
+        CHECK(ponder_pipeline_run(p), OK);
+        ponder_pipeline_free(p);
+    }
+}
+
+static ponder_pipeline *shared_pipeline;
+static void *status_and_cancel(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 2000; i++) {
+        char *s = NULL;
+        ponder_status st = ponder_pipeline_status(shared_pipeline, &s);
+        if (st == PONDER_OK) ponder_string_free(s);
+        else if (st != PONDER_ERR_MISUSE) thread_fail("status", ponder_last_error());
+        if (i == 1500 && ponder_pipeline_cancel(shared_pipeline) != PONDER_OK) thread_fail("cancel", ponder_last_error());
+    }
+    return NULL;
+}
+
+static void case_pipeline_concurrent(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    if (CHECK(ponder_pipeline_create(tiny_pipeline(dir), &shared_pipeline), OK)) return;
+    struct reward_state st = {0, 0, 0};
+    ponder_pipeline_register_reward(shared_pipeline, "mine", my_reward, &st);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, status_and_cancel, NULL);
+    CHECK(ponder_pipeline_run(shared_pipeline), OK | CANCELLED);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    failures += thread_failures;
+    ponder_pipeline_free(shared_pipeline);
+}
+
 /* ---- driver ---------------------------------------------------------------------------- */
 
 struct test_case {
@@ -1049,6 +1254,10 @@ static const struct test_case cases[] = {
     {"concurrent_score", case_concurrent_score, NULL, 1},
     {"trainer_set_reward", case_trainer_set_reward, NULL, 1},
     {"trainer_kinds_garbage", case_trainer_kinds_garbage, NULL, 1},
+    {"pipeline_garbage", case_pipeline_garbage, NULL, 1},
+    {"pipeline_handles", case_pipeline_handles, NULL, 1},
+    {"pipeline_lifecycle", case_pipeline_lifecycle, NULL, 1},
+    {"pipeline_concurrent", case_pipeline_concurrent, NULL, 1},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 

@@ -335,3 +335,165 @@ class Trainer(_Handle):
         handle = ctypes.c_void_p()
         _check(library().ponder_trainer_model(self._h, ctypes.byref(handle)))
         return Model(handle)
+
+
+# ---- Pipelines (ponder.h, "Pipelines") ------------------------------------------------------
+
+EVENT_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_void_p)
+__all__ += ["Pipeline", "default_config", "validate_config"]
+
+
+def _pipeline_library() -> ctypes.CDLL:
+    lib = library()
+    if getattr(lib, "_pipeline_declared", False):
+        return lib
+    vpp = ctypes.POINTER(ctypes.c_void_p)
+    lib.ponder_default_config_json.restype = ctypes.c_void_p
+    lib.ponder_default_config_json.argtypes = []
+    lib.ponder_pipeline_validate.argtypes = [ctypes.c_char_p, vpp]
+    lib.ponder_pipeline_create.argtypes = [ctypes.c_char_p, vpp]
+    lib.ponder_pipeline_resume.argtypes = [ctypes.c_char_p, vpp]
+    lib.ponder_pipeline_run.argtypes = [ctypes.c_void_p]
+    lib.ponder_pipeline_run_stage.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+    lib.ponder_pipeline_status.argtypes = [ctypes.c_void_p, vpp]
+    lib.ponder_pipeline_set_event_callback.argtypes = [ctypes.c_void_p, EVENT_CALLBACK, ctypes.c_void_p]
+    lib.ponder_pipeline_register_reward.argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
+    lib.ponder_pipeline_cancel.argtypes = [ctypes.c_void_p]
+    lib.ponder_pipeline_free.argtypes = [ctypes.c_void_p]
+    lib.ponder_pipeline_free.restype = None
+    for f in ("ponder_pipeline_validate", "ponder_pipeline_create", "ponder_pipeline_resume", "ponder_pipeline_run",
+              "ponder_pipeline_run_stage", "ponder_pipeline_status", "ponder_pipeline_set_event_callback",
+              "ponder_pipeline_register_reward", "ponder_pipeline_cancel"):
+        getattr(lib, f).restype = ctypes.c_int
+    lib._pipeline_declared = True
+    return lib
+
+
+def default_config() -> Dict[str, Any]:
+    """The documented defaults of a pipeline config (ponder_default_config_json)."""
+    p = _pipeline_library().ponder_default_config_json()
+    if not p:
+        raise MemoryError("ponder_default_config_json")
+    return json.loads(_take_string(ctypes.c_void_p(p)))
+
+
+def validate_config(config: Any) -> List[Dict[str, str]]:
+    """Every problem of a pipeline config (dict or JSON text): [{"path", "message"}], empty if valid."""
+    text = config if isinstance(config, str) else json.dumps(config)
+    out = ctypes.c_void_p()
+    _check(_pipeline_library().ponder_pipeline_validate(text.encode(), ctypes.byref(out)))
+    return json.loads(_take_string(out))["errors"]
+
+
+class Pipeline(_Handle):
+    """The four-stage pipeline of a JSON config (docs/CONFIG.md), or a run directory to resume.
+
+        p = ponder.Pipeline(config, on_event=print)      # validates, creates output.dir
+        p = ponder.Pipeline.resume("runs/quickstart")    # continues a stopped or killed run
+        p.register_reward("brevity", lambda prompt, completion, reference: ...)
+        p.run()                                           # Ctrl-C cancels cleanly (checkpoint saved)
+
+    run() and run_stage() do the work on a worker thread and wait for it in the calling thread,
+    so KeyboardInterrupt reaches Python: it cancels the run (the stage stops at its next step
+    with a checkpoint), waits for it, and is re-raised. Events and rewards are called on the
+    worker thread. An exception inside on_event or a reward is re-raised after the run (a failing
+    on_event cancels; a failing reward counts as no score)."""
+
+    _free = "ponder_pipeline_free"
+
+    def __init__(self, config: Optional[Dict[str, Any]] = None, *, on_event: Optional[Callable[[Dict[str, Any]], Optional[bool]]] = None,
+                 _handle: Optional[ctypes.c_void_p] = None):
+        super().__init__(ctypes.c_void_p())
+        lib = _pipeline_library()
+        if _handle is not None:
+            self._handle = _handle
+        else:
+            _check(lib.ponder_pipeline_create(json.dumps(config).encode(), ctypes.byref(self._handle)))
+        self._rewards: Dict[str, Any] = {}
+        self._errors: List[BaseException] = []
+        self._event_cb = None
+        self.set_event_callback(on_event)
+
+    @classmethod
+    def resume(cls, run_dir: str, *, on_event: Optional[Callable[[Dict[str, Any]], Optional[bool]]] = None) -> "Pipeline":
+        handle = ctypes.c_void_p()
+        _check(_pipeline_library().ponder_pipeline_resume(_encode(run_dir, "run_dir"), ctypes.byref(handle)))
+        return cls(on_event=on_event, _handle=handle)
+
+    def set_event_callback(self, on_event: Optional[Callable[[Dict[str, Any]], Optional[bool]]]) -> None:
+        """on_event(event_dict) for every event; returning False cancels the run."""
+        if on_event is None:
+            self._event_cb = EVENT_CALLBACK()
+        else:
+            def trampoline(event: bytes, _user: Any) -> bool:
+                try:
+                    return on_event(json.loads(event)) is not False
+                except BaseException as e:  # surfaced after the run, never across C
+                    self._errors.append(e)
+                    return False
+            self._event_cb = EVENT_CALLBACK(trampoline)
+        _check(_pipeline_library().ponder_pipeline_set_event_callback(self._h, self._event_cb, None))
+
+    def register_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
+        """A custom reward declared in the config's reward.custom: fn(prompt, completion,
+        reference) -> score, or None for no score."""
+        def trampoline(prompt: bytes, completion: bytes, reference: Optional[bytes], _user: Any) -> float:
+            try:
+                v = fn(prompt.decode(), completion.decode(), reference.decode() if reference is not None else None)
+                return float("nan") if v is None else float(v)
+            except BaseException as e:
+                self._errors.append(e)
+                return float("nan")
+        cb = REWARD_FN(trampoline)
+        self._rewards[name] = cb  # alive as long as the pipeline may call it
+        _check(_pipeline_library().ponder_pipeline_register_reward(self._h, _encode(name, "name"), cb, None))
+
+    def _blocking(self, call: Callable[[], int]) -> None:
+        import threading
+        result: List[Any] = []
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                status = call()
+                # ponder_last_error is per thread: read it on the thread that failed.
+                result.append((status, library().ponder_last_error().decode("utf-8", "replace") if status else ""))
+            finally:
+                done.set()
+
+        # Waiting on an Event, not Thread.join: a KeyboardInterrupt inside join() marks a thread
+        # that is still running as stopped on CPython 3.11 (bpo-45274's handling), after which
+        # join() returns at once and the interpreter could exit under the running pipeline.
+        threading.Thread(target=work, name="ponder-pipeline", daemon=True).start()
+        try:
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self.cancel()
+            while not done.wait(0.1):
+                pass
+            raise
+        if self._errors:
+            e, self._errors = self._errors[0], []
+            raise e
+        status, message = result[0]
+        if status != 0:
+            raise PonderError(status, message)
+
+    def run(self) -> None:
+        """Runs every stage not done yet (blocking; Ctrl-C cancels with a checkpoint)."""
+        h = self._h
+        self._blocking(lambda: _pipeline_library().ponder_pipeline_run(h))
+
+    def run_stage(self, index: int) -> None:
+        h = self._h
+        self._blocking(lambda: _pipeline_library().ponder_pipeline_run_stage(h, index))
+
+    def cancel(self) -> None:
+        """Stops a running pipeline at its next step boundary (safe from any thread)."""
+        _check(_pipeline_library().ponder_pipeline_cancel(self._h))
+
+    def status(self) -> Dict[str, Any]:
+        out = ctypes.c_void_p()
+        _check(_pipeline_library().ponder_pipeline_status(self._h, ctypes.byref(out)))
+        return json.loads(_take_string(out))

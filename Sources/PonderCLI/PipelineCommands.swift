@@ -1,0 +1,219 @@
+import PonderBase
+import PonderJSON
+import PonderKernels
+import PonderModel
+import PonderPipeline
+import PonderTrain
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// `ponder run | validate | resume | eval | report`: the pipeline from the command line, on the
+// same Swift API the C ABI wraps (one reader of the config, one runner).
+
+let pipelineUsage = """
+  ponder run CONFIG.json            (the pipeline's stages; progress on stderr; Ctrl-C stops at the next step with a checkpoint)
+  ponder validate CONFIG.json [--json]   (every problem with its JSON path; exit 1 when there is any)
+  ponder resume RUN_DIR             (continue a stopped or killed run from its last checkpoint)
+  ponder eval --model PATH --data JSONL|arithmetic [--limit N] [--num-samples K] [--temperature T] [--top-p P]
+              [--pass-k 1,4] [--max-new-tokens N] [--seed S] [--system paper|TEXT] [--threads N] [--json]
+  ponder report RUN_DIR             (write RUN_DIR/report.html again)
+"""
+
+func pipelineCommand(_ args: [String]) {
+    switch args[1] {
+    case "run":
+        guard args.count == 3 else { fail("usage: ponder run CONFIG.json") }
+        let json = readConfig(args[2])
+        let p: Pipeline
+        do { p = try Pipeline.create(json: json) } catch { fail("\(error)", code: 1) }
+        runPipeline(p)
+    case "resume":
+        guard args.count == 3 else { fail("usage: ponder resume RUN_DIR") }
+        let p: Pipeline
+        do { p = try Pipeline.resume(dir: args[2]) } catch { fail("\(error)", code: 1) }
+        runPipeline(p)
+    case "validate":
+        guard args.count >= 3, args.count <= 4, args.count == 3 || args[3] == "--json" else { fail("usage: ponder validate CONFIG.json [--json]") }
+        var problems: [(path: String, message: String)]
+        do {
+            let bytes = try readFile(args[2])
+            problems = PipelineConfig.validate(try bytes.withUnsafeBytes { try JSONValue.parse($0, what: args[2]) })
+        } catch let e as PonderError {
+            problems = [("<root>", e.message)]
+        } catch { problems = [("<root>", "\(error)")] }
+        if args.count == 4 {
+            let list: [JSONValue] = problems.map { .object([("path", .string($0.path)), ("message", .string($0.message))]) }
+            print(JSONValue.object([("errors", .array(list))]).serialized())
+        } else if problems.isEmpty {
+            print("\(args[2]): valid")
+        } else {
+            for p in problems { print("\(args[2]): \(p.path): \(p.message)") }
+        }
+        exit(problems.isEmpty ? 0 : 1)
+    case "eval":
+        evalCommand(Array(args.dropFirst(2)))
+    case "report":
+        guard args.count == 3 else { fail("usage: ponder report RUN_DIR") }
+        do {
+            try Report.write(runDir: args[2])
+            print("\(args[2])/report.html")
+        } catch { fail("\(error)", code: 1) }
+    default:
+        fail("unknown command \(args[1])")
+    }
+}
+
+func readConfig(_ path: String) -> JSONValue {
+    do {
+        let bytes = try readFile(path)
+        return try bytes.withUnsafeBytes { try JSONValue.parse($0, what: path) }
+    } catch { fail("\(error)", code: 1) }
+}
+
+// Ctrl-C: the handler only writes a byte to a pipe (async-signal-safe, whichever thread the
+// signal lands on); a watcher thread reads it and cancels the pipeline, which stops at the next
+// step boundary with a checkpoint. A second Ctrl-C exits at once.
+nonisolated(unsafe) var interruptPipe: [Int32] = [-1, -1]
+nonisolated(unsafe) var runningPipeline: Pipeline?
+
+func installInterruptHandler() {
+    guard pipe(&interruptPipe) == 0 else { return }
+    signal(SIGINT) { _ in
+        var b: UInt8 = 1
+        _ = write(interruptPipe[1], &b, 1)
+    }
+    var tid = pthread_t()
+    pthread_create(&tid, nil, { _ in
+        var b: UInt8 = 0
+        var count = 0
+        while read(interruptPipe[0], &b, 1) == 1 {
+            count += 1
+            if count > 1 { _exit(130) }
+            fputs("\nponder: stopping at the next step (a checkpoint is saved; Ctrl-C again to quit at once)\n", stderr)
+            runningPipeline?.cancel()
+        }
+        return nil
+    }, nil)
+}
+
+func runPipeline(_ p: Pipeline) {
+    runningPipeline = p
+    installInterruptHandler()
+    let stages = p.config.stages
+    p.onEvent = { e in
+        let ev = e["event"]?.asString ?? ""
+        let idx = Int(e["stage_index"]?.asInt ?? 0)
+        let where_ = "\(e["stage"]?.asString ?? "") (\(idx + 1)/\(stages.count))"
+        switch ev {
+        case "progress":
+            let step = e["step"]?.asInt ?? 0, total = e["total_steps"]?.asInt ?? 0
+            var line = "\(where_): " + (e["model"]?.asString.map { "evaluating \($0): \(step)/\(total) prompts" } ?? "step \(step)/\(total)")
+            if let r = e["reward"]?.asDouble { line += " reward \(fixed(r, 3))" } else if let l = e["loss"]?.asDouble { line += " loss \(fixed(l, 4))" }
+            line += " | ETA \(duration(e["eta_seconds"]?.asDouble ?? 0))"
+            fputs(line + "\n", stderr)
+        case "stage_start":
+            let s = e["step"]?.asInt ?? 0
+            fputs("\(where_): \(e["type"]?.asString ?? "") stage, \(e["total_steps"]?.asInt ?? 0) steps" + (s > 0 ? ", resuming at step \(s)" : "") + "\n", stderr)
+        case "log":
+            fputs("\(e["message"]?.asString ?? "")\n", stderr)
+        case "eval":
+            if let r = e["row"] {
+                fputs("\(where_): \(r["stage"]?.asString ?? ""): accuracy \(fixed(r["accuracy"]?.asDouble ?? .nan, 3)), format \(fixed(r["format_rate"]?.asDouble ?? .nan, 3)), reflection \(fixed(r["reflection"]?.asDouble ?? .nan, 3))\n", stderr)
+            }
+        default: break
+        }
+        return true
+    }
+    do {
+        try p.run()
+    } catch let e as PonderError where e.code == .cancelled {
+        fail(e.message, code: 130)
+    } catch { fail("\(error)", code: 1) }
+    if let eval = try? readFile(p.dir + "/eval.json"), let v = try? eval.withUnsafeBytes({ try JSONValue.parse($0) }) {
+        printEvalTable(v["rows"]?.asArray ?? [])
+        let stages = (try? readFile(p.dir + "/state.json")).flatMap { b in try? b.withUnsafeBytes { try JSONValue.parse($0) } }?["stages"]?
+            .asArray?.compactMap { $0["name"]?.asString } ?? []
+        for c in Report.comparisons(runDir: p.dir, stages: stages) { print(c) }
+    }
+    print("run: \(p.dir) (report: \(p.dir)/report.html, model: \(p.dir)/model, \(p.dir)/model.gguf)")
+}
+
+func printEvalTable(_ rows: [JSONValue]) {
+    let cols = ["stage", "accuracy", "format_rate", "reflection", "reflection_guarded", "mean_length", "n"]
+    var table = [cols]
+    for r in rows {
+        table.append(cols.map { c in
+            guard let v = r[c] else { return "" }
+            if let s = v.asString { return s }
+            if case let .int(i) = v { return "\(i)" }
+            return v.asDouble.map { fixed($0, c == "mean_length" ? 1 : 3) } ?? ""
+        })
+    }
+    let widths = cols.indices.map { i in table.map { $0[i].count }.max() ?? 0 }
+    for (k, row) in table.enumerated() {
+        print(row.enumerated().map { i, s in i == 0 ? s + String(repeating: " ", count: widths[i] - s.count)
+            : String(repeating: " ", count: widths[i] - s.count) + s }.joined(separator: "  "))
+        if k == 0 { print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+    }
+}
+
+/// `ponder eval`: the pipeline's evaluation of one model; the flags become an eval stage's keys,
+/// read by EvalConfig as a config's would be.
+func evalCommand(_ args: [String]) {
+    var model: String?, data: String?, system: String?, json = false, threads: Int?
+    var fields: [(String, JSONValue)] = []
+    let flags: [String: String] = ["--limit": "limit", "--num-samples": "num_samples", "--temperature": "temperature",
+                                   "--top-p": "top_p", "--max-new-tokens": "max_new_tokens", "--seed": "seed", "--batch-size": "batch_size"]
+    var i = 0
+    func value() -> String {
+        guard i + 1 < args.count else { fail("\(args[i]) needs a value") }
+        i += 1
+        return args[i]
+    }
+    while i < args.count {
+        let a = args[i]
+        switch a {
+        case "--model": model = value()
+        case "--data": data = value()
+        case "--system": system = value()
+        case "--json": json = true
+        case "--threads":
+            guard let t = Int(value()) else { fail("--threads: expected an integer") }
+            threads = t
+        case "--pass-k":
+            let v = value()
+            fields.append(("pass_k", .array(v.split(separator: ",").map { JSONValue.int(Int64($0) ?? -1) })))
+        default:
+            guard let key = flags[a] else { fail("unknown option \(a)\n\(pipelineUsage)") }
+            let v = value()
+            do { fields.append((key, try JSONValue.parse(v, what: a))) } catch { fail("\(error)") }
+        }
+        i += 1
+    }
+    guard let model, let data else { fail("usage:\n\(pipelineUsage)") }
+    let r = JSONReader(.object(fields))
+    var config = EvalConfig()
+    config.read(r)
+    let source: DataSource = data == "arithmetic" ? .arithmetic(count: 1_000_000, seed: config.seed, split: .test) : .jsonl(data)
+    do {
+        try r.finish()
+        if let threads { setThreads(threads) }
+        let m = try LlamaModel.load(path: model)
+        let sys = system.map { $0 == "paper" ? paperSystemPrompt : $0 }
+        let prompts = try config.prompts(source, system: sys)
+        let t0 = monotonicSeconds()
+        let result = try Evaluation.evaluate(model: m, prompts: prompts, config: config) { done, total in
+            let eta = (monotonicSeconds() - t0) / Double(done) * Double(total - done)
+            fputs("eval: \(done)/\(total) prompts | ETA \(duration(eta))\n", stderr)
+        }
+        if json {
+            let settings: JSONValue = .object([("data", source.json), ("system", system.map { .string($0) } ?? .null),
+                                               ("prompt_example", prompts.first.map { .string(Evaluation.renderedPrompt($0, model: m)) } ?? .null),
+                                               ("options", .object(config.json))])
+            print(JSONValue.object([("model", .string(model)), ("settings", settings), ("metrics", .object(result.metrics))]).serialized())
+        } else {
+            for (k, v) in result.metrics { print("\(k): \(v.asDouble.map { fixed($0, 4) } ?? v.serialized())") }
+        }
+    } catch { fail("\(error)", code: 1) }
+}
