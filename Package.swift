@@ -42,10 +42,12 @@ let package = Package(
         .target(name: "PonderTrain", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText", "PonderModel", "PonderRewards"],
                 swiftSettings: simd),
         .target(name: "PonderRewards", dependencies: ["PonderBase", "PonderJSON"]),
-        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards"]),
-        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards"]),
+        .target(name: "PonderInference", dependencies: ["PonderBase", "PonderJSON", "PonderText", "PonderModel", "PonderRewards"]),
+        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards", "PonderInference"]),
+        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards",
+                                                            "PonderInference"]),
         .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
-                                                        "PonderRewards"]),
+                                                        "PonderRewards", "PonderInference"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
     // task), which Swift 6's static checker cannot express without wrappers on every loop.
@@ -58,7 +60,7 @@ if Context.environment["PONDER_FUZZ"] != nil {
     package.targets += [
         .systemLibrary(name: "CFuzzer", path: "Tests/Fuzz/Sources/CFuzzer"),
         .executableTarget(name: "ponder-fuzz",
-                          dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain", "PonderRewards"],
+                          dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain", "PonderRewards", "PonderInference"],
                           path: "Tests/Fuzz/Sources/PonderFuzz",
                           // gold dies on the ASan-instrumented objects (internal error in
                           // format_file_lineno); the toolchain's lld links them.
