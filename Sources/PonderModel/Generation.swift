@@ -276,7 +276,7 @@ extension LlamaModel {
                     seqs[i].sampler.observe(tok)
                 }
                 var done = seqs[i].append(tok, logprob: lp, isStop: stopIDs.contains(tok), tokenizer: tokenizer, maxTokens: maxNew)
-                if let steering, !wasForced, case let .rewind(keep, force) = steering.afterToken(i, seqs[i].view) {
+                if let steering, !wasForced, case let .rewind(keep, force) = steering.afterToken(i, seqs[i].view), !cancelled {
                     guard !force.isEmpty, keep >= 0, keep <= seqs[i].tokens.count else {
                         throw PonderError(.internal, "steering: rewind to \(keep) of \(seqs[i].tokens.count) tokens forcing \(force.count)")
                     }
@@ -284,6 +284,8 @@ extension LlamaModel {
                     if keep < seqs[i].tokens.count {
                         // Every kept token is in the cache already: the first forced one is this
                         // step's input, at the position the first dropped token had.
+                        // Every token is reported once, in order: the sampled one, then the forced.
+                        if let cb = onToken, !cb(i, tok, "") { cancelled = true }
                         seqs[i].truncate(to: keep)
                         if request.sampling.repetitionPenalty != 1 { seqs[i].sampler.reset(history: prompts[i / n] + seqs[i].tokens) }
                         let f = seqs[i].forced.removeLast()
