@@ -12,7 +12,7 @@ import Glibc
 let targets: [FuzzTarget] = [
     ggufTarget, safetensorsTarget, hfConfigTarget, tokenizerJSONTarget, adapterConfigTarget,
     tokenizerTarget, jsonTarget, generateRequestTarget, modelOptionsTarget, sftConfigTarget, sftDataTarget,
-    scoreTarget, rewardTextTarget, grpoConfigTarget, grpoDataTarget, rejectionConfigTarget,
+    scoreTarget, rewardTextTarget, grpoConfigTarget, grpoDataTarget, rejectionConfigTarget, inferRequestTarget,
 ]
 
 let name = getenv("PONDER_FUZZ_TARGET").map { String(cString: $0) } ?? ""
