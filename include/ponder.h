@@ -250,9 +250,10 @@ ponder_status ponder_infer_ex(const ponder_model *model, const char *request_jso
                               size_t n_scorers, char **out_result_json);
 
 /* As ponder_infer_ex, calling `callback` (may be NULL) for every token of every sample, as
- * ponder_generate_stream does; with reflect, text is held back until it can no longer be rolled
- * back, so the pieces of a sequence concatenate to its final text. A rolled-back token's id was
- * reported when it was sampled. Return false to cancel: PONDER_ERR_CANCELLED, no result. */
+ * ponder_generate_stream does. With reflect every token is reported once, in order, sampled or
+ * forced, including those later rolled back; text is held back until it can no longer be rolled
+ * back, so a sequence's pieces concatenate to its final text. Return false to cancel:
+ * PONDER_ERR_CANCELLED and no result. */
 ponder_status ponder_infer_stream(const ponder_model *model, const char *request_json, const ponder_scorer *scorers,
                                   size_t n_scorers, ponder_token_callback callback, void *user, char **out_result_json);
 
