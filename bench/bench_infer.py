@@ -129,8 +129,8 @@ def ci95(xs: list[float]) -> tuple[float, float]:
     return m, 1.96 * sd / math.sqrt(n)
 
 
-def accuracy(model: ponder.Model, questions: list[dict], ks: list[int], temperature: float, max_tokens: int,
-             reflect_options: dict, check_first: int = 2) -> dict:
+def accuracy(model: ponder.Model, questions: list[dict], ks: list[int], reflect_ks: list[int], temperature: float,
+             max_tokens: int, reflect_options: dict, check_first: int = 2) -> dict:
     K = max(ks)
     rows: dict[str, list[tuple[bool, int]]] = {}
 
@@ -160,9 +160,11 @@ def accuracy(model: ponder.Model, questions: list[dict], ks: list[int], temperat
                         mismatches.append({"question": qi, "strategy": strategy, "k": k, "ponder": own, "bench": mine})
             add(f"vote@{k}", correct(va, q["reference"]), tokens)
             add(f"best_of_n@{k}", correct(ba, q["reference"]), tokens)
-        rv = model.infer(strategy="reflect", n=K, temperature=temperature, seed=qi, **base, **reflect_options)
+        if not reflect_ks:
+            continue
+        rv = model.infer(strategy="reflect", n=max(reflect_ks), temperature=temperature, seed=qi, **base, **reflect_options)
         spent = [c["completion_tokens"] + c["rolled_back_tokens"] for c in rv["candidates"]]
-        for k in ks:
+        for k in reflect_ks:
             add(f"reflect+vote@{k}", correct(vote(rv["candidates"][:k]), q["reference"]), sum(spent[:k]))
         if (qi + 1) % 10 == 0 or qi + 1 == len(questions):
             done = {n: sum(ok for ok, _ in v) / len(v) for n, v in rows.items()}
@@ -233,6 +235,7 @@ def main() -> None:
     ap.add_argument("--model", help="arith: the SFT checkpoint directory; gsm8k/speed: default SmolLM2")
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--ks", default="4,8,16")
+    ap.add_argument("--reflect-ks", default=None, help="k of reflect+vote@k (default: --ks; '' for none)")
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--max-tokens", type=int, default=None)
     ap.add_argument("--out", default=None)
@@ -240,12 +243,13 @@ def main() -> None:
     info = machine_info(os.environ.get("PONDER_LIBRARY"), torch_config=False)
     print_machine(info)
     ks = [int(k) for k in a.ks.split(",")]
+    reflect_ks = ks if a.reflect_ks is None else [int(k) for k in a.reflect_ks.split(",") if k]
     model = ponder.Model.load(a.model or SMOL, threads=2)
     if a.part == "arith":
-        res = accuracy(model, arithmetic_questions(a.limit), ks, a.temperature or 0.5, a.max_tokens or 150, {})
+        res = accuracy(model, arithmetic_questions(a.limit), ks, reflect_ks, a.temperature or 0.5, a.max_tokens or 150, {})
         print_table(f"arithmetic held-out, {a.limit} problems ({a.model})", res)
     elif a.part == "gsm8k":
-        res = accuracy(model, gsm8k_questions(a.limit), ks, a.temperature or 0.7, a.max_tokens or 256, {})
+        res = accuracy(model, gsm8k_questions(a.limit), ks, reflect_ks, a.temperature or 0.7, a.max_tokens or 256, {})
         print_table(f"GSM8K test, first {a.limit} questions, SmolLM2-135M-Instruct", res)
     else:
         res = speed(model, max(ks), a.max_tokens or 128)

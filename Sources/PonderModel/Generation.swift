@@ -282,10 +282,10 @@ extension LlamaModel {
                     }
                     seqs[i].forced = force.reversed()
                     if keep < seqs[i].tokens.count {
-                        // Every kept token is in the cache already: the first forced one is this
-                        // step's input, at the position the first dropped token had.
                         // Every token is reported once, in order: the sampled one, then the forced.
                         if let cb = onToken, !cb(i, tok, "") { cancelled = true }
+                        // Every kept token is in the cache already: the first forced one is this
+                        // step's input, at the position the first dropped token had.
                         seqs[i].truncate(to: keep)
                         if request.sampling.repetitionPenalty != 1 { seqs[i].sampler.reset(history: prompts[i / n] + seqs[i].tokens) }
                         let f = seqs[i].forced.removeLast()
