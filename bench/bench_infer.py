@@ -129,8 +129,22 @@ def ci95(xs: list[float]) -> tuple[float, float]:
     return m, 1.96 * sd / math.sqrt(n)
 
 
+def summarize(rows: dict, seconds: float, mismatches: list) -> dict:
+    greedy = [float(ok) for ok, _ in rows["single greedy"]]
+    out = {}
+    for name, v in rows.items():
+        xs = [float(ok) for ok, _ in v]
+        m, h = ci95(xs)
+        d, dh = ci95([x - y for x, y in zip(xs, greedy)])
+        out[name] = {"accuracy": m, "ci95": h, "vs_greedy": d, "vs_greedy_ci95": dh,
+                     "tokens_per_question": sum(t for _, t in v) / len(v), "n": len(v)}
+    out["_seconds"] = seconds
+    out["_selection_mismatches"] = mismatches
+    return out
+
+
 def accuracy(model: ponder.Model, questions: list[dict], ks: list[int], reflect_ks: list[int], temperature: float,
-             max_tokens: int, reflect_options: dict, check_first: int = 2) -> dict:
+             max_tokens: int, reflect_options: dict, partial: str, check_first: int = 2) -> dict:
     K = max(ks)
     rows: dict[str, list[tuple[bool, int]]] = {}
 
@@ -166,21 +180,14 @@ def accuracy(model: ponder.Model, questions: list[dict], ks: list[int], reflect_
         spent = [c["completion_tokens"] + c["rolled_back_tokens"] for c in rv["candidates"]]
         for k in reflect_ks:
             add(f"reflect+vote@{k}", correct(vote(rv["candidates"][:k]), q["reference"]), sum(spent[:k]))
-        if (qi + 1) % 10 == 0 or qi + 1 == len(questions):
+        # A long run on a shared machine: the summary so far is always on disk.
+        with open(partial, "w") as f:
+            json.dump(summarize(rows, time.time() - t0, mismatches), f, indent=1)
+        if (qi + 1) % 5 == 0 or qi + 1 == len(questions):
             done = {n: sum(ok for ok, _ in v) / len(v) for n, v in rows.items()}
             log(f"{qi + 1}/{len(questions)} questions, {time.time() - t0:.0f} s: "
                 + ", ".join(f"{n} {a:.2f}" for n, a in done.items()))
-    greedy = [float(ok) for ok, _ in rows["single greedy"]]
-    out = {}
-    for name, v in rows.items():
-        xs = [float(ok) for ok, _ in v]
-        m, h = ci95(xs)
-        d, dh = ci95([x - y for x, y in zip(xs, greedy)])
-        out[name] = {"accuracy": m, "ci95": h, "vs_greedy": d, "vs_greedy_ci95": dh,
-                     "tokens_per_question": sum(t for _, t in v) / len(v), "n": len(v)}
-    out["_seconds"] = time.time() - t0
-    out["_selection_mismatches"] = mismatches
-    return out
+    return summarize(rows, time.time() - t0, mismatches)
 
 
 def print_table(title: str, res: dict) -> None:
@@ -245,19 +252,20 @@ def main() -> None:
     ks = [int(k) for k in a.ks.split(",")]
     reflect_ks = ks if a.reflect_ks is None else [int(k) for k in a.reflect_ks.split(",") if k]
     model = ponder.Model.load(a.model or SMOL, threads=2)
+    path = a.out or os.path.join(HERE, "out", f"infer_{a.part}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = path.replace(".json", ".partial.json")
     if a.part == "arith":
-        res = accuracy(model, arithmetic_questions(a.limit), ks, reflect_ks, a.temperature or 0.5, a.max_tokens or 150, {})
+        res = accuracy(model, arithmetic_questions(a.limit), ks, reflect_ks, a.temperature or 0.5, a.max_tokens or 150, {}, partial)
         print_table(f"arithmetic held-out, {a.limit} problems ({a.model})", res)
     elif a.part == "gsm8k":
-        res = accuracy(model, gsm8k_questions(a.limit), ks, reflect_ks, a.temperature or 0.7, a.max_tokens or 256, {})
+        res = accuracy(model, gsm8k_questions(a.limit), ks, reflect_ks, a.temperature or 0.7, a.max_tokens or 256, {}, partial)
         print_table(f"GSM8K test, first {a.limit} questions, SmolLM2-135M-Instruct", res)
     else:
         res = speed(model, max(ks), a.max_tokens or 128)
         print(json.dumps(res, indent=1))
     res["_machine"] = info
     res["_command"] = " ".join(sys.argv)
-    path = a.out or os.path.join(HERE, "out", f"infer_{a.part}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
     log(f"wrote {path}")
