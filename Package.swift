@@ -43,10 +43,13 @@ let package = Package(
                 swiftSettings: simd),
         .target(name: "PonderRewards", dependencies: ["PonderBase", "PonderJSON"]),
         .target(name: "PonderPipeline", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderText", "PonderTrain", "PonderRewards"]),
-        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards", "PonderPipeline"]),
-        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards", "PonderPipeline"]),
+        .target(name: "PonderInference", dependencies: ["PonderBase", "PonderJSON", "PonderText", "PonderModel", "PonderRewards"]),
+        .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards", "PonderPipeline",
+                                                "PonderInference"]),
+        .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards",
+                                                            "PonderPipeline", "PonderInference"]),
         .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
-                                                        "PonderRewards", "PonderPipeline"]),
+                                                        "PonderRewards", "PonderPipeline", "PonderInference"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
     // task), which Swift 6's static checker cannot express without wrappers on every loop.
@@ -59,7 +62,8 @@ if Context.environment["PONDER_FUZZ"] != nil {
     package.targets += [
         .systemLibrary(name: "CFuzzer", path: "Tests/Fuzz/Sources/CFuzzer"),
         .executableTarget(name: "ponder-fuzz",
-                          dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain", "PonderRewards", "PonderPipeline"],
+                          dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain", "PonderRewards", "PonderPipeline",
+                                         "PonderInference"],
                           path: "Tests/Fuzz/Sources/PonderFuzz",
                           // gold dies on the ASan-instrumented objects (internal error in
                           // format_file_lineno); the toolchain's lld links them.

@@ -25,7 +25,7 @@
  *    then returns PONDER_ERR_CANCELLED and no result; each function says what state it leaves.
  *
  * Threading: a ponder_model is immutable once loaded (except through a trainer, below). ponder_tokenize, ponder_detokenize,
- * ponder_model_info and ponder_generate* may be called on the same model from several threads
+ * ponder_model_info, ponder_generate* and ponder_infer* may be called on the same model from several threads
  * at once (each call owns its working memory). ponder_model_free must not race with calls on
  * the same handle from other threads: a call already running keeps the model alive until it
  * returns, but a call that starts after the free gets PONDER_ERR_MISUSE. The thread count
@@ -173,6 +173,89 @@ ponder_status ponder_generate_stream(const ponder_model *model, const char *requ
  * Ponder and valid only during the call; `user` is passed back unchanged. Called on the thread
  * that called into Ponder. Every place that plugs in a reward or scorer takes this type. */
 typedef double (*ponder_reward_fn)(const char *prompt, const char *completion, const char *reference, void *user);
+
+/* ---- Inference strategies: voting, reranking, budget forcing ------------------------------ */
+
+/* Answers a prompt with a strategy. request_json: the generation keys of ponder_generate
+ * ("prompt" | "messages", "chat", "max_tokens", "temperature", ..., "seed", "stop", "n") plus
+ *   "strategy": "single" (default; one sample, n must be 1) | "vote" | "best_of_n" | "reflect",
+ *   "n": samples (vote and best_of_n default to 8, reflect to 1), all decoded as one group
+ *        after one prefill of the prompt (as ponder_generate's n),
+ *   "scorer_weights": {"format": 1, "reflection": 0.5, "agreement": 2, "mean_logprob": 1},
+ *   and for "reflect" only (any other strategy rejects them):
+ *   "cues": ["Wait,"] (reflection i appends cues[i % count], after a space unless the text
+ *           ends in whitespace), "max_reflections": 1, "min_thinking_tokens": 0,
+ *   "max_thinking_tokens": null (no limit but max_tokens), "think_end": "</think>",
+ *   "force_answer": "</think><answer>".
+ * Strategies:
+ *  - single: the sample's final answer, extracted as ponder_score's accuracy reward does.
+ *  - vote: self-consistency. Answers are extracted and compared as the accuracy reward does
+ *    (math-verify's equivalence); the most frequent wins, a tie goes to the answer whose samples
+ *    have the higher mean logprob. Samples without an answer do not vote.
+ *  - best_of_n: every sample is scored without a reference: "format" (strict, 0..1),
+ *    "reflection" (guarded, without its correctness gate: 0..1), "agreement" (the share of the
+ *    other samples with an equivalent answer; 0 without an answer, null when n = 1) and
+ *    "mean_logprob" (over sampled tokens, <= 0); the highest weighted total wins (ties: mean
+ *    logprob, then the earlier sample). Custom scorers (ponder_infer_ex) add to these or replace
+ *    a built-in of the same name; a built-in weighted 0 is still reported.
+ *  - reflect: s1's budget forcing. Thinking ends where the model writes think_end or an end
+ *    token (end of turn, for models without a delimiter). While fewer than max_reflections cues
+ *    were inserted, or thinking is shorter than min_thinking_tokens, the end is rolled back —
+ *    the KV cache is truncated to before it and continued, nothing is recomputed — and the
+ *    next cue is forced there. Otherwise (or when a cue would reach max_tokens or
+ *    max_thinking_tokens) thinking that ended at think_end gets force_answer in its place, and
+ *    an end of turn stands. Thinking that reaches max_thinking_tokens is ended by force_answer.
+ *    No cue is ever inserted after the answer was forced or outside those budgets. With n > 1
+ *    the n forced samples vote. Stop strings end a sample as in ponder_generate.
+ * Scores are computed for every strategy; every number is null where there is no score.
+ * Result JSON (*out_result_json, free with ponder_string_free):
+ *   {"strategy", "answer": "53" | null, "selected": index of the sample whose answer won,
+ *    "candidates": [{"text", "answer", "scores": {name: x | null}, "total", "mean_logprob",
+ *                    "completion_tokens", "finish_reason", "token_ids",
+ *                    reflect: "reflections", "forced_answer": {"at_token", "forced_tokens",
+ *                    "reason": "reflections_spent" | "no_room" | "max_thinking_tokens",
+ *                    "rolled_back"} | null, "rolled_back_tokens"}],
+ *    vote (and reflect with n > 1): "votes": {answer: count},
+ *    reflect: "reflections": the selected sample's [{"at_token", "cue", "forced_tokens",
+ *              "reason": "max_reflections" | "min_thinking_tokens", "ended_by": "think_end" |
+ *              "end_of_turn", "rolled_back", "answer_before", "answer_after", "changed"}],
+ *    "prompt_tokens", "completion_tokens" (kept), "tokens_spent" (kept + rolled back),
+ *    "timings": {"prefill_seconds", "decode_seconds", "scoring_seconds", "total_seconds",
+ *                "decode_tokens_per_second"}}
+ *   answer_before is the answer the thinking had reached where it ended; answer_after the one at
+ *   the next end, or the final answer. Forced tokens (cues, the forced answer) are not the
+ *   model's choice and are left out of mean_logprob. token_ids are the ids a sample kept,
+ *   forced ones included.
+ * Errors: PONDER_ERR_INVALID_ARGUMENT names the JSON path for an unknown strategy or key, n out
+ * of [1, 1024] (or not 1 for "single"), min_thinking_tokens > max_thinking_tokens, an empty
+ * cue list or cue, a reflect option with another strategy; otherwise as ponder_generate. After
+ * any failure *out_result_json is untouched. Thread-safe on a shared model, as ponder_generate. */
+ponder_status ponder_infer(const ponder_model *model, const char *request_json, char **out_result_json);
+
+/* A caller-supplied scorer: fn(prompt, completion, NULL, user) scores a sample (prompt is the
+ * request's "prompt", or its last message's content); NaN means no score. `weight` multiplies it
+ * in the total. A name equal to a built-in scorer's replaces that scorer. */
+typedef struct ponder_scorer {
+    const char *name;
+    ponder_reward_fn fn;
+    double weight;
+    void *user;
+} ponder_scorer;
+
+/* As ponder_infer, with n_scorers custom scorers (scorers may be NULL when n_scorers is 0).
+ * They are called on the calling thread, once per sample, after decoding; nothing is kept after
+ * the call returns. PONDER_ERR_MISUSE for a NULL scorers array with n_scorers > 0, a NULL name or
+ * fn; INVALID_ARGUMENT for an empty or repeated name, a non-finite weight, n_scorers > 256. */
+ponder_status ponder_infer_ex(const ponder_model *model, const char *request_json, const ponder_scorer *scorers,
+                              size_t n_scorers, char **out_result_json);
+
+/* As ponder_infer_ex, calling `callback` (may be NULL) for every token of every sample, as
+ * ponder_generate_stream does. With reflect every token is reported once, in order, sampled or
+ * forced, including those later rolled back; text is held back until it can no longer be rolled
+ * back, so a sequence's pieces concatenate to its final text. Return false to cancel:
+ * PONDER_ERR_CANCELLED and no result. */
+ponder_status ponder_infer_stream(const ponder_model *model, const char *request_json, const ponder_scorer *scorers,
+                                  size_t n_scorers, ponder_token_callback callback, void *user, char **out_result_json);
 
 /* ---- Training (SFT and GRPO; one handle type for every trainer kind) ---------------------- */
 

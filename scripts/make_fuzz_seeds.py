@@ -328,6 +328,18 @@ REQUESTS = [
 for i, r in enumerate(REQUESTS):
     out(f"corpus/generate_request/r{i}.json", json.dumps(r))
 
+INFER_REQUESTS = [
+    {"prompt": "12 + 7 =", "strategy": "single", "max_tokens": 4, "temperature": 0},
+    {"prompt": "12 + 7 =", "strategy": "vote", "n": 4, "seed": 3, "stop": ["\n"]},
+    {"messages": [{"role": "user", "content": "2+2?"}], "strategy": "best_of_n", "n": 3,
+     "scorer_weights": {"format": 0.5, "reflection": 0, "agreement": 3, "mean_logprob": 1}},
+    {"prompt": "1", "chat": True, "strategy": "reflect", "n": 2, "cues": ["Wait,", "Hmm"], "max_reflections": 3,
+     "min_thinking_tokens": 2, "max_thinking_tokens": 9, "think_end": "1", "force_answer": "<answer>"},
+    {"prompt": "3 * 4", "strategy": "reflect", "temperature": 0, "max_tokens": 12, "think_end": " "},
+]
+for i, r in enumerate(INFER_REQUESTS):
+    out(f"corpus/infer_request/r{i}.json", json.dumps(r))
+
 for i, o in enumerate([{"path": "model.gguf"}, {"path": "hf_dir/", "threads": 2, "adapter": "lora/"}]):
     out(f"corpus/model_options/o{i}.json", json.dumps(o))
 
@@ -459,7 +471,7 @@ def corpus_words(target: str, lines: bool = False) -> set[str]:
     return words
 
 
-for target in ["generate_request", "model_options", "sft_config", "hf_config", "adapter_config", "json", "score",
+for target in ["generate_request", "infer_request", "model_options", "sft_config", "hf_config", "adapter_config", "json", "score",
                "grpo_config", "rejection_config", "pipeline_config"]:
     dictionary(target, corpus_words(target) | set(HOSTILE_VALUES))
 dictionary("sft_data", corpus_words("sft_data", lines=True) | set(HOSTILE_VALUES) | {"\n", "####", "<<", ">>"})

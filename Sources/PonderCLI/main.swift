@@ -3,6 +3,7 @@ import PonderJSON
 import PonderModel
 import PonderTrain
 import PonderKernels
+import PonderInference
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +16,9 @@ usage:
   ponder generate --model PATH [--adapter PEFT_DIR] (--prompt TEXT | --messages JSON) [--chat] [--max-tokens N]
                   [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R]
                   [--seed S] [--stop TEXT]... [--n N] [--threads N] [--json]
+  ponder infer --model PATH --prompt TEXT [--chat] --strategy single|vote|best_of_n|reflect [--n K] [--seed N]
+               [any generate option] [--scorer-weights JSON] [--cues TEXT]... [--max-reflections N]
+               [--min-thinking-tokens N] [--max-thinking-tokens N] [--think-end TEXT] [--force-answer TEXT] [--json]
   ponder tokenize --model PATH --text TEXT [--no-special] [--json]
   ponder sft CONFIG.json            (supervised fine-tuning; config keys as in ponder.h)
   ponder grpo CONFIG.json           (GRPO with accuracy/format/reflection rewards; kind "grpo")
@@ -37,8 +41,15 @@ let generateFlags: [String: (String, Kind)] = [
     "--max-tokens": ("max_tokens", .number), "--temperature": ("temperature", .number),
     "--top-p": ("top_p", .number), "--top-k": ("top_k", .number), "--min-p": ("min_p", .number),
     "--repetition-penalty": ("repetition_penalty", .number), "--seed": ("seed", .number),
-    "--stop": ("stop", .strings), "--n": ("n", .number),
+    "--stop": ("stop", .strings), "--n": ("n", .number), "--parse-special": ("parse_special", .json),
 ]
+/// `ponder infer`: the generation flags plus InferRequest's keys, each its key in kebab-case.
+let inferFlags = generateFlags.merging([
+    "--strategy": ("strategy", .string), "--scorer-weights": ("scorer_weights", .json), "--cues": ("cues", .strings),
+    "--max-reflections": ("max_reflections", .number), "--min-thinking-tokens": ("min_thinking_tokens", .number),
+    "--max-thinking-tokens": ("max_thinking_tokens", .number), "--think-end": ("think_end", .string),
+    "--force-answer": ("force_answer", .string),
+]) { a, _ in a }
 
 struct Parsed {
     var model: String?
@@ -52,7 +63,7 @@ struct Parsed {
 
 func parse(_ args: ArraySlice<String>, flags: [String: (String, Kind)]) -> Parsed {
     var p = Parsed()
-    var stops: [JSONValue] = []
+    var lists: [(String, [JSONValue])] = []  // repeatable flags, in order of first use
     var it = args.makeIterator()
     func next(_ flag: String) -> String {
         guard let v = it.next() else { fail("\(flag) needs a value") }
@@ -74,14 +85,16 @@ func parse(_ args: ArraySlice<String>, flags: [String: (String, Kind)]) -> Parse
             switch kind {
             case .flag: p.fields.append((key, true))
             case .string: p.fields.append((key, .string(next(a))))
-            case .strings: stops.append(.string(next(a)))
+            case .strings:
+                let v = JSONValue.string(next(a))
+                if let k = lists.firstIndex(where: { $0.0 == key }) { lists[k].1.append(v) } else { lists.append((key, [v])) }
             case .number, .json:
                 let v = next(a)
                 do { p.fields.append((key, try JSONValue.parse(v, what: a))) } catch { fail("\(error)") }
             }
         }
     }
-    if !stops.isEmpty { p.fields.append(("stop", .array(stops))) }
+    for (key, values) in lists { p.fields.append((key, .array(values))) }
     return p
 }
 
@@ -120,6 +133,31 @@ case "generate":
         let t = result.json["timings"]!
         if !p.json {
             fputs("[prompt \(result.promptTokens) tokens, \(Int(t["prefill_tokens_per_second"]!.asDouble!)) tok/s prefill, \(Int(t["decode_tokens_per_second"]!.asDouble!)) tok/s decode]\n", stderr)
+        }
+    } catch { fail("\(error)", code: 1) }
+case "infer":
+    let p = parse(args[2...], flags: inferFlags)
+    let request: InferRequest
+    do { request = try InferRequest(json: .object(p.fields)) } catch { fail("\(error)") }
+    let model = loadModel(p)
+    do {
+        let stream = !p.json && request.generation.n == 1
+        let result = try model.infer(request) { _, _, piece in
+            if stream {
+                fputs(piece, stdout)
+                fflush(stdout)
+            }
+            return true
+        }
+        if p.json {
+            print(result.json.serialized())
+        } else {
+            if stream { print("") }
+            let json = result.json
+            print("answer: \(json["answer"]?.asString ?? "(none)")")
+            if let votes = json["votes"] { print("votes: \(votes.serialized())") }
+            if let r = json["reflections"]?.asArray, !r.isEmpty { print("reflections: \(JSONValue.array(r).serialized())") }
+            fputs("[\(request.strategy.rawValue), \(result.candidates.count) samples, \(result.tokensSpent) tokens, \(Int(result.totalSeconds * 1000)) ms]\n", stderr)
         }
     } catch { fail("\(error)", code: 1) }
 case "tokenize":

@@ -40,6 +40,13 @@ public struct GenerateRequest: Sendable {
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
+        try self.init(reading: r)
+        try r.finish()
+    }
+
+    /// Reads the generation keys of a larger object (an inference request adds its own); the
+    /// caller reads its keys and calls finish().
+    public init(reading r: JSONReader) throws {
         prompt = r.string("prompt")
         if let msgs = r.array("messages") {
             var out: [ChatTemplate.Message] = []
@@ -75,7 +82,6 @@ public struct GenerateRequest: Sendable {
         for (i, s) in stop.enumerated() where s.isEmpty { r.fail("stop[\(i)]", "empty stop string") }
         n = r.int("n", in: 1...1024) ?? 1
         parseSpecial = r.bool("parse_special") ?? true
-        try r.finish()
     }
 }
 
@@ -122,6 +128,41 @@ public struct GenerateResult: Sendable {
 /// false cancels the whole request.
 public typealias TokenCallback = (Int, Int32, String) -> Bool
 
+/// A sequence as a steering hook sees it, after a sampled token.
+public struct SequenceView {
+    /// Generated ids so far, forced ones included.
+    public var tokens: [Int32]
+    /// Their text (UTF-8; end tokens render nothing, a stop string is cut).
+    public var bytes: [UInt8]
+    /// bytes.count after each token: token k's text is bytes[tokenEnds[k-1]..<tokenEnds[k]].
+    public var tokenEnds: [Int]
+    /// Why the last token ended the sequence, if it did.
+    public var finish: FinishReason?
+}
+
+/// What a steering hook decides after a sampled token.
+public enum Steer: Sendable {
+    case keep
+    /// Keep the first `keep` tokens, then feed `force` (non-empty) before sampling again. With
+    /// keep < count the rest is rolled back: its cache rows are overwritten, never recomputed.
+    /// With keep == count the tokens are appended (nothing to roll back).
+    case rewind(keep: Int, force: [Int32])
+}
+
+/// Budget forcing and similar interventions: the decode loop calls `afterToken` for every
+/// sampled token (not for forced ones), and a rewind continues from the truncated cache.
+public struct Steering {
+    /// Text bytes a hook may still roll back (its longest delimiter − 1): held back from the
+    /// token callback, so streamed text is never taken back.
+    public var holdBack: Int
+    public var afterToken: (_ sequence: Int, _ view: SequenceView) -> Steer
+
+    public init(holdBack: Int, afterToken: @escaping (Int, SequenceView) -> Steer) {
+        self.holdBack = holdBack
+        self.afterToken = afterToken
+    }
+}
+
 extension LlamaModel {
     /// The prompt's token ids as `request` describes them (chat template applied if asked).
     public func promptTokens(_ request: GenerateRequest) throws -> [Int32] {
@@ -155,7 +196,12 @@ extension LlamaModel {
     /// attending to its own prompt's cache (GRPO's rollout: prompts × G in one decode).
     /// Completion k·n + j is prompt k's j-th, sampled with seed + k·n + j; the request's prompt
     /// and messages are not used.
-    public func generate(prompts: [[Int32]], _ request: GenerateRequest, onToken: TokenCallback? = nil) throws -> GenerateResult {
+    ///
+    /// `steering` may rewind a sequence after any sampled token and force tokens; sequences then
+    /// differ in length, and a forced token's logprob is 0 (it was not sampled). max_tokens
+    /// bounds the tokens a sequence keeps, not those rolled back.
+    public func generate(prompts: [[Int32]], _ request: GenerateRequest, onToken: TokenCallback? = nil,
+                         steering: Steering? = nil) throws -> GenerateResult {
         let c = config
         guard !prompts.isEmpty, prompts.allSatisfy({ !$0.isEmpty }) else { throw PonderError.invalid("prompts: empty") }
         let n = request.n, total = prompts.count * n
@@ -186,6 +232,7 @@ extension LlamaModel {
         let logitsBuf = try Arena(count: total * c.vocabSize)
         var positions = [Int32](repeating: 0, count: total)
         var inputs = [Int32](repeating: 0, count: total)
+        var slots = [Int](repeating: 0, count: total)  // a row's cache slot: its token's index
 
         let t0 = monotonicSeconds()
         for (k, prompt) in prompts.enumerated() {
@@ -200,7 +247,7 @@ extension LlamaModel {
         var seqs = (0..<total).map { i in
             SequenceState(sampler: TokenSampler(params: request.sampling, seed: seed &+ UInt64(i), vocab: c.vocabSize,
                                                 history: request.sampling.repetitionPenalty != 1 ? prompts[i / n] : []),
-                          stop: request.stop)
+                          stop: request.stop, holdBack: steering?.holdBack ?? 0)
         }
         var active = Array(0..<total)  // row r of a decode step is sequence active[r], in order
         var picks = [(Int32, Float)](repeating: (0, 0), count: total)
@@ -213,6 +260,7 @@ extension LlamaModel {
             let rowsNow = active
             picks.withUnsafeMutableBufferPointer { out in
                 parallelFor(rowsNow.count) { r in
+                    if let f = seqs[rowsNow[r]].forced.last { out[r] = (f, 0); return }
                     out[r] = seqs[rowsNow[r]].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize)
                 }
             }
@@ -222,10 +270,33 @@ extension LlamaModel {
             var still: [Int] = []
             for (r, i) in active.enumerated() {
                 let (tok, lp) = picks[r]
-                let done = seqs[i].append(tok, logprob: lp, isStop: stopIDs.contains(tok), tokenizer: tokenizer,
-                                          limitReached: step + 1 >= maxNew)
+                let wasForced = !seqs[i].forced.isEmpty
+                if wasForced {
+                    seqs[i].forced.removeLast()
+                    seqs[i].sampler.observe(tok)
+                }
+                var done = seqs[i].append(tok, logprob: lp, isStop: stopIDs.contains(tok), tokenizer: tokenizer, maxTokens: maxNew)
+                if let steering, !wasForced, case let .rewind(keep, force) = steering.afterToken(i, seqs[i].view), !cancelled {
+                    guard !force.isEmpty, keep >= 0, keep <= seqs[i].tokens.count else {
+                        throw PonderError(.internal, "steering: rewind to \(keep) of \(seqs[i].tokens.count) tokens forcing \(force.count)")
+                    }
+                    seqs[i].forced = force.reversed()
+                    if keep < seqs[i].tokens.count {
+                        // Every token is reported once, in order: the sampled one, then the forced.
+                        if let cb = onToken, !cb(i, tok, "") { cancelled = true }
+                        // Every kept token is in the cache already: the first forced one is this
+                        // step's input, at the position the first dropped token had.
+                        seqs[i].truncate(to: keep)
+                        if request.sampling.repetitionPenalty != 1 { seqs[i].sampler.reset(history: prompts[i / n] + seqs[i].tokens) }
+                        let f = seqs[i].forced.removeLast()
+                        seqs[i].sampler.observe(f)
+                        done = seqs[i].append(f, logprob: 0, isStop: stopIDs.contains(f), tokenizer: tokenizer, maxTokens: maxNew)
+                    } else if done {
+                        seqs[i].forced = []
+                    }
+                }
                 if let cb = onToken, !cancelled {
-                    if !cb(i, tok, seqs[i].takeStreamable(final: done)) { cancelled = true }
+                    if !cb(i, seqs[i].tokens.last ?? tok, seqs[i].takeStreamable(final: done)) { cancelled = true }
                 }
                 if !done { still.append(i) }
             }
@@ -239,8 +310,9 @@ extension LlamaModel {
             var groups: [Range<Int>] = []
             var groupPrompt: [Int] = []
             for (r, i) in active.enumerated() {
-                inputs[r] = seqs[i].tokens[step]
-                positions[r] = Int32(lens[i / n] + step)
+                slots[r] = seqs[i].tokens.count - 1
+                inputs[r] = seqs[i].tokens[slots[r]]
+                positions[r] = Int32(lens[i / n] + slots[r])
                 if groupPrompt.last != i / n {
                     groups.append(r..<(r + 1))
                     groupPrompt.append(i / n)
@@ -248,12 +320,12 @@ extension LlamaModel {
                     groups[groups.count - 1] = groups[groups.count - 1].lowerBound..<(r + 1)
                 }
             }
-            let rows = active.count, t = step
+            let rows = active.count
             try inputs.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: rows, into: s.x) }
             positions.withUnsafeBufferPointer { pos in
                 blocks(rows: rows, positions: pos.baseAddress!, s) { l in
                     for (r, i) in active.enumerated() {
-                        let slot = ((l * maxNew + t) * total + i) * c.kvDim
+                        let slot = ((l * maxNew + slots[r]) * total + i) * c.kvDim
                         storeKV(s, row: r, k: seqK.pointer + slot, v: seqV.pointer + slot)
                     }
                     let attention = DecodeAttention(rows: rows, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
@@ -263,7 +335,7 @@ extension LlamaModel {
                         return KVSpan(keys: promptK[k].pointer + off, values: promptV[k].pointer + off, count: lens[k])
                     }, own: { r in
                         let own = (l * maxNew * total + active[r]) * c.kvDim
-                        return KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: t + 1,
+                        return KVSpan(keys: seqK.pointer + own, values: seqV.pointer + own, count: slots[r] + 1,
                                       rowStride: total * c.kvDim)
                     }, scratch: scores.pointer)
                 }
@@ -287,19 +359,25 @@ struct SequenceState {
     var tokens: [Int32] = []
     var logprobs: [Float] = []
     var bytes: [UInt8] = []
+    var tokenEnds: [Int] = []
     var streamed = 0
     var finish: FinishReason?
+    /// Tokens a steering hook forced, last first.
+    var forced: [Int32] = []
 
-    init(sampler: TokenSampler, stop: [String]) {
+    init(sampler: TokenSampler, stop: [String], holdBack steeringHoldBack: Int = 0) {
         self.sampler = sampler
         self.stop = stop.map { Array($0.utf8) }
-        holdBack = max(0, (self.stop.map(\.count).max() ?? 0) - 1)
+        holdBack = max(steeringHoldBack, (self.stop.map(\.count).max() ?? 0) - 1)
     }
 
+    var view: SequenceView { SequenceView(tokens: tokens, bytes: bytes, tokenEnds: tokenEnds, finish: finish) }
+
     /// Records a token; returns true when the sequence is finished.
-    mutating func append(_ tok: Int32, logprob: Float, isStop: Bool, tokenizer: Tokenizer, limitReached: Bool) -> Bool {
+    mutating func append(_ tok: Int32, logprob: Float, isStop: Bool, tokenizer: Tokenizer, maxTokens: Int) -> Bool {
         tokens.append(tok)
         logprobs.append(logprob)
+        defer { tokenEnds.append(bytes.count) }
         if isStop {
             finish = .eos
             return true
@@ -311,11 +389,20 @@ struct SequenceState {
             finish = .stop
             return true
         }
-        if limitReached {
+        if tokens.count >= maxTokens {
             finish = .length
             return true
         }
         return false
+    }
+
+    /// Drops every token after the first `k` (a steering rewind).
+    mutating func truncate(to k: Int) {
+        tokens.removeLast(tokens.count - k)
+        logprobs.removeLast(logprobs.count - k)
+        tokenEnds.removeLast(tokenEnds.count - k)
+        bytes.removeLast(bytes.count - (tokenEnds.last ?? 0))
+        finish = nil
     }
 
     private func firstStop(searchFrom: Int) -> Int? {
@@ -336,6 +423,8 @@ struct SequenceState {
     /// Text that can no longer change: all of it once finished, else all but a possible stop
     /// string prefix and an incomplete UTF-8 character.
     mutating func takeStreamable(final: Bool) -> String {
+        // After a rewind the re-forced text may not have caught up with what was streamed.
+        guard streamed < bytes.count else { return "" }
         let end = final ? bytes.count : utf8Boundary(bytes, from: streamed, to: max(streamed, bytes.count - holdBack))
         guard end > streamed else { return "" }
         let text = String(decoding: bytes[streamed..<end], as: UTF8.self)

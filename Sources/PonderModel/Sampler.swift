@@ -69,6 +69,13 @@ final class TokenSampler {
 
     deinit { work.deallocate() }
 
+    /// The repetition penalty's history becomes `ids` (after a steering rewind).
+    func reset(history ids: [Int32]) {
+        for t in seenList { seen[Int(t)] = false }
+        seenList.removeAll(keepingCapacity: true)
+        for t in ids { observe(t) }
+    }
+
     func observe(_ t: Int32) {
         if !seen[Int(t)] {
             seen[Int(t)] = true

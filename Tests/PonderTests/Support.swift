@@ -3,7 +3,7 @@ import XCTest
 @testable import PonderModel
 
 /// Paths and shared fixtures. Model-dependent tests skip when the model is absent, unless
-/// PONDER_REQUIRE_MODEL=1 (as in CI), where a missing model is a failure.
+/// PONDER_REQUIRE_MODEL=1 or CI=true, where a missing model is a failure.
 enum Fixtures {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let dir = repo.appendingPathComponent("Tests/Fixtures")
@@ -27,7 +27,8 @@ enum Fixtures {
         defer { lock.unlock() }
         if let m = cached { return m }
         guard FileManager.default.fileExists(atPath: smolPath) else {
-            if ProcessInfo.processInfo.environment["PONDER_REQUIRE_MODEL"] == "1" {
+            let env = ProcessInfo.processInfo.environment
+            if env["PONDER_REQUIRE_MODEL"] == "1" || env["CI"] == "true" {
                 XCTFail("model missing at \(smolPath); run scripts/fetch_model.sh")
             }
             throw XCTSkip("model missing at \(smolPath); run scripts/fetch_model.sh")

@@ -305,6 +305,9 @@ static void case_bogus_handles(void) {
         CHECK(ponder_detokenize(b, ids, 4, &out, NULL), MISUSE);
         CHECK(ponder_generate(b, "{\"prompt\": \"1\"}", &out), MISUSE);
         CHECK(ponder_generate_stream(b, "{\"prompt\": \"1\"}", NULL, NULL, &out), MISUSE);
+        CHECK(ponder_infer(b, "{\"prompt\": \"1\"}", &out), MISUSE);
+        CHECK(ponder_infer_ex(b, "{\"prompt\": \"1\"}", NULL, 0, &out), MISUSE);
+        CHECK(ponder_infer_stream(b, "{\"prompt\": \"1\"}", NULL, 0, NULL, NULL, &out), MISUSE);
         CHECK(ponder_trainer_step((ponder_trainer *)b, &out), MISUSE);
         CHECK(ponder_trainer_run((ponder_trainer *)b, NULL, NULL, &out), MISUSE);
         CHECK(ponder_trainer_evaluate((ponder_trainer *)b, &out), MISUSE);
@@ -1221,6 +1224,155 @@ static void case_pipeline_concurrent(void) {
     ponder_pipeline_free(shared_pipeline);
 }
 
+/* ---- inference strategies ---------------------------------------------------------------- */
+
+struct bad_infer {
+    const char *json, *field;
+};
+static const struct bad_infer bad_infers[] = {
+    {"", "offset"}, {"{", "offset"}, {"[]", "<root>"}, {"{}", "prompt"},
+    {"{\"prompt\": \"1\", \"strategy\": \"majority\"}", "strategy"}, {"{\"prompt\": \"1\", \"strategy\": null, \"n\": 2}", "n"},
+    {"{\"prompt\": \"1\", \"strategy\": [\"vote\"]}", "strategy"}, {"{\"prompt\": \"1\", \"strategy\": \"vote\", \"n\": 0}", "n"},
+    {"{\"prompt\": \"1\", \"strategy\": \"vote\", \"n\": -1}", "n"}, {"{\"prompt\": \"1\", \"strategy\": \"vote\", \"n\": 1e300}", "n"},
+    {"{\"prompt\": \"1\", \"strategy\": \"best_of_n\", \"n\": 99999}", "n"},
+    {"{\"prompt\": \"1\", \"strategy\": \"reflect\", \"cues\": []}", "cues"},
+    {"{\"prompt\": \"1\", \"strategy\": \"reflect\", \"cues\": [\"\"]}", "cues[0]"},
+    {"{\"prompt\": \"1\", \"strategy\": \"reflect\", \"cues\": [1]}", "cues[0]"},
+    {"{\"prompt\": \"1\", \"strategy\": \"reflect\", \"min_thinking_tokens\": 9, \"max_thinking_tokens\": 3}", "min_thinking_tokens"},
+    {"{\"prompt\": \"1\", \"strategy\": \"reflect\", \"max_reflections\": 1e9}", "max_reflections"},
+    {"{\"prompt\": \"1\", \"strategy\": \"reflect\", \"think_end\": \"\"}", "think_end"},
+    {"{\"prompt\": \"1\", \"strategy\": \"reflect\", \"force_answer\": 0}", "force_answer"},
+    {"{\"prompt\": \"1\", \"strategy\": \"vote\", \"max_reflections\": 2}", "max_reflections"},
+    {"{\"prompt\": \"1\", \"scorer_weights\": {\"format\": NaN}}", "offset"},
+    {"{\"prompt\": \"1\", \"scorer_weights\": {\"speed\": 1}}", "scorer_weights.speed"},
+    {"{\"prompt\": \"1\", \"scorer_weights\": [1, 2]}", "scorer_weights"},
+    {"{\"prompt\": \"1\", \"strateg\": \"vote\"}", "strateg"},
+    {"{\"prompt\": \"\xff\"}", "offset"},
+};
+
+static const char *edge_infers[] = {
+    "{\"prompt\": \"1\", \"strategy\": \"vote\", \"max_tokens\": 0}",
+    "{\"prompt\": \"1\", \"strategy\": \"best_of_n\", \"n\": 1, \"max_tokens\": 3}",
+    "{\"prompt\": \"1\", \"strategy\": \"vote\", \"n\": 1024, \"max_tokens\": 2}",
+    "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"max_tokens\": 60, \"think_end\": \"1\", \"max_reflections\": 10000, \"seed\": 1}",
+    "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"max_tokens\": 20, \"max_thinking_tokens\": 1, \"seed\": 2}",
+    "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"max_tokens\": 20, \"min_thinking_tokens\": 20, \"max_thinking_tokens\": 20, \"think_end\": \"a\"}",
+    "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"n\": 8, \"max_tokens\": 30, \"think_end\": \" \", \"cues\": [\"<|im_end|>\", \"\\u00e9\\u00e9\"], \"max_reflections\": 50}",
+    "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"max_tokens\": 8, \"cues\": [\"a very long cue that does not fit into the budget at all\"], \"think_end\": \"1\"}",
+    "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"max_tokens\": 10, \"force_answer\": \"<|im_end|><|im_end|>\", \"max_thinking_tokens\": 2}",
+    "{\"prompt\": \"1\", \"strategy\": \"vote\", \"n\": 4, \"max_tokens\": 4, \"stop\": [\"1\", \"2\"], \"scorer_weights\": {\"agreement\": -1e308}}",
+    "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"max_tokens\": 63}",
+};
+
+struct scorer_state {
+    ponder_model *m;
+    int calls;
+    int bad_arguments;
+    int mode; /* 0 a number, 1 NaN, 2 infinity, 3 re-enter ponder_infer and ponder_score */
+};
+
+static double my_scorer(const char *prompt, const char *completion, const char *reference, void *user) {
+    struct scorer_state *st = user;
+    st->calls++;
+    if (prompt == NULL || completion == NULL || reference != NULL) st->bad_arguments++;
+    if (st->mode == 1) return 0.0 / 0.0;
+    if (st->mode == 2) return -1.0 / 0.0;
+    if (st->mode == 3) {
+        char *out = NULL;
+        if (ponder_infer(st->m, "{\"prompt\": \"2\", \"strategy\": \"vote\", \"n\": 2, \"max_tokens\": 2}", &out) == PONDER_OK)
+            ponder_string_free(out);
+        else
+            st->bad_arguments++;
+        if (ponder_score("{\"items\": [{\"completion\": \"1\"}]}", &out) == PONDER_OK) ponder_string_free(out);
+        else st->bad_arguments++;
+    }
+    return (double)(completion ? strlen(completion) % 5 : 0);
+}
+
+static void case_infer_garbage(void) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    char *out = SENTINEL;
+    CHECK(ponder_infer(NULL, "{\"prompt\": \"1\"}", &out), MISUSE);
+    CHECK(ponder_infer(m, NULL, &out), MISUSE | INVALID);
+    CHECK(ponder_infer(m, "{\"prompt\": \"1\"}", NULL), MISUSE);
+    CHECK(ponder_infer_stream(m, "{\"prompt\": \"1\"}", NULL, 0, NULL, NULL, NULL), MISUSE);
+    EXPECT(out == SENTINEL, "out_result_json written on failure");
+    for (size_t i = 0; i < sizeof bad_infers / sizeof *bad_infers; i++) {
+        const char *json = bad_infers[i].json;
+        out = SENTINEL;
+        if (CHECK_IN(ponder_infer(m, json, &out), REJECTED, json) == PONDER_OK) {
+            ponder_string_free(out);
+            continue;
+        }
+        EXPECT(strstr(ponder_last_error(), bad_infers[i].field) != NULL, "%s: the message does not name %s: %s", json,
+               bad_infers[i].field, ponder_last_error());
+        EXPECT(out == SENTINEL, "out_result_json written on failure (%s)", json);
+    }
+    /* Scorer arrays. */
+    struct scorer_state st = {m, 0, 0, 0};
+    const char *req = "{\"prompt\": \"12 + 7 =\", \"strategy\": \"best_of_n\", \"n\": 3, \"max_tokens\": 4, \"seed\": 1}";
+    ponder_scorer sc[2] = {{"mine", my_scorer, 1.0, &st}, {"format", my_scorer, 2.0, &st}};
+    out = SENTINEL;
+    CHECK(ponder_infer_ex(m, req, NULL, 1, &out), MISUSE);
+    CHECK(ponder_infer_ex(m, req, sc, (size_t)-1, &out), INVALID);
+    sc[0].name = NULL;
+    CHECK(ponder_infer_ex(m, req, sc, 1, &out), MISUSE);
+    sc[0].name = "\xff";
+    CHECK(ponder_infer_ex(m, req, sc, 1, &out), PARSE | INVALID);
+    sc[0].name = "";
+    CHECK(ponder_infer_ex(m, req, sc, 1, &out), INVALID);
+    sc[0].name = "format";
+    CHECK(ponder_infer_ex(m, req, sc, 2, &out), INVALID); /* named twice */
+    sc[0].name = "mine";
+    sc[0].fn = NULL;
+    CHECK(ponder_infer_ex(m, req, sc, 1, &out), MISUSE);
+    sc[0].fn = my_scorer;
+    sc[0].weight = 0.0 / 0.0;
+    CHECK(ponder_infer_ex(m, req, sc, 1, &out), INVALID);
+    sc[0].weight = 1.0 / 0.0;
+    CHECK(ponder_infer_ex(m, req, sc, 1, &out), INVALID);
+    sc[0].weight = 1.0;
+    EXPECT(st.calls == 0, "a scorer was called by a rejected call (%d calls)", st.calls);
+    EXPECT(out == SENTINEL, "out_result_json written on failure");
+    for (int mode = 0; mode < 4; mode++) {
+        st = (struct scorer_state){m, 0, 0, mode};
+        out = SENTINEL;
+        if (CHECK(ponder_infer_ex(m, req, sc, 2, &out), OK) == PONDER_OK) {
+            EXPECT(strstr(out, "\"mine\":") != NULL && strstr(out, "\"candidates\":[{") != NULL, "scorer %d: %s", mode, shorten(out));
+            ponder_string_free(out);
+        }
+        EXPECT(st.calls == 6 && st.bad_arguments == 0, "scorer mode %d: %d calls (expected 6), %d bad", mode, st.calls,
+               st.bad_arguments);
+    }
+    /* Streaming reflect cancelled at once, and after a few tokens. */
+    const char *reflect = "{\"prompt\": \"1\", \"strategy\": \"reflect\", \"n\": 2, \"max_tokens\": 30, \"think_end\": \"1\", \"max_reflections\": 3}";
+    for (int mode = 0; mode < 2; mode++) {
+        struct stream_state ss = {m, 0, mode == 0 ? 1 : 0, 0};
+        out = SENTINEL;
+        if (mode == 0) {
+            CHECK(ponder_infer_stream(m, reflect, NULL, 0, on_token, &ss, &out), CANCELLED);
+            EXPECT(out == SENTINEL && ss.calls == 1, "cancel: %d calls, out %s", ss.calls, out == SENTINEL ? "untouched" : "written");
+        } else if (CHECK(ponder_infer_stream(m, reflect, NULL, 0, on_token, &ss, &out), OK) == PONDER_OK) {
+            EXPECT(ss.failures == 0 && ss.calls >= 2, "stream: %d calls, %d bad arguments", ss.calls, ss.failures);
+            ponder_string_free(out);
+        }
+    }
+    ponder_model_free(m);
+}
+
+static void case_infer_edges(int i) {
+    ponder_model *m = load(model_dir);
+    if (!m) return;
+    char *out = SENTINEL;
+    if (CHECK_IN(ponder_infer(m, edge_infers[i], &out), OK | INVALID, edge_infers[i]) == PONDER_OK) {
+        EXPECT(out != SENTINEL && strstr(out, "\"candidates\":[") != NULL && strstr(out, "\"answer\":") != NULL,
+               "no candidates in %s", shorten(out));
+        ponder_string_free(out);
+    }
+    ponder_model_free(m);
+}
+
 /* ---- driver ---------------------------------------------------------------------------- */
 
 struct test_case {
@@ -1258,6 +1410,8 @@ static const struct test_case cases[] = {
     {"pipeline_handles", case_pipeline_handles, NULL, 1},
     {"pipeline_lifecycle", case_pipeline_lifecycle, NULL, 1},
     {"pipeline_concurrent", case_pipeline_concurrent, NULL, 1},
+    {"infer_garbage", case_infer_garbage, NULL, 1},
+    {"infer_edge", NULL, case_infer_edges, sizeof edge_infers / sizeof *edge_infers},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 

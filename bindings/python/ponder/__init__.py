@@ -63,6 +63,11 @@ METRICS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_voi
 REWARD_FN = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
 
 
+class SCORER(ctypes.Structure):
+    """ponder_scorer: {name, fn, weight, user}."""
+    _fields_ = [("name", ctypes.c_char_p), ("fn", REWARD_FN), ("weight", ctypes.c_double), ("user", ctypes.c_void_p)]
+
+
 def library() -> ctypes.CDLL:
     """The loaded libponder, with argument and result types declared."""
     global _lib
@@ -102,10 +107,14 @@ def library() -> ctypes.CDLL:
     lib.ponder_score.restype = ctypes.c_int
     lib.ponder_trainer_set_reward.argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
     lib.ponder_trainer_set_reward.restype = ctypes.c_int
+    lib.ponder_infer.argtypes = [ctypes.c_void_p, ctypes.c_char_p, vpp]
+    lib.ponder_infer_ex.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(SCORER), ctypes.c_size_t, vpp]
+    lib.ponder_infer_stream.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(SCORER), ctypes.c_size_t,
+                                        TOKEN_CALLBACK, ctypes.c_void_p, vpp]
     for f in ("ponder_model_load", "ponder_model_info", "ponder_tokenize", "ponder_detokenize",
               "ponder_generate", "ponder_generate_stream", "ponder_model_save", "ponder_trainer_create",
               "ponder_trainer_step", "ponder_trainer_run", "ponder_trainer_evaluate", "ponder_trainer_save",
-              "ponder_trainer_model"):
+              "ponder_trainer_model", "ponder_infer", "ponder_infer_ex", "ponder_infer_stream"):
         getattr(lib, f).restype = ctypes.c_int
     del c_char_pp
     _lib = lib
@@ -257,6 +266,57 @@ class Model(_Handle):
             if failure:
                 raise failure[0]
             _check(status)
+        return json.loads(_take_string(out))
+
+    def infer(self, prompt: Optional[str] = None, *, strategy: str = "single",
+              scorers: Optional[Dict[str, Any]] = None,
+              on_token: Optional[Callable[[int, int, str], Optional[bool]]] = None,
+              **request: Any) -> Dict[str, Any]:
+        """Runs ponder_infer: strategy "single", "vote", "best_of_n" or "reflect" with the
+        request keys of ponder.h (n, seed, temperature, max_tokens, scorer_weights, cues,
+        max_reflections, min_thinking_tokens, max_thinking_tokens, ...). Returns {"answer",
+        "candidates": [{"text", "answer", "scores", ...}], "votes"?, "reflections"?, ...}.
+        scorers: {name: fn} or {name: (fn, weight)} (weight 1 by default), fn(prompt, completion)
+        -> float or None (no score); a name of a built-in scorer replaces it. An exception in a
+        scorer is re-raised after the call. on_token as in generate()."""
+        if prompt is not None:
+            request["prompt"] = prompt
+        request["strategy"] = strategy
+        req = json.dumps(request).encode()
+        failure: List[BaseException] = []
+        keep: List[Any] = []  # the ctypes callbacks must outlive the call
+        items = list((scorers or {}).items())
+        array = (SCORER * max(1, len(items)))()
+        for k, (name, spec) in enumerate(items):
+            fn, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
+
+            def trampoline(p: Optional[bytes], c: bytes, _r: Any, _u: Any, fn: Any = fn) -> float:
+                try:
+                    v = fn(p.decode() if p is not None else None, c.decode("utf-8", "replace"))
+                    return float("nan") if v is None else float(v)
+                except BaseException as e:
+                    failure.append(e)
+                    return float("nan")
+
+            cb = REWARD_FN(trampoline)
+            keep.append(cb)
+            array[k] = SCORER(_encode(name, "scorer name"), cb, float(weight), None)
+
+        def on_tok(seq: int, tok: int, text: bytes, _user: Any) -> bool:
+            try:
+                return on_token is None or on_token(seq, tok, text.decode("utf-8", "replace")) is not False
+            except BaseException as e:
+                failure.append(e)
+                return False
+
+        token_cb = TOKEN_CALLBACK(on_tok) if on_token is not None else TOKEN_CALLBACK()
+        out = ctypes.c_void_p()
+        status = library().ponder_infer_stream(self._h, req, array, len(items), token_cb, None, ctypes.byref(out))
+        if failure:
+            if status == 0:
+                library().ponder_string_free(out)
+            raise failure[0]
+        _check(status)
         return json.loads(_take_string(out))
 
 

@@ -13,6 +13,7 @@ let targets: [FuzzTarget] = [
     ggufTarget, safetensorsTarget, hfConfigTarget, tokenizerJSONTarget, adapterConfigTarget,
     tokenizerTarget, jsonTarget, generateRequestTarget, modelOptionsTarget, sftConfigTarget, sftDataTarget,
     scoreTarget, rewardTextTarget, grpoConfigTarget, grpoDataTarget, rejectionConfigTarget, pipelineConfigTarget,
+    inferRequestTarget,
 ]
 
 let name = getenv("PONDER_FUZZ_TARGET").map { String(cString: $0) } ?? ""
