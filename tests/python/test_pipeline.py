@@ -146,8 +146,11 @@ def test_python_ctrl_c_cancels_the_run(tmp_path):
     """KeyboardInterrupt in the waiting thread cancels the worker's run at its next step."""
     run_dir = str(tmp_path / "run")
     script = tmp_path / "drive.py"
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: the script restores what a terminal user has.
     script.write_text(
-        "import json, sys, ponder\n"
+        "import json, signal, sys, ponder\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"cfg = json.loads({json.dumps(json.dumps(tiny_config(run_dir, grpo_steps=400)))})\n"
         "p = ponder.Pipeline(cfg, on_event=lambda e: print(json.dumps(e), flush=True))\n"
         "try:\n    p.run()\nexcept KeyboardInterrupt:\n    print('INTERRUPTED', json.dumps(p.status()), flush=True)\n    sys.exit(3)\n")
