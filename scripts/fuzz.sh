@@ -31,7 +31,7 @@ export PONDER_FUZZ_DIR="$ROOT/Tests/Fuzz"
 LIMITS=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048)
 
 build() {
-  [ -f Tests/Fuzz/model/model.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
+  [ -f Tests/Fuzz/regressions/safetensors/sampler-nonfinite-logits.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
   local log=.build-fuzz/build.log
   mkdir -p .build-fuzz
   # A failed build must not leave the previous binary to fuzz stale code.

@@ -5,7 +5,8 @@
 
 Deterministic (numpy's seeded generator, no torch), so rerunning leaves the committed files
 (JSON and text seeds) unchanged; the weight files (model, GGUF and safetensors seeds) are not
-committed: setup.sh, fuzz.sh, run_hostile.sh and sanitize.sh run this when they are missing. Everything is tiny (KBs): libFuzzer mutates small inputs far faster, and a seed only
+committed: setup.sh, fuzz.sh, run_hostile.sh and sanitize.sh run this when they are missing (they look for
+the last file it writes, regressions/safetensors/sampler-nonfinite-logits.safetensors). Everything is tiny (KBs): libFuzzer mutates small inputs far faster, and a seed only
 has to reach the code paths, not to be a useful model.
 
   model/            a valid Hugging Face directory (config.json, tokenizer.json = the tiny llama
@@ -13,6 +14,8 @@ has to reach the code paths, not to be a useful model.
                     a PEFT adapter for it (adapter/): the fixed files beside the fuzzed one
   corpus/gguf       three GGUF models: llama F32/F16/BF16, qwen2 (biases, tied) Q8_0/Q4_0/Q4_1,
                     llama Q4_K/Q6_K; a 52-token byte-level vocabulary with a few merges
+  regressions/gguf, regressions/safetensors
+                    the model-file crash inputs, rebuilt from their causes (end of this file)
   corpus/<target>   the fixed file's variants for safetensors, hf_config, tokenizer_json,
                     adapter_config; texts for tokenizer; JSON for the request/config parsers
 """
@@ -230,7 +233,10 @@ CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role']
 
 
 def write_gguf(path: str, arch: str, hidden: int, ffn: int, heads: int, kv_heads: int, head_dim: int, tied: bool,
-               bias: bool, types: dict[str, Q], pre: str) -> None:
+               bias: bool, types: dict[str, Q], pre: str, nan: frozenset = frozenset(),
+               transposed: frozenset = frozenset()) -> None:
+    """`nan`: F32 tensors whose values are all NaN; `transposed`: tensors stored with their two
+    dimensions swapped (same size, wrong shape) — the regression inputs below."""
     tokens, merges = gguf_vocab()
     full = os.path.join(FUZZ, path)
     os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -258,7 +264,11 @@ def write_gguf(path: str, arch: str, hidden: int, ffn: int, heads: int, kv_heads
 
     def tensor(name: str, rows: int, cols: int | None, kind: str) -> None:
         qtype = types[kind] if cols is not None else Q.F32
-        if cols is None:
+        if name in transposed:
+            rows, cols = cols, rows
+        if name in nan:
+            w.add_tensor(name, np.full((rows,) if cols is None else (rows, cols), np.nan, dtype=np.float32))
+        elif cols is None:
             w.add_tensor(name, 1 + weights(rows, std=0.1))
         elif qtype == Q.F32:
             w.add_tensor(name, weights(rows, cols))
@@ -503,3 +513,32 @@ gguf_keys = ["general.architecture", "general.alignment", "llama.block_count", "
 dictionary("gguf", set(gguf_keys) | {b"\xff\xff\xff\xff\xff\xff\xff\x7f", b"\x00\x00\x00\x00\x00\x00\x00\x80",
                                      b"\xff\xff\xff\xff\xff\xff\xff\xff", b"\x00\x00\xc0\x7f", b"\x00\x00\x80\x7f",
                                      b"\x00\x7e", b"\x00\x7c"} | {struct.pack("<I", t) for t in (0, 1, 2, 3, 8, 12, 14, 30)})
+
+
+# --------------------------------------------------------------------------------------------
+# regressions: each crash class the fuzzers found in model files, rebuilt from its cause (weight
+# files stay out of git); scripts/fuzz.sh smoke and regress replay them.
+
+def gguf_tensor_offset_field(path: str, name: str) -> int:
+    """Byte position of tensor `name`'s data offset (a u64) in its GGUF tensor directory."""
+    r = gguf.GGUFReader(path)
+    f = next(t for t in r.tensors if t.name == name).field
+    return f.offset + sum(p.nbytes for p in f.parts[:-1])
+
+
+LLAMA_F32 = dict(arch="llama", hidden=8, ffn=16, heads=2, kv_heads=1, head_dim=4, tied=False, bias=False,
+                 types={"embed": Q.F32, "in": Q.F32, "out": Q.F32}, pre="smollm")
+# NaN weights give NaN logits: sampling used to trap when no candidate survived.
+write_gguf("regressions/gguf/sampler-nonfinite-logits.gguf", **LLAMA_F32, nan=frozenset({"output_norm.weight"}))
+# A shape error used to print `ReversedCollection<Array<Int>>(…)` instead of the shape.
+write_gguf("regressions/gguf/message-shows-swift-type.gguf", **LLAMA_F32, transposed=frozenset({"blk.0.ffn_gate.weight"}))
+# A tensor offset near 2^63: formatting the "past the end of the file" error overflowed.
+write_gguf("regressions/gguf/tensor-offset-overflow.gguf", **LLAMA_F32)
+path = os.path.join(FUZZ, "regressions/gguf/tensor-offset-overflow.gguf")
+at = gguf_tensor_offset_field(path, "output.weight")
+with open(path, "r+b") as f:
+    f.seek(at)
+    f.write(struct.pack("<Q", 0x7FFF_FFFF_FFFF_FFF0))
+t = hf_tensors({"norm": "F32", "embed": "BF16", "matrix": "F16"})
+t["model.norm.weight"] = ("F32", np.full((HIDDEN,), np.nan, dtype=np.float32))
+out("regressions/safetensors/sampler-nonfinite-logits.safetensors", safetensors(t))

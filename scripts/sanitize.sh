@@ -67,7 +67,7 @@ run_valgrind() {
   export PONDER_NO_AVX512=1
   local vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
             --show-leak-kinds=definite)
-  [ -f Tests/Fuzz/model/model.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
+  [ -f Tests/Fuzz/regressions/safetensors/sampler-nonfinite-logits.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
   local failed=0 model=Tests/Fuzz/model
   local runs=(
     ".build/valgrind/generate $model 12+7= 6 1"

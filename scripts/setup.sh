@@ -31,5 +31,5 @@ if { [ ! -f Tests/Fixtures/tiny/llama.gguf ] || [ ! -f Tests/Fixtures/tiny/refer
   python3 scripts/make_tiny_fixtures.py >/dev/null
 fi
 # The fuzzers' tiny model and weight seeds (numpy only, deterministic; not committed).
-[ -f Tests/Fuzz/model/model.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
+[ -f Tests/Fuzz/regressions/safetensors/sampler-nonfinite-logits.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
 scripts/fetch_model.sh >/dev/null
