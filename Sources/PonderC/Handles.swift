@@ -10,19 +10,14 @@ import Glibc
 /// and a second free of it is a no-op.
 final class HandleTable<T: AnyObject>: @unchecked Sendable {
     private var objects: [UInt: T] = [:]
-    private var lock = pthread_mutex_t()
+    private let lock = Lock()
     private let kind: String
 
-    init(kind: String) {
-        self.kind = kind
-        pthread_mutex_init(&lock, nil)
-    }
+    init(kind: String) { self.kind = kind }
 
     func insert(_ object: T) -> OpaquePointer {
         let key = HandleCounter.next()
-        pthread_mutex_lock(&lock)
-        objects[key] = object
-        pthread_mutex_unlock(&lock)
+        lock.locked { objects[key] = object }
         return OpaquePointer(bitPattern: key)!
     }
 
@@ -30,9 +25,7 @@ final class HandleTable<T: AnyObject>: @unchecked Sendable {
     func get(_ handle: OpaquePointer?) throws -> T {
         guard let handle else { throw PonderError(.misuse, "\(kind) handle is NULL") }
         let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-        pthread_mutex_lock(&lock)
-        let object = objects[key]
-        pthread_mutex_unlock(&lock)
+        let object = lock.locked { objects[key] }
         guard let object else { throw PonderError(.misuse, "\(kind) handle \(handle) is not a live \(kind) (freed already, or never created?)") }
         return object
     }
@@ -42,9 +35,7 @@ final class HandleTable<T: AnyObject>: @unchecked Sendable {
     func remove(_ handle: OpaquePointer?) -> Bool {
         guard let handle else { return false }
         let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-        pthread_mutex_lock(&lock)
-        let removed = objects.removeValue(forKey: key)
-        pthread_mutex_unlock(&lock)
+        let removed = lock.locked { objects.removeValue(forKey: key) }
         return removed != nil
     }
 }
@@ -55,18 +46,13 @@ final class HandleTable<T: AnyObject>: @unchecked Sendable {
 /// would be needed to wrap.
 enum HandleCounter {
     nonisolated(unsafe) private static var value: UInt = 0x7000_0000_0000
-    nonisolated(unsafe) private static var lock = pthread_mutex_t()
-    private static let initialized: Bool = {
-        pthread_mutex_init(&lock, nil)
-        return true
-    }()
+    private static let lock = Lock()
 
     static func next() -> UInt {
-        _ = initialized
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        value += 16
-        return value
+        lock.locked {
+            value += 16
+            return value
+        }
     }
 }
 

@@ -54,13 +54,7 @@ func readScorers(_ p: UnsafeRawPointer?, _ n: UInt) throws -> [Scorer] {
         guard !name.isEmpty else { throw PonderError.invalid("scorers[\(i)].name: empty") }
         guard weight.isFinite else { throw PonderError.invalid("scorers[\(i)].weight: expected a finite number, got \(weight)") }
         guard !out.contains(where: { $0.name == name }) else { throw PonderError.invalid("scorers[\(i)].name: \"\(name)\" is given twice") }
-        out.append(Scorer(name: name, weight: weight) { input in
-            // A NaN or infinite return is "no score".
-            let v = (input.prompt ?? "").withCString { pr in
-                input.completion.withCString { c in fn(input.prompt == nil ? nil : pr, c, nil, u.p) }
-            }
-            return v.isFinite ? v : nil
-        })
+        out.append(Scorer(name: name, weight: weight, score: cReward(fn, u)))
     }
     return out
 }

@@ -25,13 +25,8 @@ public func ponder_pipeline_validate(_ config: UnsafePointer<CChar>?, _ out: Uns
         } catch let e as PonderError where e.code == .parse {
             problems = [("<root>", e.message)]
         }
-        out.pointee = try cStringCopy(errorsJSON(problems).serialized())
+        out.pointee = try cStringCopy(PipelineConfig.errorsJSON(problems).serialized())
     }
-}
-
-/// {"errors": [{"path", "message"}]}: what ponder_pipeline_validate and `ponder validate --json` give.
-func errorsJSON(_ problems: [(path: String, message: String)]) -> JSONValue {
-    .object([("errors", .array(problems.map { .object([("path", .string($0.path)), ("message", .string($0.message))]) }))])
 }
 
 @_cdecl("ponder_pipeline_create")
@@ -87,18 +82,6 @@ public func ponder_pipeline_register_reward(_ p: OpaquePointer?, _ name: UnsafeP
         let n = try cString(name, "name")
         guard let fn else { throw PonderError(.misuse, "fn is NULL") }
         try pipeline.registerReward(n, cReward(fn, UserPointer(p: user)))
-    }
-}
-
-/// A C reward as a Swift one: NaN or infinity is "no score"; a NULL reference when there is none.
-func cReward(_ fn: RewardFnC, _ u: UserPointer) -> CustomReward {
-    { input in
-        let v = (input.prompt ?? "").withCString { p in
-            input.completion.withCString { c in
-                (input.reference ?? "").withCString { r in fn(p, c, input.reference == nil ? nil : r, u.p) }
-            }
-        }
-        return v.isFinite ? v : nil
     }
 }
 

@@ -1,6 +1,7 @@
 import PonderBase
 import PonderJSON
 import PonderModel
+import PonderRewards
 import PonderTrain
 
 // Trainer handles (include/ponder.h, "Training").
@@ -89,6 +90,21 @@ public typealias RewardFnC = @convention(c) (UnsafePointer<CChar>?, UnsafePointe
 /// The caller's pointer, carried into a Sendable closure: the header makes the caller
 /// responsible for `user` living as long as the trainer (and for what it points to).
 struct UserPointer: @unchecked Sendable { let p: UnsafeMutableRawPointer? }
+
+/// A C reward as a Swift one, for every place that plugs one in (trainer, pipeline, inference
+/// scorers): NULL for a missing prompt or reference; NaN or infinity is "no score".
+func cReward(_ fn: RewardFnC, _ u: UserPointer) -> CustomReward {
+    { input in
+        func call(_ p: UnsafePointer<CChar>?) -> Double {
+            input.completion.withCString { c in
+                if let ref = input.reference { return ref.withCString { fn(p, c, $0, u.p) } }
+                return fn(p, c, nil, u.p)
+            }
+        }
+        let v = input.prompt.map { $0.withCString(call) } ?? call(nil)
+        return v.isFinite ? v : nil
+    }
+}
 
 @_cdecl("ponder_trainer_set_reward")
 public func ponder_trainer_set_reward(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: RewardFnC?,

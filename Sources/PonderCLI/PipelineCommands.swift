@@ -37,14 +37,12 @@ func pipelineCommand(_ args: [String]) {
         guard args.count >= 3, args.count <= 4, args.count == 3 || args[3] == "--json" else { fail("usage: ponder validate CONFIG.json [--json]") }
         var problems: [(path: String, message: String)]
         do {
-            let bytes = try readFile(args[2])
-            problems = PipelineConfig.validate(try bytes.withUnsafeBytes { try JSONValue.parse($0, what: args[2]) })
+            problems = PipelineConfig.validate(try JSONValue.parse(file: args[2]))
         } catch let e as PonderError {
             problems = [("<root>", e.message)]
         } catch { problems = [("<root>", "\(error)")] }
         if args.count == 4 {
-            let list: [JSONValue] = problems.map { .object([("path", .string($0.path)), ("message", .string($0.message))]) }
-            print(JSONValue.object([("errors", .array(list))]).serialized())
+            print(PipelineConfig.errorsJSON(problems).serialized())
         } else if problems.isEmpty {
             print("\(args[2]): valid")
         } else {
@@ -65,10 +63,7 @@ func pipelineCommand(_ args: [String]) {
 }
 
 func readConfig(_ path: String) -> JSONValue {
-    do {
-        let bytes = try readFile(path)
-        return try bytes.withUnsafeBytes { try JSONValue.parse($0, what: path) }
-    } catch { fail("\(error)", code: 1) }
+    do { return try JSONValue.parse(file: path) } catch { fail("\(error)", code: 1) }
 }
 
 // Ctrl-C: the handler only writes a byte to a pipe (async-signal-safe, whichever thread the
@@ -130,11 +125,9 @@ func runPipeline(_ p: Pipeline) {
     } catch let e as PonderError where e.code == .cancelled {
         fail(e.message, code: 130)
     } catch { fail("\(error)", code: 1) }
-    if let eval = try? readFile(p.dir + "/eval.json"), let v = try? eval.withUnsafeBytes({ try JSONValue.parse($0) }) {
+    if let v = try? JSONValue.parse(file: p.dir + "/eval.json") {
         printEvalTable(v["rows"]?.asArray ?? [])
-        let stages = (try? readFile(p.dir + "/state.json")).flatMap { b in try? b.withUnsafeBytes { try JSONValue.parse($0) } }?["stages"]?
-            .asArray?.compactMap { $0["name"]?.asString } ?? []
-        for c in Report.comparisons(runDir: p.dir, stages: stages) { print(c) }
+        for c in Report.comparisons(runDir: p.dir, stages: p.config.stages.map(\.name)) { print(c) }
     }
     print("run: \(p.dir) (report: \(p.dir)/report.html, model: \(p.dir)/model, \(p.dir)/model.gguf)")
 }
@@ -200,7 +193,7 @@ func evalCommand(_ args: [String]) {
         try r.finish()
         if let threads { setThreads(threads) }
         let m = try LlamaModel.load(path: model)
-        let sys = system.map { $0 == "paper" ? paperSystemPrompt : $0 }
+        let sys = system.map(systemPrompt)
         let prompts = try config.prompts(source, system: sys)
         let t0 = monotonicSeconds()
         let result = try Evaluation.evaluate(model: m, prompts: prompts, config: config) { done, total in
@@ -208,9 +201,8 @@ func evalCommand(_ args: [String]) {
             fputs("eval: \(done)/\(total) prompts | ETA \(duration(eta))\n", stderr)
         }
         if json {
-            let settings: JSONValue = .object([("data", source.json), ("system", system.map { .string($0) } ?? .null),
-                                               ("prompt_example", prompts.first.map { .string(Evaluation.renderedPrompt($0, model: m)) } ?? .null),
-                                               ("options", .object(config.json))])
+            let settings = config.settings(source: source, system: sys,
+                                           promptExample: prompts.first.map { Evaluation.renderedPrompt($0, model: m) })
             print(JSONValue.object([("model", .string(model)), ("settings", settings), ("metrics", .object(result.metrics))]).serialized())
         } else {
             for (k, v) in result.metrics { print("\(k): \(v.asDouble.map { fixed($0, 4) } ?? v.serialized())") }

@@ -29,16 +29,6 @@ func runWithProgress(_ trainer: any Trainer, name: String) throws {
     if let d = run.config.outputDir, let c = Checkpoints.latest(in: d) { fputs("\(name): saved \(c)\n", stderr) }
 }
 
-/// x with `digits` decimals (no Foundation here).
-func fixed(_ x: Double, _ digits: Int) -> String {
-    guard x.isFinite else { return "\(x)" }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let v = (abs(x) * scale).rounded()
-    let whole = Int(v / scale), frac = Int(v.truncatingRemainder(dividingBy: scale))
-    let f = String(frac)
-    return (x < 0 && v > 0 ? "-" : "") + "\(whole)" + (digits > 0 ? "." + String(repeating: "0", count: digits - f.count) + f : "")
-}
 
 func duration(_ s: Double) -> String {
     let t = Int(s.rounded())

@@ -98,6 +98,16 @@ func parse(_ args: ArraySlice<String>, flags: [String: (String, Kind)]) -> Parse
     return p
 }
 
+/// Streams a single sequence's text to stdout as it is generated (nil: nothing to stream).
+func printTokens(_ on: Bool) -> TokenCallback? {
+    guard on else { return nil }
+    return { _, _, piece in
+        fputs(piece, stdout)
+        fflush(stdout)
+        return true
+    }
+}
+
 func loadModel(_ p: Parsed) -> LlamaModel {
     guard let path = p.model else { fail("--model PATH is required") }
     var o = ModelOptions(path: path, threads: p.threads)
@@ -116,13 +126,7 @@ case "generate":
     do { request = try GenerateRequest(json: .object(p.fields)) } catch { fail("\(error)") }
     let model = loadModel(p)
     do {
-        let result = try model.generate(request) { seq, _, piece in
-            if !p.json && request.n == 1 {
-                fputs(piece, stdout)
-                fflush(stdout)
-            }
-            return true
-        }
+        let result = try model.generate(request, onToken: printTokens(!p.json && request.n == 1))
         if p.json {
             print(result.json.serialized())
         } else if request.n == 1 {
@@ -142,13 +146,7 @@ case "infer":
     let model = loadModel(p)
     do {
         let stream = !p.json && request.generation.n == 1
-        let result = try model.infer(request) { _, _, piece in
-            if stream {
-                fputs(piece, stdout)
-                fflush(stdout)
-            }
-            return true
-        }
+        let result = try model.infer(request, onToken: printTokens(stream))
         if p.json {
             print(result.json.serialized())
         } else {

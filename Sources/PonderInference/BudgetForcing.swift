@@ -90,7 +90,7 @@ final class BudgetForcing {
         if let end {
             // Text of the delimiter's token before the delimiter is kept (re-encoded and forced).
             let tokenStart = end.token == 0 ? 0 : v.tokenEnds[end.token - 1]
-            let prefix = end.byte > tokenStart ? encode(Array(v.bytes[tokenStart..<end.byte])) : []
+            let prefix = end.byte > tokenStart ? encode(String(decoding: v.bytes[tokenStart..<end.byte], as: UTF8.self)) : []
             let kept = end.token + prefix.count
             let thinking = Array(v.bytes[0..<end.byte])
             let state = states[i]
@@ -98,7 +98,7 @@ final class BudgetForcing {
             var noRoom = false
             if allowed {
                 let cue = options.cues[state.reflections.count % options.cues.count]
-                let ids = prefix + encode(Array(joined(thinking, cue).utf8))
+                let ids = prefix + encode(joined(thinking, cue))
                 let after = end.token + ids.count
                 if after < maxTokens && after < (options.maxThinkingTokens ?? Int.max) {
                     states[i].reflections.append(Reflection(
@@ -145,9 +145,7 @@ final class BudgetForcing {
         return nil
     }
 
-    private func encode(_ bytes: [UInt8]) -> [Int32] {
-        tokenizer.encode(String(decoding: bytes, as: UTF8.self), parseSpecial: false, addBOS: false)
-    }
+    private func encode(_ text: String) -> [Int32] { tokenizer.encode(text, parseSpecial: false, addBOS: false) }
 
     /// The cue as appended: after a space unless the thinking ends in whitespace or the cue
     /// starts with it ("…= 53" + "Wait," reads "…= 53 Wait,").

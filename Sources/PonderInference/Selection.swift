@@ -45,20 +45,6 @@ public struct Scored {
 }
 
 public enum Selection {
-    /// Answers extracted and grouped by equivalence (math-verify's, as in the accuracy reward);
-    /// a group is keyed by its first member's canonical text.
-    public static func group(_ answers: [ParsedAnswer?]) -> [(answer: ParsedAnswer, members: [Int])] {
-        var groups: [(answer: ParsedAnswer, members: [Int])] = []
-        for (i, a) in answers.enumerated() {
-            guard let a else { continue }
-            if let g = groups.firstIndex(where: { $0.answer.equivalent(to: a) }) {
-                groups[g].members.append(i)
-            } else {
-                groups.append((a, [i]))
-            }
-        }
-        return groups
-    }
 
     /// Scores every candidate with the built-in reference-free scorers (`weights`, in report
     /// order) and the custom ones, which carry their own weights; a custom scorer named like a
@@ -67,7 +53,7 @@ public enum Selection {
                              weights: [(name: String, weight: Double)] = InferRequest.defaultScorerWeights,
                              custom: [Scorer] = []) -> Scored {
         let answers = candidates.map { Answers.finalAnswer(in: $0.text) }
-        let groups = group(answers)
+        let groups = Answers.groups(answers)
         var config = RewardConfig()
         config.rewards = ["format", "reflection"]
         config.rewardWeights = [1, 1]
@@ -94,7 +80,7 @@ public enum Selection {
                     case "format", "reflection": v = builtIn[name]?.value
                     case "agreement":
                         // The share of the other candidates whose answer is equivalent (0 without one).
-                        if n < 2 { v = nil } else if let g = answers[i] == nil ? nil : groups.first(where: { $0.members.contains(i) }) {
+                        if n < 2 { v = nil } else if let g = groups.first(where: { $0.members.contains(i) }) {
                             v = Double(g.members.count - 1) / Double(n - 1)
                         } else {
                             v = 0

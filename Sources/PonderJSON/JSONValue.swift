@@ -103,6 +103,11 @@ extension JSONValue {
         return try t.withUTF8 { try parse(UnsafeRawBufferPointer($0), what: what) }
     }
 
+    /// The JSON document in the file at `path` (messages name the path).
+    public static func parse(file path: String) throws -> JSONValue {
+        try readFile(path).withUnsafeBytes { try parse($0, what: path) }
+    }
+
     /// json-c accepts NaN and Infinity, turns 1e400 into infinity and clamps integers beyond
     /// 64 bits to the nearest bound; none of these is a JSON number Ponder could honour, and
     /// each would surface later as a misleading "got null" or a silently different seed. One

@@ -179,7 +179,7 @@ extension LoRAAdapters {
     /// model of shape `c`. Only plain LoRA (no DoRA, rsLoRA, bias or modules_to_save) is read.
     public static func load(directory dir: String, model c: LlamaConfig) throws -> LoRAAdapters {
         let cfgPath = dir + "/adapter_config.json"
-        let v = try readFile(cfgPath).withUnsafeBytes { try JSONValue.parse($0, what: cfgPath) }
+        let v = try JSONValue.parse(file: cfgPath)
         guard v["peft_type"]?.asString ?? "LORA" == "LORA" else { throw PonderError(.unsupported, "\(cfgPath): peft_type must be LORA") }
         guard let r = v["r"]?.asInt, r > 0, r <= 4096 else { throw PonderError.format("\(cfgPath): r missing or out of range") }
         for flag in ["use_dora", "use_rslora"] where v[flag] == .bool(true) {

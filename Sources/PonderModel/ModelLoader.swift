@@ -45,7 +45,7 @@ extension LlamaModel {
 
     static func loadHF(directory dir: String) throws -> LlamaModel {
         let cfgPath = dir + "/config.json"
-        let cfgJSON = try readFile(cfgPath).withUnsafeBytes { try JSONValue.parse($0, what: cfgPath) }
+        let cfgJSON = try JSONValue.parse(file: cfgPath)
         let config = try LlamaConfig(hfConfig: cfgJSON, what: cfgPath)
         let tokPath = dir + "/tokenizer.json"
         guard fileExists(tokPath) else { throw PonderError(.io, "\(dir): no tokenizer.json") }
@@ -54,9 +54,7 @@ extension LlamaModel {
         if fileExists(dir + "/model.safetensors") {
             files = [try SafetensorsFile(path: dir + "/model.safetensors")]
         } else if fileExists(dir + "/model.safetensors.index.json") {
-            let idx = try readFile(dir + "/model.safetensors.index.json").withUnsafeBytes {
-                try JSONValue.parse($0, what: "model.safetensors.index.json")
-            }
+            let idx = try JSONValue.parse(file: dir + "/model.safetensors.index.json")
             guard case let .object(map)? = idx["weight_map"] else { throw PonderError.format("\(dir): index has no weight_map") }
             let names = Set(map.compactMap { $0.1.asString })
             files = try names.sorted().map { name in

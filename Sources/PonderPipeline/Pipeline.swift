@@ -63,7 +63,7 @@ public final class Pipeline {
         guard fileExists(dir + "/config.resolved.json") else {
             throw PonderError(.io, "\(dir): no config.resolved.json (not a run directory; start one with `ponder run CONFIG`)")
         }
-        var json = try readJSON(dir + "/config.resolved.json")
+        var json = try JSONValue.parse(file: dir + "/config.resolved.json")
         // The directory given is where the run is now, whatever output.dir said when it started.
         if case var .object(f) = json, let i = f.firstIndex(where: { $0.0 == "output" }), case var .object(o) = f[i].1 {
             o.removeAll { $0.0 == "dir" }
@@ -72,7 +72,7 @@ public final class Pipeline {
             json = .object(f)
         }
         let config = try PipelineConfig(json: json)
-        let state = fileExists(dir + "/state.json") ? try RunState(json: readJSON(dir + "/state.json"), stages: config.stages, dir: dir)
+        let state = fileExists(dir + "/state.json") ? try RunState(json: JSONValue.parse(file: dir + "/state.json"), stages: config.stages, dir: dir)
             : RunState(config.stages)
         return Pipeline(config: config, dir: dir, state: state)
     }
@@ -148,9 +148,7 @@ public final class Pipeline {
     var stopRequested: Bool { flag.get() }
 
     func stageDir(_ i: Int) -> String { dir + "/" + stageRelDir(i) }
-    func stageRelDir(_ i: Int) -> String {
-        "stages/" + (i < 10 ? "0" : "") + "\(i)-" + config.stages[i].name
-    }
+    func stageRelDir(_ i: Int) -> String { stageDirectory(i, config.stages[i].name) }
 
     /// The model stage `i` starts from: the newest one an earlier stage trained, else the config's.
     func inputModel(_ i: Int) -> (spec: ModelSpec, producer: String, path: String) {
@@ -241,11 +239,7 @@ public final class Pipeline {
         }
         // The stage's model: LoRA adapters merged, as a Hugging Face directory the next stage loads.
         let rel = stageRelDir(i) + "/model"
-        let tmp = dir + "/" + rel + ".tmp"
-        removeTree(tmp)
-        try run.model.export(ExportOptions(path: tmp, format: .safetensors))
-        removeTree(dir + "/" + rel)
-        guard rename(tmp, dir + "/" + rel) == 0 else { throw PonderError(.io, "\(dir)/\(rel): cannot move the model into place") }
+        try exportDirectory(run.model, to: dir + "/" + rel)
         state.stages[i].model = rel
         state.stages[i].steps = run.step
     }
@@ -324,16 +318,7 @@ public final class Pipeline {
                                     ("correct", .array(r.correct.map { $0.map(JSONValue.bool) ?? .null }))]))
             correctness.append((m.producer, r.correct))
         }
-        let settings: JSONValue = .object([
-            ("data", source.json), ("system", PipelineConfig.systemJSON(config.system)),
-            ("prompt_example", promptExample.map { .string($0) } ?? .null),
-            ("greedy", .object([("temperature", 0), ("max_new_tokens", .int(Int64(e.maxNewTokens)))])),
-            ("sampling", e.numSamples > 0 ? .object([("num_samples", .int(Int64(e.numSamples))), ("temperature", .double(e.temperature)),
-                                                     ("top_p", .double(e.topP)), ("seed", .int(Int64(e.seed))),
-                                                     ("max_new_tokens", .int(Int64(e.maxNewTokens)))]) : .null),
-            ("reflection", "paper mode (the paper's published reward) as \"reflection\"; guarded beside it as \"reflection_guarded\""),
-            ("options", .object(e.json)),
-        ])
+        let settings = e.settings(source: source, system: config.system, promptExample: promptExample)
         // Each model against the one before it on the same problems: the accuracy change and its
         // paired standard error, so a gain can be told from the held-out set's sampling noise.
         var comparisons: [JSONValue] = []
@@ -359,7 +344,7 @@ public final class Pipeline {
     func writeRunEval(upTo i: Int, current: [JSONValue]) throws {
         var rows: [JSONValue] = []
         for j in 0..<i where config.stages[j].type == .eval && state.stages[j].done {
-            if let r = try? readJSON(stageDir(j) + "/eval.json")["rows"]?.asArray { rows += r }
+            if let r = try? JSONValue.parse(file: stageDir(j) + "/eval.json")["rows"]?.asArray { rows += r }
         }
         rows += current
         try AtomicFile.write(dir + "/eval.json", prettyJSON(.object([("rows", .array(rows))])) + "\n")
@@ -370,18 +355,14 @@ public final class Pipeline {
     func finish() throws {
         if let last = state.stages.lastIndex(where: { $0.model != nil }), let rel = state.stages[last].model {
             let model = try LlamaModel.load(path: dir + "/" + rel)
-            let tmp = dir + "/model.tmp"
-            removeTree(tmp)
-            try model.export(ExportOptions(path: tmp, format: .safetensors))
-            removeTree(dir + "/model")
-            guard rename(tmp, dir + "/model") == 0 else { throw PonderError(.io, "\(dir)/model: cannot move the model into place") }
+            try exportDirectory(model, to: dir + "/model")
             try model.export(ExportOptions(path: dir + "/model.gguf", format: .gguf))
         }
         state.finished = true
         try saveState()
         try Report.write(runDir: dir)
         var rows: JSONValue = .array([])
-        if fileExists(dir + "/eval.json") { rows = (try? readJSON(dir + "/eval.json"))?["rows"] ?? .array([]) }
+        if fileExists(dir + "/eval.json") { rows = (try? JSONValue.parse(file: dir + "/eval.json"))?["rows"] ?? .array([]) }
         _ = emit(["event": "finished", "run_dir": .string(dir), "rows": rows])
     }
 
@@ -447,9 +428,17 @@ struct RunState {
     }
 }
 
-func readJSON(_ path: String) throws -> JSONValue {
-    let bytes = try readFile(path)
-    return try bytes.withUnsafeBytes { try JSONValue.parse($0, what: path) }
+/// Stage i's directory in the run directory: "stages/NN-name".
+func stageDirectory(_ i: Int, _ name: String) -> String { "stages/" + (i < 10 ? "0" : "") + "\(i)-" + name }
+
+/// Writes `model` as a Hugging Face directory at `path`, replacing what was there only once the
+/// new one is complete (a kill leaves the old model or none, never half of one).
+func exportDirectory(_ model: LlamaModel, to path: String) throws {
+    let tmp = path + ".tmp"
+    removeTree(tmp)
+    try model.export(ExportOptions(path: tmp, format: .safetensors))
+    removeTree(path)
+    guard rename(tmp, path) == 0 else { throw PonderError(.io, "\(path): cannot move the model into place") }
 }
 
 /// Keeps the lines of a JSONL file that `keep` accepts (atomically); a missing file stays missing.
@@ -473,14 +462,4 @@ final class Flag: @unchecked Sendable {
     func get() -> Bool { lock.locked { value } }
     /// Sets the flag; false if it was set already.
     func testAndSet() -> Bool { lock.locked { defer { value = true }; return !value } }
-}
-
-final class Lock: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
-    }
 }

@@ -63,6 +63,11 @@ public struct PipelineConfig: Sendable {
         try r.finish()
     }
 
+    /// {"errors": [{"path", "message"}]}: what ponder_pipeline_validate and `ponder validate --json` give.
+    public static func errorsJSON(_ problems: [(path: String, message: String)]) -> JSONValue {
+        .object([("errors", .array(problems.map { .object([("path", .string($0.path)), ("message", .string($0.message))]) }))])
+    }
+
     /// Every problem of `json` as (JSON path, message); empty when it is a valid config.
     public static func validate(_ json: JSONValue) -> [(path: String, message: String)] {
         let r = JSONReader(json)
@@ -87,12 +92,11 @@ public struct PipelineConfig: Sendable {
         if let d = r.object("data") {
             train = source(d, "train")
             eval = source(d, "eval")
-            system = d.string("system").map { $0 == "paper" ? paperSystemPrompt : $0 }
+            system = d.string("system").map(systemPrompt)
             d.rejectUnknownKeys()
         }
         if let w = r.object("reward") {
-            customRewards = w.strings("custom") ?? []
-            reward = (try? RewardConfig(reading: w, customRewards: customRewards)) ?? RewardConfig()
+            (reward, customRewards) = RewardConfig.read(trainer: w)
             rewardLengthGiven = w.has("max_completion_length")
             w.rejectUnknownKeys()
         }
@@ -236,7 +240,7 @@ public struct PipelineConfig: Sendable {
     public var resolvedJSON: JSONValue {
         .object([
             ("model", model.json),
-            ("data", .object([("train", train?.json ?? .null), ("eval", eval?.json ?? .null), ("system", PipelineConfig.systemJSON(system))])),
+            ("data", .object([("train", train?.json ?? .null), ("eval", eval?.json ?? .null), ("system", systemOption(system))])),
             ("reward", .object([("custom", .array(customRewards.map { .string($0) }))] + reward.json)),
             ("output", .object([("dir", .string(outputDir)), ("save_steps", .int(Int64(saveSteps))),
                                 ("save_total_limit", .int(Int64(saveTotalLimit)))])),
@@ -246,21 +250,11 @@ public struct PipelineConfig: Sendable {
         ])
     }
 
-    static func systemJSON(_ s: String?) -> JSONValue {
-        guard let s else { return .null }
-        return .string(s == paperSystemPrompt ? "paper" : s)
-    }
-
     /// The documented defaults (ponder_default_config_json): every key with its default value,
     /// the paper's stages (SFT, GRPO, evaluation); "model", "output.dir" and the data are null:
     /// a config must give them.
     public static var defaults: JSONValue {
-        var c = try! PipelineConfig(json: .object([
-            ("model", .object([("path", "")])), ("data", .object([("train", .object([("generate", "arithmetic")])),
-                                                                   ("eval", .object([("generate", "arithmetic")]))])),
-            ("output", .object([("dir", "-")])),
-            ("stages", .array([.object([("type", "sft")]), .object([("type", "grpo")]), .object([("type", "eval")])])),
-        ]), checkFiles: false)
+        var c = skeleton([.sft, .grpo, .eval])
         c.train = nil
         c.eval = nil
         guard case var .object(f) = c.resolvedJSON else { return .null }
@@ -273,13 +267,15 @@ public struct PipelineConfig: Sendable {
     }
 
     /// A stage of `type` with every option at its default, as config.resolved.json writes it.
-    public static func stageDefaults(_ type: StageType) -> JSONValue {
-        let c = try! PipelineConfig(json: .object([
+    public static func stageDefaults(_ type: StageType) -> JSONValue { skeleton([type]).stages[0].json }
+
+    /// The smallest valid config with these stages, every option at its default.
+    static func skeleton(_ types: [StageType]) -> PipelineConfig {
+        try! PipelineConfig(json: .object([
             ("model", .object([("path", "")])), ("data", .object([("train", .object([("generate", "arithmetic")])),
                                                                    ("eval", .object([("generate", "arithmetic")]))])),
-            ("output", .object([("dir", "-")])), ("stages", .array([.object([("type", .string(type.rawValue))])])),
+            ("output", .object([("dir", "-")])), ("stages", .array(types.map { .object([("type", .string($0.rawValue))]) })),
         ]), checkFiles: false)
-        return c.stages[0].json
     }
 }
 

@@ -17,9 +17,9 @@ public enum Report {
 
     public static func html(runDir dir: String) throws -> String {
         let rows = jsonLines(dir + "/metrics.jsonl")
-        let state = try? readJSON(dir + "/state.json")
+        let state = try? JSONValue.parse(file: dir + "/state.json")
         let stageNames = state?["stages"]?.asArray?.compactMap { $0["name"]?.asString } ?? []
-        let evalRows = (try? readJSON(dir + "/eval.json"))?["rows"]?.asArray ?? []
+        let evalRows = (try? JSONValue.parse(file: dir + "/eval.json"))?["rows"]?.asArray ?? []
 
         // x: the position of a step in the whole run (stages one after another).
         var boundaries: [(Double, String)] = []
@@ -94,7 +94,7 @@ public enum Report {
                 guard let v = r[c] else { return "<td></td>" }
                 if let s = v.asString { return "<td class=\"l\">\(escape(s))</td>" }
                 if case let .int(i) = v { return "<td>\(i)</td>" }
-                return "<td>\(v.asDouble.map { number($0, 3) } ?? "")</td>"
+                return "<td>\(v.asDouble.map { fixed($0, 3) } ?? "")</td>"
             }.joined() + "</tr>\n"
         }
         return h + "</tbody></table>\n"
@@ -104,11 +104,11 @@ public enum Report {
     public static func comparisons(runDir dir: String, stages: [String]) -> [String] {
         var out: [String] = []
         for (i, name) in stages.enumerated() {
-            let path = dir + "/stages/" + (i < 10 ? "0" : "") + "\(i)-" + name + "/eval.json"
-            guard fileExists(path), let list = (try? readJSON(path))?["comparisons"]?.asArray else { continue }
+            let path = dir + "/" + stageDirectory(i, name) + "/eval.json"
+            guard fileExists(path), let list = (try? JSONValue.parse(file: path))?["comparisons"]?.asArray else { continue }
             for c in list {
                 guard let d = c["accuracy_change"]?.asDouble, let se = c["paired_stderr"]?.asDouble else { continue }
-                out.append("\(c["from"]?.asString ?? "") → \(c["to"]?.asString ?? ""): accuracy \(d >= 0 ? "+" : "")\(number(d, 3)) ± \(number(se, 3)) (paired SE, n \(c["n"]?.asInt ?? 0))")
+                out.append("\(c["from"]?.asString ?? "") → \(c["to"]?.asString ?? ""): accuracy \(d >= 0 ? "+" : "")\(fixed(d, 3)) ± \(fixed(se, 3)) (paired SE, n \(c["n"]?.asInt ?? 0))")
             }
         }
         return out
@@ -140,13 +140,13 @@ public enum Report {
         // Small quantities (KL) need more decimals than rates do.
         let digits = max(abs(y0), abs(y1)) < 0.01 ? 6 : max(abs(y0), abs(y1)) < 10 ? 3 : 1
         for v in [y0, (y0 + y1) / 2, y1] {
-            svg += "<text x=\"\(l - 4)\" y=\"\(py(v) + 4)\" font-size=\"10\" text-anchor=\"end\">\(number(v, digits))</text>"
+            svg += "<text x=\"\(l - 4)\" y=\"\(py(v) + 4)\" font-size=\"10\" text-anchor=\"end\">\(fixed(v, digits))</text>"
         }
         svg += "<text x=\"\(l)\" y=\"\(hgt - b + 13)\" font-size=\"10\">step \(Int(x0))</text>"
         svg += "<text x=\"\(w - r)\" y=\"\(hgt - b + 13)\" font-size=\"10\" text-anchor=\"end\">\(Int(x1))</text>"
         for (k, s) in series.enumerated() {
             let c = colors[k % colors.count]
-            let pts = s.points.map { "\(number(px($0.0), 1)),\(number(py($0.1), 1))" }.joined(separator: " ")
+            let pts = s.points.map { "\(fixed(px($0.0), 1)),\(fixed(py($0.1), 1))" }.joined(separator: " ")
             svg += "<polyline class=\"series\" data-name=\"\(escape(s.name))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"1.5\" points=\"\(pts)\"/>"
             svg += "<text x=\"\(l + Double(k % 3) * 160)\" y=\"\(hgt - b + 28 + Double(k / 3) * 14)\" font-size=\"10\" fill=\"\(c)\">■ \(escape(s.name))</text>"
         }
@@ -159,7 +159,7 @@ public enum Report {
     static func sampleCompletions(dir: String, stages: [String]) -> [Sample] {
         var out: [Sample] = []
         for (i, name) in stages.enumerated() {
-            let sdir = dir + "/stages/" + (i < 10 ? "0" : "") + "\(i)-" + name
+            let sdir = dir + "/" + stageDirectory(i, name)
             let files = listDirectory(sdir).filter { $0.hasPrefix("completions") && $0.hasSuffix(".jsonl") }.sorted()
             for f in files {
                 let lines = jsonLines(sdir + "/" + f)
@@ -172,7 +172,7 @@ public enum Report {
                 }
                 for v in picked {
                     let who = v["model"]?.asString.map { "model \($0)" } ?? v["step"]?.asInt.map { "step \($0)" } ?? ""
-                    let rewards = v["rewards"]?["rewards"]?.asObject?.map { "\($0.0) \($0.1.asDouble.map { number($0, 2) } ?? "–")" }
+                    let rewards = v["rewards"]?["rewards"]?.asObject?.map { "\($0.0) \($0.1.asDouble.map { fixed($0, 2) } ?? "–")" }
                         .joined(separator: ", ") ?? ""
                     out.append(Sample(title: "\(name) · \(who) · \(v["prompt"]?.asString ?? "")",
                                       text: v["completion"]?.asString ?? "", rewards: rewards))
@@ -200,15 +200,4 @@ public enum Report {
         }
         return o
     }
-}
-
-/// x with `digits` decimals (no Foundation in the library).
-public func number(_ x: Double, _ digits: Int) -> String {
-    guard x.isFinite else { return x.isNaN ? "–" : (x > 0 ? "∞" : "-∞") }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let v = (abs(x) * scale).rounded()
-    let whole = Int(v / scale), frac = Int(v.truncatingRemainder(dividingBy: scale))
-    let f = String(frac)
-    return (x < 0 && v > 0 ? "-" : "") + "\(whole)" + (digits > 0 ? "." + String(repeating: "0", count: digits - f.count) + f : "")
 }

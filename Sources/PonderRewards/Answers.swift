@@ -173,6 +173,22 @@ public enum Answers {
         return parseOrLastCandidate(text)
     }
 
+    /// Answers grouped by equivalence (as the accuracy reward compares them), in order of first
+    /// appearance; members are indices into `answers`, and a nil answer is in no group. Majority
+    /// voting counts these: the evaluation's maj@k and inference's vote.
+    public static func groups(_ answers: [ParsedAnswer?]) -> [(answer: ParsedAnswer, members: [Int])] {
+        var groups: [(answer: ParsedAnswer, members: [Int])] = []
+        for (i, a) in answers.enumerated() {
+            guard let a else { continue }
+            if let g = groups.firstIndex(where: { $0.answer.equivalent(to: a) }) {
+                groups[g].members.append(i)
+            } else {
+                groups.append((a, [i]))
+            }
+        }
+        return groups
+    }
+
     /// The parsed gold answer of a reference (nil: it cannot be parsed, so it earns no score).
     public static func goldAnswer(in reference: String) -> ParsedAnswer? {
         parseOrLastCandidate(goldAnswerText(in: reference))

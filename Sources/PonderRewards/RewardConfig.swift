@@ -50,13 +50,20 @@ public struct RewardConfig: Sendable, Equatable {
     /// Reads a complete options object; unknown keys are errors.
     public init(json: JSONValue, customRewards: [String] = []) throws {
         let r = JSONReader(json)
-        try self.init(reading: r, customRewards: customRewards)
+        self.init(reading: r, customRewards: customRewards)
         try r.finish()
     }
 
-    /// Reads the reward keys of a larger object (a scoring request, a trainer config); the caller
-    /// reads its own keys and calls finish().
-    public init(reading r: JSONReader, customRewards: [String] = []) throws {
+    /// A trainer's "reward" object: its "custom" names (rewards whose functions the caller
+    /// registers) and the options, which may name them. The caller rejects unknown keys.
+    public static func read(trainer w: JSONReader) -> (config: RewardConfig, custom: [String]) {
+        let custom = w.strings("custom") ?? []
+        return (RewardConfig(reading: w, customRewards: custom), custom)
+    }
+
+    /// Reads the reward keys of a larger object (a scoring request, a trainer config); problems
+    /// go to the reader, and the caller reads its own keys and calls finish().
+    public init(reading r: JSONReader, customRewards: [String] = []) {
         if let names = r.strings("rewards") {
             for (i, n) in names.enumerated() where !RewardConfig.builtIn.contains(n) && !customRewards.contains(n) {
                 r.fail("rewards[\(i)]", "unknown reward \"\(n)\" (known: \((RewardConfig.builtIn + customRewards).joined(separator: ", ")))")

@@ -185,7 +185,7 @@ public struct ScoreRequest {
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json, what: "")
-        config = try RewardConfig(reading: r)
+        config = RewardConfig(reading: r)
         items = []
         if let arr = r.array("items") {
             for (i, v) in arr.enumerated() {

@@ -5,7 +5,7 @@ extension Tokenizer {
     /// Loads a Hugging Face `tokenizer.json` (BPE, byte-level), with `tokenizer_config.json`
     /// beside it for the chat template and BOS/EOS when present.
     public static func load(tokenizerJSON path: String, config configPath: String? = nil) throws -> Tokenizer {
-        let root = try readFile(path).withUnsafeBytes { try JSONValue.parse($0, what: path) }
+        let root = try JSONValue.parse(file: path)
         guard let model = root["model"], model["type"]?.asString == "BPE" || model["type"] == nil,
               case let .object(vocabFields)? = model["vocab"] else {
             throw PonderError(.unsupported, "\(path): model.type must be BPE with a model.vocab object")
@@ -52,7 +52,7 @@ extension Tokenizer {
         var template: String? = nil
         var bosText: String? = nil, eosText: String? = nil
         if let configPath, fileExists(configPath) {
-            let cfg = try readFile(configPath).withUnsafeBytes { try JSONValue.parse($0, what: configPath) }
+            let cfg = try JSONValue.parse(file: configPath)
             template = cfg["chat_template"]?.asString
             bosText = cfg["bos_token"]?.asString ?? cfg["bos_token"]?["content"]?.asString
             eosText = cfg["eos_token"]?.asString ?? cfg["eos_token"]?["content"]?.asString

@@ -61,6 +61,21 @@ public struct EvalConfig: Sendable, Equatable {
          ("pass_k", .array(effectivePassK.map { .int(Int64($0)) })), ("batch_size", .int(Int64(batchSize)))]
     }
 
+    /// What the numbers were measured with, stored beside them: the data, the system prompt, the
+    /// exact text the first problem was decoded from, and the decoding settings.
+    public func settings(source: DataSource, system: String?, promptExample: String?) -> JSONValue {
+        .object([
+            ("data", source.json), ("system", systemOption(system)),
+            ("prompt_example", promptExample.map { .string($0) } ?? .null),
+            ("greedy", .object([("temperature", 0), ("max_new_tokens", .int(Int64(maxNewTokens)))])),
+            ("sampling", numSamples > 0 ? .object([("num_samples", .int(Int64(numSamples))), ("temperature", .double(temperature)),
+                                                   ("top_p", .double(topP)), ("seed", .int(Int64(seed))),
+                                                   ("max_new_tokens", .int(Int64(maxNewTokens)))]) : .null),
+            ("reflection", "paper mode (the paper's published reward) as \"reflection\"; guarded beside it as \"reflection_guarded\""),
+            ("options", .object(json)),
+        ])
+    }
+
     /// The problems to evaluate: all of `source`, or a seeded subset of `limit`.
     public func prompts(_ source: DataSource, system: String?) throws -> [GRPOPrompt] {
         var all = try source.prompts(system: system)
@@ -139,9 +154,10 @@ public enum Evaluation {
         let texts = greedyOut.map(\.text)
         let lengths = greedyOut.map { Double($0.tokenIDs.count) }
 
-        var paperConfig = RewardConfig()
+        var paperConfig = RewardConfig(), guardedConfig = RewardConfig()
         paperConfig.reflectionMode = .paper
-        let paper = RewardSet(config: paperConfig), guarded = RewardSet(config: RewardConfig())
+        (guardedConfig.rewards, guardedConfig.rewardWeights) = (["reflection"], [1])
+        let paper = RewardSet(config: paperConfig), guarded = RewardSet(config: guardedConfig)
         let scored = zip(texts, prompts).map { paper.score(RewardInput(completion: $0, reference: $1.reference, prompt: $1.text)) }
         let guardedScores = zip(texts, prompts).map { guarded.score(RewardInput(completion: $0, reference: $1.reference, prompt: $1.text)) }
         let correct = scored.map { $0["accuracy"]?.value.map { $0 == 1 } }
@@ -202,13 +218,9 @@ public enum Evaluation {
 
     /// The most frequent answer (equivalent answers vote together; ties go to the first seen).
     public static func majority(_ answers: [ParsedAnswer]) -> ParsedAnswer? {
-        var clusters: [(ParsedAnswer, Int)] = []
-        for a in answers {
-            if let i = clusters.firstIndex(where: { $0.0.key == a.key || $0.0.equivalent(to: a) }) { clusters[i].1 += 1 } else { clusters.append((a, 1)) }
-        }
-        var best: (ParsedAnswer, Int)? = nil
-        for c in clusters where c.1 > (best?.1 ?? 0) { best = c }
-        return best?.0
+        var best: (answer: ParsedAnswer, members: [Int])? = nil
+        for g in Answers.groups(answers) where g.members.count > (best?.members.count ?? 0) { best = g }
+        return best?.answer
     }
 
     /// accuracy and format_rate (format fully met) from the given scores (NaN where those rewards

@@ -4,6 +4,12 @@ import PonderModel
 import PonderRewards
 import PonderText
 
+/// A "system" option as given: "paper" names the paper's prompt, anything else is the text.
+public func systemPrompt(_ option: String) -> String { option == "paper" ? paperSystemPrompt : option }
+
+/// A system prompt as a config writes it back ("paper" for the paper's; null for none).
+public func systemOption(_ prompt: String?) -> JSONValue { prompt.map { .string($0 == paperSystemPrompt ? "paper" : $0) } ?? .null }
+
 /// The paper's system prompt: reason in <think>, answer in <answer>, and reflect by verifying,
 /// backtracking, reasoning backward and setting subgoals.
 public let paperSystemPrompt = """
@@ -133,9 +139,7 @@ public struct GRPOConfig: Sendable {
 
     /// A "reward" object: the rewards, their options and "custom" (names registered at run time).
     public mutating func read(reward w: JSONReader) {
-        customRewards = w.strings("custom") ?? []
-        // RewardConfig(reading:) reports into the reader; it throws nothing of its own.
-        reward = (try? RewardConfig(reading: w, customRewards: customRewards)) ?? RewardConfig()
+        (reward, customRewards) = RewardConfig.read(trainer: w)
         // The length reward's budget is the completion budget unless given.
         if !w.has("max_completion_length") { fitLengthReward() }
     }

@@ -36,7 +36,7 @@ public struct RejectionSamplingConfig: Sendable {
 
     /// Every key, with its value ("prompts" and "output" as given: null when left out).
     public var json: [(String, JSONValue)] {
-        [("system", system.map { .string($0 == paperSystemPrompt ? "paper" : $0) } ?? .null),
+        [("system", systemOption(system)),
          ("num_samples", .int(Int64(numSamples))), ("max_completion_length", .int(Int64(maxCompletionLength))),
          ("temperature", .double(decimal(sampling.temperature))), ("top_p", .double(decimal(sampling.topP))),
          ("seed", .int(Int64(seed))), ("min_reward", .double(minReward)), ("require", .array(require.map { .string($0) })),
@@ -50,7 +50,7 @@ public struct RejectionSamplingConfig: Sendable {
     /// data's training prompts).
     public init(reader r: JSONReader, promptsRequired: Bool = true) throws {
         if let p = DataSource(r, "prompts") { prompts = p } else if promptsRequired && !r.hasErrors { r.failHere("missing \"prompts\"") }
-        if let s = r.string("system") { system = s == "paper" ? paperSystemPrompt : s }
+        if let s = r.string("system") { system = systemPrompt(s) }
         numSamples = r.int("num_samples", in: 1...1024) ?? numSamples
         maxCompletionLength = r.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
         if let t = r.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(t) }
@@ -61,8 +61,7 @@ public struct RejectionSamplingConfig: Sendable {
         maxPerPrompt = r.int("max_per_prompt", in: 0...1024) ?? maxPerPrompt
         maxPromptLength = r.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
         if let w = r.object("reward") {
-            customRewards = w.strings("custom") ?? []
-            reward = try RewardConfig(reading: w, customRewards: customRewards)
+            (reward, customRewards) = RewardConfig.read(trainer: w)
             w.rejectUnknownKeys()
         }
         for (i, name) in require.enumerated() where !reward.rewards.contains(name) {

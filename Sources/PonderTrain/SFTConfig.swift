@@ -26,7 +26,7 @@ public enum DataSource: Sendable, Equatable {
         }
         let train = DataSource(d, "train")
         if train == nil && !d.hasErrors { d.failHere("missing \"train\"") }
-        let system = d.string("system").map { $0 == "paper" ? paperSystemPrompt : $0 }
+        let system = d.string("system").map(systemPrompt)
         return (train ?? .arithmetic(count: 1, seed: 0, split: .train), DataSource(d, "eval"), system, d)
     }
 

@@ -293,7 +293,7 @@ public final class TrainingRun {
         m.extra = r.metrics
         if let evaluate, config.evalSteps > 0 && step % config.evalSteps == 0 { m.eval = try evaluate() }
         if let f = metricsFile, step % config.loggingSteps == 0 || !m.eval.isEmpty || !finite {
-            try appendLine(f, config.metricsFields.isEmpty ? m.json.serialized() : JSONValue.object(config.metricsFields + (m.json.asObject ?? [])).serialized())
+            try appendLine(f, JSONValue.object(config.metricsFields + (m.json.asObject ?? [])).serialized())
         }
         if finite, let dir = config.outputDir, config.saveSteps > 0, step % config.saveSteps == 0 { try save(to: dir) }
         return m

@@ -324,7 +324,7 @@ final class InferenceTests: XCTestCase {
         let r = try model.infer(req)
         XCTAssertEqual(r.candidates.count, 8)
         let answers = r.candidates.map { Answers.finalAnswer(in: $0.completion.text) }
-        let groups = Selection.group(answers)
+        let groups = Answers.groups(answers)
         let top = groups.map(\.members.count).max() ?? 0
         XCTAssertGreaterThan(top, 0)
         XCTAssertTrue(groups.filter { $0.members.count == top }.contains { $0.answer.text == r.answer?.text })

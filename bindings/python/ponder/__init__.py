@@ -141,6 +141,23 @@ def score(items: Sequence[Any], rewards: Optional[Sequence[str]] = None,
     return json.loads(_take_string(out))["results"]
 
 
+def _reward_callback(fn: Callable[..., Optional[float]], errors: List[BaseException], reference: bool = True) -> Any:
+    """A Python reward or scorer as a ponder_reward_fn: fn(prompt, completion[, reference]) with
+    None for a missing prompt or reference; a None return is "no score" (NaN), and so is an
+    exception, kept in `errors` to be re-raised after the call (never across C)."""
+    def trampoline(p: Optional[bytes], c: bytes, r: Optional[bytes], _user: Any) -> float:
+        try:
+            args = [p.decode("utf-8", "replace") if p is not None else None, c.decode("utf-8", "replace")]
+            if reference:
+                args.append(r.decode("utf-8", "replace") if r is not None else None)
+            v = fn(*args)
+            return float("nan") if v is None else float(v)
+        except BaseException as e:
+            errors.append(e)
+            return float("nan")
+    return REWARD_FN(trampoline)
+
+
 def _check(status: int) -> None:
     if status != 0:
         raise PonderError(status, library().ponder_last_error().decode("utf-8", "replace"))
@@ -289,16 +306,7 @@ class Model(_Handle):
         array = (SCORER * max(1, len(items)))()
         for k, (name, spec) in enumerate(items):
             fn, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
-
-            def trampoline(p: Optional[bytes], c: bytes, _r: Any, _u: Any, fn: Any = fn) -> float:
-                try:
-                    v = fn(p.decode() if p is not None else None, c.decode("utf-8", "replace"))
-                    return float("nan") if v is None else float(v)
-                except BaseException as e:
-                    failure.append(e)
-                    return float("nan")
-
-            cb = REWARD_FN(trampoline)
+            cb = _reward_callback(fn, failure, reference=False)
             keep.append(cb)
             array[k] = SCORER(_encode(name, "scorer name"), cb, float(weight), None)
 
@@ -336,14 +344,7 @@ class Trainer(_Handle):
         """Registers a custom reward of a "grpo" trainer, declared in config["reward"]["custom"]:
         fn(prompt, completion, reference) -> score, or None for no score. An exception inside
         fn counts as no score for that completion and is re-raised after the step."""
-        def trampoline(prompt: bytes, completion: bytes, reference: Optional[bytes], _user: Any) -> float:
-            try:
-                v = fn(prompt.decode(), completion.decode(), reference.decode() if reference is not None else None)
-                return float("nan") if v is None else float(v)
-            except BaseException as e:
-                self._reward_errors.append(e)
-                return float("nan")
-        cb = REWARD_FN(trampoline)
+        cb = _reward_callback(fn, self._reward_errors)
         self._rewards[name] = cb  # kept alive as long as the trainer may call it
         _check(library().ponder_trainer_set_reward(self._h, name.encode(), cb, None))
 
@@ -497,14 +498,7 @@ class Pipeline(_Handle):
     def register_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
         """A custom reward declared in the config's reward.custom: fn(prompt, completion,
         reference) -> score, or None for no score."""
-        def trampoline(prompt: bytes, completion: bytes, reference: Optional[bytes], _user: Any) -> float:
-            try:
-                v = fn(prompt.decode(), completion.decode(), reference.decode() if reference is not None else None)
-                return float("nan") if v is None else float(v)
-            except BaseException as e:
-                self._errors.append(e)
-                return float("nan")
-        cb = REWARD_FN(trampoline)
+        cb = _reward_callback(fn, self._errors)
         self._rewards[name] = cb  # alive as long as the pipeline may call it
         _check(_pipeline_library().ponder_pipeline_register_reward(self._h, _encode(name, "name"), cb, None))
 
