@@ -144,11 +144,24 @@ private struct Matcher {
         }
     }
 
+    /// Bit d of `firstLetters[c]`: some alternative of dimension d starts with the ASCII scalar c.
+    /// Every alternative starts with an ASCII letter, so a position whose scalar has no bit set
+    /// cannot start a match: one table lookup skips it (most of any text) instead of trying each
+    /// alternative with its word-boundary checks.
+    static let firstLetters: [UInt8] = {
+        var table = [UInt8](repeating: 0, count: 128)
+        for (d, letters) in ["befmri", "vctrudeb", "spdmct", "tgrwd"].enumerated() {
+            for c in letters.unicodeScalars { table[Int(c.value)] |= 1 << d }
+        }
+        return table
+    }()
+
     /// `len(re.findall(pattern, text))`: leftmost matches, left to right, without overlap.
     func count(_ d: ReflectionDimension) -> Int {
+        let bit = UInt8(1) << d.rawValue, first = Matcher.firstLetters
         var n = 0, i = 0
         while i < t.count {
-            if let e = match(d, i) {
+            if t[i] < 128 && first[Int(t[i])] & bit != 0, let e = match(d, i) {
                 n += 1
                 i = e
             } else {
