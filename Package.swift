@@ -39,17 +39,20 @@ let package = Package(
         .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"], swiftSettings: simd),
         .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"],
                 swiftSettings: simd),
-        .target(name: "PonderTrain", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText", "PonderModel", "PonderRewards"],
+        .target(name: "PonderTrain", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText", "PonderModel", "PonderRewards",
+                                                  "PonderEnvironments"],
                 swiftSettings: simd),
         .target(name: "PonderRewards", dependencies: ["PonderBase", "PonderJSON"]),
-        .target(name: "PonderPipeline", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderText", "PonderTrain", "PonderRewards"]),
+        .target(name: "PonderEnvironments", dependencies: ["PonderBase", "PonderJSON", "PonderRewards"]),
+        .target(name: "PonderPipeline", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderText", "PonderTrain", "PonderRewards",
+                                                     "PonderEnvironments"]),
         .target(name: "PonderInference", dependencies: ["PonderBase", "PonderJSON", "PonderText", "PonderModel", "PonderRewards"]),
         .target(name: "PonderC", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards", "PonderPipeline",
-                                                "PonderInference"]),
+                                                "PonderInference", "PonderEnvironments"]),
         .executableTarget(name: "PonderCLI", dependencies: ["PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards",
                                                             "PonderPipeline", "PonderInference"]),
         .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
-                                                        "PonderRewards", "PonderPipeline", "PonderInference"]),
+                                                        "PonderRewards", "PonderEnvironments", "PonderPipeline", "PonderInference"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
     // task), which Swift 6's static checker cannot express without wrappers on every loop.
@@ -63,7 +66,7 @@ if Context.environment["PONDER_FUZZ"] != nil {
         .systemLibrary(name: "CFuzzer", path: "Tests/Fuzz/Sources/CFuzzer"),
         .executableTarget(name: "ponder-fuzz",
                           dependencies: ["CFuzzer", "PonderC", "PonderModel", "PonderTrain", "PonderRewards", "PonderPipeline",
-                                         "PonderInference"],
+                                         "PonderInference", "PonderEnvironments"],
                           path: "Tests/Fuzz/Sources/PonderFuzz",
                           // gold dies on the ASan-instrumented objects (internal error in
                           // format_file_lineno); the toolchain's lld links them.

@@ -380,6 +380,50 @@ ponder_status ponder_trainer_model(ponder_trainer *trainer, ponder_model **out_m
  * a trainer that is not "grpo"; INVALID_ARGUMENT for an undeclared name. */
 ponder_status ponder_trainer_set_reward(ponder_trainer *trainer, const char *name, ponder_reward_fn fn, void *user);
 
+/* ---- Agent environments: multi-turn GRPO ---------------------------------------------------- */
+
+/* An environment the caller supplies (the config's "environment": {"name": ...} names it; see
+ * docs/CONFIG.md for the episode rules). One instance per completion: create, reset once, step
+ * with each action of the model, free. Every callback is called on the thread running the step,
+ * during ponder_trainer_step / ponder_pipeline_run, never two at once. `user` is passed back
+ * unchanged and must stay valid while the trainer or pipeline may step.
+ *  - create (may be NULL: the instance is NULL): options_json is the config's
+ *    environment.options ("null" when absent); set *out_env to the instance's state.
+ *  - reset: the episode's first user turn for task_json ({"prompt", "reference" | null,
+ *    "messages"}, the data line) and seed (the same for the group's episodes, which must answer
+ *    alike): set *out_observation to UTF-8 text.
+ *  - step: the answer to `action` (the text of the model's turn, or of the turn up to
+ *    action_end): set *out_step_json to {"observation": text | null, "reward": x | null,
+ *    "done": bool, "info": any}; only "done" is required.
+ *  - free (may be NULL): releases an instance create made (also after a failed reset or step;
+ *    not after a failed create).
+ *  - action_end (may be NULL): text that ends an action inside a turn ("</tool>"); NULL: an
+ *    action is a whole turn. Copied at registration.
+ * Strings a callback returns in its out parameter become Ponder's: allocate them with malloc or
+ * ponder_string_new; Ponder frees them. A callback returns PONDER_OK, or another status (its out
+ * string, if set, is taken as the reason): that episode, and only it, then ends with the reason
+ * in completions.jsonl ("environment_error"), scores nothing (advantage 0) and is counted in the
+ * step's "env/errors"; the run goes on. So does a NULL or malformed answer, invalid UTF-8 or an
+ * observation that does not fit the token budget (the episode ends, "budget"). */
+typedef struct ponder_environment {
+    ponder_status (*create)(const char *options_json, void *user, void **out_env);
+    ponder_status (*reset)(void *env, uint64_t seed, const char *task_json, void *user, char **out_observation);
+    ponder_status (*step)(void *env, const char *action, void *user, char **out_step_json);
+    void (*free)(void *env, void *user);
+    const char *action_end;
+    void *user;
+} ponder_environment;
+
+/* A malloc'd copy of s (NULL for NULL) that Ponder will free: for strings callbacks return. */
+char *ponder_string_new(const char *s);
+
+/* Registers the environment a "grpo" trainer's config names in environment.name (not a built-in
+ * one: "calculator", "checker"). Registering again replaces it. A step whose environment is
+ * neither built in nor registered fails with PONDER_ERR_MISUSE (state unchanged). MISUSE for a
+ * NULL or stale handle, a NULL env, reset or step, or a trainer that is not "grpo";
+ * INVALID_ARGUMENT for a name that is not the config's or is built in. */
+ponder_status ponder_trainer_set_environment(ponder_trainer *trainer, const char *name, const ponder_environment *env);
+
 /* ---- Rewards (pure functions of the text: no model) --------------------------------------- */
 
 
@@ -518,6 +562,12 @@ ponder_status ponder_pipeline_set_event_callback(ponder_pipeline *pipeline, pond
  * it. INVALID_ARGUMENT for an undeclared name; MISUSE for a NULL fn or name, or while the
  * pipeline runs. */
 ponder_status ponder_pipeline_register_reward(ponder_pipeline *pipeline, const char *name, ponder_reward_fn fn, void *user);
+
+/* The environment a grpo stage names in its "environment": {"name"} (as
+ * ponder_trainer_set_environment). A run with a stage to do whose environment is neither built
+ * in nor registered fails with PONDER_ERR_MISUSE before it starts. INVALID_ARGUMENT for a name no
+ * stage names; MISUSE for a NULL env, reset, step or name, or while the pipeline runs. */
+ponder_status ponder_pipeline_register_environment(ponder_pipeline *pipeline, const char *name, const ponder_environment *env);
 
 /* Asks a running pipeline to stop at its next step boundary (a training step, or a batch of an
  * evaluation) with a checkpoint; ponder_pipeline_run then returns PONDER_ERR_CANCELLED. Safe from

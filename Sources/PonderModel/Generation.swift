@@ -147,6 +147,15 @@ public enum Steer: Sendable {
     /// keep < count the rest is rolled back: its cache rows are overwritten, never recomputed.
     /// With keep == count the tokens are appended (nothing to roll back).
     case rewind(keep: Int, force: [Int32])
+    /// Continue the sequence with `force` (non-empty) appended as context, even when the token
+    /// just sampled ended it (an end-of-turn token): an environment's answer in a multi-turn
+    /// episode. Context tokens never stop the sequence (a forced end-of-turn token closes the
+    /// observation's turn, not the episode) but count against max_tokens: a sequence without room
+    /// left ends with `.length`. Not after a stop string (its text is cut): the hook gets `.keep`.
+    case extend(force: [Int32])
+    /// End the sequence after this token (finish reason `.stop`): an episode its environment
+    /// ended in the middle of a turn.
+    case end
 }
 
 /// Budget forcing and similar interventions: the decode loop calls `afterToken` for every
@@ -271,12 +280,29 @@ extension LlamaModel {
             for (r, i) in active.enumerated() {
                 let (tok, lp) = picks[r]
                 let wasForced = !seqs[i].forced.isEmpty
+                let asContext = wasForced && seqs[i].forcedContext
                 if wasForced {
                     seqs[i].forced.removeLast()
                     seqs[i].sampler.observe(tok)
+                    if seqs[i].forced.isEmpty { seqs[i].forcedContext = false }
                 }
-                var done = seqs[i].append(tok, logprob: lp, isStop: stopIDs.contains(tok), tokenizer: tokenizer, maxTokens: maxNew)
-                if let steering, !wasForced, case let .rewind(keep, force) = steering.afterToken(i, seqs[i].view), !cancelled {
+                var done = seqs[i].append(tok, logprob: lp, isStop: stopIDs.contains(tok), tokenizer: tokenizer, maxTokens: maxNew,
+                                          context: asContext)
+                let steer: Steer = (steering != nil && !wasForced && !cancelled) ? steering!.afterToken(i, seqs[i].view) : .keep
+                if case let .extend(force) = steer {
+                    guard !force.isEmpty else { throw PonderError(.internal, "steering: extend with no tokens") }
+                    if seqs[i].finish == nil || seqs[i].finish == .eos {
+                        seqs[i].finish = nil
+                        seqs[i].forced = force.reversed()
+                        seqs[i].forcedContext = true
+                        done = false
+                    }
+                }
+                if case .end = steer, !done {
+                    seqs[i].finish = .stop
+                    done = true
+                }
+                if case let .rewind(keep, force) = steer {
                     guard !force.isEmpty, keep >= 0, keep <= seqs[i].tokens.count else {
                         throw PonderError(.internal, "steering: rewind to \(keep) of \(seqs[i].tokens.count) tokens forcing \(force.count)")
                     }
@@ -364,6 +390,8 @@ struct SequenceState {
     var finish: FinishReason?
     /// Tokens a steering hook forced, last first.
     var forced: [Int32] = []
+    /// The forced tokens are context appended by `.extend`: they never end the sequence.
+    var forcedContext = false
 
     init(sampler: TokenSampler, stop: [String], holdBack steeringHoldBack: Int = 0) {
         self.sampler = sampler
@@ -374,17 +402,18 @@ struct SequenceState {
     var view: SequenceView { SequenceView(tokens: tokens, bytes: bytes, tokenEnds: tokenEnds, finish: finish) }
 
     /// Records a token; returns true when the sequence is finished.
-    mutating func append(_ tok: Int32, logprob: Float, isStop: Bool, tokenizer: Tokenizer, maxTokens: Int) -> Bool {
+    /// A `context` token (forced by `.extend`) is text of the sequence but never stops it.
+    mutating func append(_ tok: Int32, logprob: Float, isStop: Bool, tokenizer: Tokenizer, maxTokens: Int, context: Bool = false) -> Bool {
         tokens.append(tok)
         logprobs.append(logprob)
         defer { tokenEnds.append(bytes.count) }
-        if isStop {
+        if isStop && !context {
             finish = .eos
             return true
         }
         let before = bytes.count
         bytes.append(contentsOf: tokenizer.bytes(of: tok))
-        if let cut = firstStop(searchFrom: max(0, before - holdBack)) {
+        if !context, let cut = firstStop(searchFrom: max(0, before - holdBack)) {
             bytes.removeLast(bytes.count - cut)
             finish = .stop
             return true

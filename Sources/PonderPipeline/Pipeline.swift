@@ -1,4 +1,5 @@
 import PonderBase
+import PonderEnvironments
 import PonderJSON
 import PonderModel
 import PonderRewards
@@ -28,6 +29,7 @@ public final class Pipeline {
     public let dir: String
     var state: RunState
     var custom: [String: CustomReward] = [:]
+    var environments: [String: EnvironmentFactory] = [:]
     /// Called on the thread running the pipeline with each event (JSON); false cancels.
     public var onEvent: ((JSONValue) -> Bool)? {
         get { statusLock.locked { eventHandler } }
@@ -95,6 +97,16 @@ public final class Pipeline {
         custom[name] = f
     }
 
+    /// The environment a grpo stage names in its "environment" (one not built in).
+    public func registerEnvironment(_ name: String, _ f: @escaping EnvironmentFactory) throws {
+        guard !busy.get() else { throw PonderError(.misuse, "the pipeline is running: register environments before running it") }
+        let named = Set(config.stages.compactMap { $0.grpo?.environment?.name }).subtracting(BuiltinEnvironments.names)
+        guard named.contains(name) else {
+            throw PonderError.invalid("environment \"\(name)\" is not named by a grpo stage's environment.name (named and not built in: \(named.sorted()))")
+        }
+        environments[name] = f
+    }
+
     /// Asks the running pipeline to stop at its next step boundary (safe from any thread); the
     /// run then saves a checkpoint and returns PonderError(.cancelled).
     public func cancel() { flag.set(true) }
@@ -132,6 +144,11 @@ public final class Pipeline {
         let missing = needed.subtracting(custom.keys).sorted()
         guard missing.isEmpty else {
             throw PonderError(.misuse, "custom rewards \(missing) are named in the config but not registered (ponder_pipeline_register_reward)")
+        }
+        let envs = Set(config.stages.indices.filter { !state.stages[$0].done }.compactMap { config.stages[$0].grpo?.environment?.name })
+        let unregistered = envs.subtracting(BuiltinEnvironments.names).subtracting(environments.keys).sorted()
+        guard unregistered.isEmpty else {
+            throw PonderError(.misuse, "environments \(unregistered) are named in the config but not registered (ponder_pipeline_register_environment)")
         }
         setStatus([("state", "running")])
         defer { flag.set(false) }
@@ -196,6 +213,7 @@ public final class Pipeline {
             setUp(&g.run)
             let t = try GRPOTrainer(config: g)
             for (name, f) in custom where g.customRewards.contains(name) { try t.setReward(name, f) }
+            if let e = g.environment, let f = environments[e.name] { try t.setEnvironment(e.name, f) }
             trainer = t
         } else if var c = stage.sft {
             setUp(&c.run)

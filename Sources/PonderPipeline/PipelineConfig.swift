@@ -197,6 +197,7 @@ public struct PipelineConfig: Sendable {
                 c.customRewards = customRewards
                 if !rewardLengthGiven { c.fitLengthReward() }
             }
+            c.read(environment: s)
             stage.grpo = c
         case .rejectionSFT:
             let rj = s.object("rejection") ?? s.reader(for: .object([]), at: s.fieldPath("rejection"))
@@ -294,6 +295,7 @@ extension PipelineConfig.Stage {
         if let g = grpo {
             f += g.dataJSON + g.trainingJSON
             f.append(("reward", g.rewardJSON))
+            f.append(("environment", g.environment?.json ?? .null))
         } else if let c = sft {
             f += c.dataJSON + c.trainingJSON
         }

@@ -110,4 +110,22 @@ public enum ChatTemplate: Equatable, Sendable {
         }
         return out
     }
+
+    /// What follows a model's turn in a running conversation when the world answers it: the
+    /// markup that closes the assistant's turn (when `closeTurn`: the model's action stopped
+    /// inside it, at a tool call, rather than with its own end-of-turn token), a `role` turn
+    /// holding `content`, and the next assistant turn opened. Pieces as `parts` gives them. For a
+    /// model without a chat format, the content on a line of its own.
+    public func continuation(role: String, content: String, closeTurn: Bool) -> [(text: String, isContent: Bool)] {
+        switch self {
+        case .none:
+            return [("\n", false), (content, true), ("\n", false)]
+        case .chatml:
+            return [((closeTurn ? "<|im_end|>" : "") + "\n<|im_start|>\(role)\n", false), (content, true),
+                    ("<|im_end|>\n<|im_start|>assistant\n", false)]
+        case .llama3:
+            return [((closeTurn ? "<|eot_id|>" : "") + "<|start_header_id|>\(role)<|end_header_id|>\n\n", false), (content, true),
+                    ("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", false)]
+        }
+    }
 }

@@ -58,6 +58,8 @@ public struct GRPOConfig: Sendable {
     public var logCompletionsSteps = 0
     /// Greedy evaluation: at most this many eval prompts (0: all).
     public var evalLimit = 0
+    /// Multi-turn episodes: the environment that answers the model (nil: one turn, no environment).
+    public var environment: EnvironmentConfig?
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
@@ -80,7 +82,13 @@ public struct GRPOConfig: Sendable {
         } else {
             useDefaultReward()
         }
+        read(environment: r)
         try r.finish()
+    }
+
+    /// The "environment" object of `r`, if it has one.
+    public mutating func read(environment r: JSONReader) {
+        if let e = r.object("environment") { environment = EnvironmentConfig.read(e) }
     }
 
     /// A config from parts read elsewhere (a pipeline stage); the `read` calls add GRPO's keys
@@ -192,6 +200,23 @@ public struct GRPOPrompt: Sendable {
 
     /// The user's question, as rewards and logs see the prompt.
     public var text: String { messages.last { $0.role == "user" }?.content ?? messages.last?.content ?? "" }
+
+    /// What an environment's reset gets: {"prompt", "reference", "messages"}.
+    public var task: JSONValue {
+        .object([("prompt", .string(text)), ("reference", reference.map { .string($0) } ?? .null),
+                 ("messages", .array(messages.map { .object([("role", .string($0.role)), ("content", .string($0.content))]) }))])
+    }
+
+    /// The prompt with its question replaced by `question` (an environment's first observation).
+    public func asking(_ question: String) -> GRPOPrompt {
+        var p = self
+        if let last = p.messages.lastIndex(where: { $0.role == "user" }) {
+            p.messages[last].content = question
+        } else {
+            p.messages.append(.init(role: "user", content: question))
+        }
+        return p
+    }
 }
 
 extension DataSource {

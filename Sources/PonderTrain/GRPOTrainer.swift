@@ -1,4 +1,5 @@
 import PonderBase
+import PonderEnvironments
 import PonderJSON
 import PonderKernels
 import PonderModel
@@ -29,11 +30,18 @@ public final class GRPOTrainer: Trainer {
     var custom: [String: CustomReward] = [:]
     var rollout: Rollout?
     var completionsFile: String?
+    /// The environment's factory: a built-in one from the config, or the caller's (setEnvironment).
+    var environmentFactory: EnvironmentFactory?
+    /// Longest text of one token (the environment's observation budget check).
+    let maxTokenBytes: Int
+    /// A prompt's token budget: max_prompt_length, within the context left by the completion.
+    let maxPromptTokens: Int
 
     public var model: LlamaModel { training.model }
 
     struct Sequence {
         var prompt: Int          // index into the step's prompts
+        var index: Int           // index into the step's completions
         var promptIDs: [Int32]
         var completion: [Int32]
         var text: String
@@ -48,6 +56,8 @@ public final class GRPOTrainer: Trainer {
     struct Rollout {
         var sequences: [Sequence]
         var metrics: [(String, JSONValue)]
+        /// The environment's episodes, one per completion (nil: single-turn).
+        var episodes: Episodes?
     }
 
     public init(config: GRPOConfig) throws {
@@ -63,13 +73,30 @@ public final class GRPOTrainer: Trainer {
             throw PonderError.invalid("training.max_completion_length: \(config.maxCompletionLength) leaves no room for a prompt in the context of \(model.config.maxPositions)")
         }
         let maxPrompt = min(config.maxPromptLength, budget)
+        maxPromptTokens = maxPrompt
         promptIDs = try prompts.map { try GRPOTrainer.tokens(of: $0, model: model, maxLength: maxPrompt) }
-        let longest = (promptIDs.map(\.count).max() ?? 1) + config.maxCompletionLength
+        // An environment's first observation replaces the prompt: it may be as long as allowed.
+        let longest = (config.environment != nil ? maxPrompt : promptIDs.map(\.count).max() ?? 1) + config.maxCompletionLength
         let micro = config.promptsPerStep * config.numGenerations / config.gradientAccumulationSteps
         acts = try TrainActivations(model: model, sequences: micro, length: longest, checkpointing: config.run.gradientCheckpointing)
         reference = config.loss.beta != 0 && config.run.lora == nil ? try config.run.model.load() : nil
         try training.start(dataCount: prompts.count, perStep: config.promptsPerStep)
         if let d = config.run.outputDir, config.logCompletionsSteps > 0 { completionsFile = d + "/completions.jsonl" }
+        if let e = config.environment {
+            let reader = JSONReader(.object([("options", e.options)]))
+            environmentFactory = BuiltinEnvironments.factory(e.name, options: reader.object("options"))
+            maxTokenBytes = (0..<Int32(model.config.vocabSize)).reduce(1) { max($0, model.tokenizer.bytes(of: $1).count) }
+        } else {
+            maxTokenBytes = 1
+        }
+    }
+
+    /// Registers the environment named by the config's environment.name (one not built in).
+    public func setEnvironment(_ name: String, _ factory: @escaping EnvironmentFactory) throws {
+        guard let e = config.environment else { throw PonderError.invalid("environment \"\(name)\": the config has no \"environment\"") }
+        guard e.name == name else { throw PonderError.invalid("environment \"\(name)\": the config's environment is \"\(e.name)\"") }
+        guard !BuiltinEnvironments.names.contains(name) else { throw PonderError.invalid("environment \"\(name)\" is built in") }
+        environmentFactory = factory
     }
 
     /// Registers the function of a reward named in reward.custom.
@@ -111,9 +138,27 @@ public final class GRPOTrainer: Trainer {
         // A function of (seed, step), so a resumed run samples what the uninterrupted one did.
         var rng = RandomGenerator(seed: training.config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(training.step))
         req.seed = rng.next() >> 1
+        let stepPrompts = picked.map { prompts[$0] }
+        var stepPromptIDs = picked.map { promptIDs[$0] }
+        var episodes: Episodes?
+        if let e = config.environment {
+            guard let factory = environmentFactory else {
+                throw PonderError(.misuse, "environment \"\(e.name)\" is not built in and none was registered under that name")
+            }
+            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: config.maxCompletionLength,
+                               maxTokenBytes: maxTokenBytes, count: picked.count * g)
+            // Every member of a group starts from the same task and seed: a shared baseline.
+            let seeds = picked.map { _ in rng.next() }
+            let firsts = eps.reset(factory: factory, tasks: stepPrompts.map(\.task), seeds: seeds, groupSize: g)
+            for (k, first) in firsts.enumerated() where first != nil && first != stepPrompts[k].text {
+                stepPromptIDs[k] = try GRPOTrainer.tokens(of: stepPrompts[k].asking(first!), model: model, maxLength: maxPromptTokens)
+            }
+            episodes = eps
+        }
         let t0 = monotonicSeconds()
-        let gen = try model.generate(prompts: picked.map { promptIDs[$0] }, req)
+        let gen = try model.generate(prompts: stepPromptIDs, req, steering: episodes?.steering)
         let t1 = monotonicSeconds()
+        episodes?.finish(gen.completions)
 
         var seqs: [Sequence] = []
         for (i, c) in gen.completions.enumerated() {
@@ -121,19 +166,35 @@ public final class GRPOTrainer: Trainer {
             // Truncated completions may be left out of the loss; the rest count every token,
             // their end-of-sequence token included (the model must learn to stop).
             let keep = !(config.maskTruncatedCompletions && c.finishReason == .length)
-            seqs.append(Sequence(prompt: k, promptIDs: promptIDs[picked[k]], completion: c.tokenIDs, text: c.text,
-                                 finish: c.finishReason, mask: Array(repeating: keep, count: c.tokenIDs.count)))
+            var mask = Array(repeating: keep, count: c.tokenIDs.count)
+            // An environment's tokens are not the model's: no loss, no normaliser, no KL.
+            for r in episodes?.episodes[i].contextRanges ?? [] {
+                for j in r where j < mask.count { mask[j] = false }
+            }
+            seqs.append(Sequence(prompt: k, index: i, promptIDs: stepPromptIDs[k], completion: c.tokenIDs, text: c.text,
+                                 finish: c.finishReason, mask: mask))
         }
-        let stepPrompts = picked.map { prompts[$0] }
+        // Rewards score the model's final turn (all of it for a single-turn rollout).
+        let scored = seqs.indices.map { episodes?.episodes[$0].finalTurn ?? seqs[$0].text }
         for i in seqs.indices {
             let p = stepPrompts[seqs[i].prompt]
-            seqs[i].scores = rewards.score(RewardInput(completion: seqs[i].text, reference: p.reference, prompt: p.text,
-                                                       completionTokens: seqs[i].completion.count))
+            seqs[i].scores = rewards.score(RewardInput(completion: scored[i], reference: p.reference, prompt: p.text,
+                                                       completionTokens: seqs[i].mask.filter { $0 }.count))
         }
-        let names = config.reward.rewards
+        var names = config.reward.rewards, weights = config.reward.rewardWeights
         let allScores = seqs.compactMap(\.scores)
-        let matrix = seqs.map { s in names.map { s.scores?[$0]?.value ?? .nan } }
-        let adv = try groupAdvantages(rewards: matrix, weights: config.reward.rewardWeights, names: names, groupSize: g,
+        var matrix = seqs.map { s in names.map { s.scores?[$0]?.value ?? .nan } }
+        if let eps = episodes, let e = config.environment {
+            names.append("environment")
+            weights.append(e.rewardWeight)
+            for i in matrix.indices {
+                // A failed episode scores nothing: its advantage is 0 and its group's baseline
+                // is the others'.
+                matrix[i] = eps.episodes[i].error != nil ? matrix[i].map { _ in .nan } + [.nan]
+                    : matrix[i] + [eps.episodes[i].reward ?? .nan]
+            }
+        }
+        let adv = try groupAdvantages(rewards: matrix, weights: weights, names: names, groupSize: g,
                                       scale: config.scaleRewards, aggregation: config.aggregation)
         for i in seqs.indices { seqs[i].advantage = adv.advantages[i] }
         if config.skipZeroStdGroups {
@@ -172,7 +233,8 @@ public final class GRPOTrainer: Trainer {
         ]
         // The paper's quantities, on every completion of the step, from the run's own scores
         // (accuracy and format rates are those of the configured rewards, when it has them).
-        metrics += Evaluation.rates(texts: all.map(\.text), scored: allScores)
+        metrics += Evaluation.rates(texts: scored, scored: allScores)
+        if let eps = episodes { metrics += eps.metrics }
         metrics += [("rollout_seconds", .double(t1 - t0)), ("reference_seconds", .double(t3 - t2)),
                     ("rollout_tokens_per_second", .double(gen.decodeSeconds > 0 ? lengths.reduce(0, +) / gen.decodeSeconds : 0))]
         if let f = completionsFile, (training.step + 1) % config.logCompletionsSteps == 0 {
@@ -181,10 +243,15 @@ public final class GRPOTrainer: Trainer {
                                                      ("prompt", .string(stepPrompts[s.prompt].text)),
                                                      ("completion", .string(s.text)), ("advantage", .double(s.advantage))]
                 if let sc = s.scores { fields.append(("rewards", sc.json)) }
+                if let e = episodes?.episodes[s.index] {
+                    fields += [("turns", .int(Int64(e.turns))), ("ended", .string(e.ended)), ("environment_reward", e.reward.map { .double($0) } ?? .null)]
+                    if let err = e.error { fields.append(("environment_error", .string(err))) }
+                    if !e.info.isEmpty { fields.append(("environment_info", .array(e.info))) }
+                }
                 try appendLine(f, JSONValue.object(fields).serialized())
             }
         }
-        return Rollout(sequences: seqs, metrics: metrics)
+        return Rollout(sequences: seqs, metrics: metrics, episodes: episodes)
     }
 
     /// The step's sequences split into gradient_accumulation_steps contiguous micro-batches.

@@ -76,7 +76,7 @@ final class GRPOTests: XCTestCase {
         let prompts = Array(t.promptIDs.prefix(2))
         let gen = try t.model.generate(prompts: prompts, req)
         let seqs = gen.completions.enumerated().map { i, c in
-            GRPOTrainer.Sequence(prompt: i / 2, promptIDs: prompts[i / 2], completion: c.tokenIDs, text: c.text,
+            GRPOTrainer.Sequence(prompt: i / 2, index: i, promptIDs: prompts[i / 2], completion: c.tokenIDs, text: c.text,
                                  finish: c.finishReason, mask: Array(repeating: true, count: c.tokenIDs.count))
         }
         let lp = try t.scoreLogp(seqs, with: t.model)

@@ -171,6 +171,7 @@ final class PipelineConfigTests: XCTestCase {
             "output": keys(defaults["output"]),
             "lora": keys(LoRAConfig().json),
             "rejection": keys(PipelineConfig.stageDefaults(.rejectionSFT)["rejection"]),
+            "environment": keys(EnvironmentConfig.defaults.json),
         ]
         for t in PipelineConfig.StageType.allCases { code["stage." + t.rawValue] = keys(PipelineConfig.stageDefaults(t)) }
         XCTAssertEqual(Set(documented.keys), Set(code.keys), "sections of docs/CONFIG.md")

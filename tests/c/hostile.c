@@ -988,6 +988,126 @@ static void case_trainer_set_reward(void) {
     CHECK(ponder_trainer_set_reward(t, "mine", my_reward, &st), MISUSE);
 }
 
+/* Agent environments: registration with bad handles and NULLs, then callbacks that misbehave in
+ * every way a host can (garbage, NULL, invalid UTF-8, 1 MB, odd statuses, re-entering the
+ * library): each ends its own episode, and a step returns OK. */
+static const char *env_grpo_fmt =
+    "{\"kind\": \"grpo\", \"model\": {\"scratch\": {\"hidden_size\": 16, \"intermediate_size\": 32, \"num_layers\": 1,"
+    " \"num_heads\": 2, \"num_kv_heads\": 1, \"context_length\": 128, \"seed\": 0}},"
+    " \"data\": {\"train\": {\"generate\": \"arithmetic\", \"count\": 4, \"seed\": 1}},"
+    " \"environment\": {\"name\": \"host\", \"max_turns\": 3, \"options\": [1, \"two\"]},"
+    " \"training\": {\"prompts_per_step\": 1, \"num_generations\": 4, \"max_completion_length\": 40, \"max_steps\": 200,"
+    " \"learning_rate\": 1e-3}, \"threads\": 1}";
+
+struct env_state {
+    int created, refused, freed, steps, mode;
+};
+
+static ponder_status hostile_create(const char *options, void *user, void **out) {
+    struct env_state *st = user;
+    if (!options || !out) return PONDER_ERR_INTERNAL;
+    st->created++;
+    *out = st;
+    if (st->created % 11 != 0) return PONDER_OK;
+    st->refused++;
+    return (ponder_status)12345;
+}
+
+static ponder_status hostile_reset(void *env, uint64_t seed, const char *task, void *user, char **out) {
+    (void)env, (void)seed, (void)user;
+    if (!task || !out) return PONDER_ERR_INTERNAL;
+    *out = ponder_string_new("What now?");
+    return PONDER_OK;
+}
+
+static ponder_status hostile_step(void *env, const char *action, void *user, char **out) {
+    struct env_state *st = user;
+    (void)env;
+    if (!action || !out) return PONDER_ERR_INTERNAL;
+    st->steps++;
+    switch (st->mode++ % 10) {
+    case 0: *out = ponder_string_new("{\"done\": tru"); return PONDER_OK;
+    case 1: return PONDER_OK; /* no string */
+    case 2: *out = ponder_string_new("{\"done\": false, \"observation\": \"\xff\xfe\"}"); return PONDER_OK;
+    case 3: *out = ponder_string_new("\xc3"); return PONDER_ERR_PARSE;
+    case 4: *out = ponder_string_new("{\"done\": false, \"reward\": 1e999}"); return PONDER_OK;
+    case 5: return (ponder_status)-7;
+    case 6: *out = ponder_string_new("{\"done\": false, \"observation\": \"<|im_start|>assistant\\n\"}"); return PONDER_OK;
+    case 7: {
+        char *scored = NULL; /* re-entering the library from a callback */
+        if (ponder_score("{\"items\": [{\"completion\": \"1\"}]}", &scored) == PONDER_OK) ponder_string_free(scored);
+        *out = ponder_string_new("{\"done\": false, \"observation\": \"ok\", \"reward\": -3, \"info\": {\"deep\": [[[]]]}}");
+        return PONDER_OK;
+    }
+    case 8: {
+        size_t n = 1 << 20;
+        char *big = malloc(n + 64);
+        if (!big) return PONDER_ERR_OUT_OF_MEMORY;
+        strcpy(big, "{\"done\": false, \"observation\": \"");
+        memset(big + strlen(big), 'z', n);
+        strcpy(big + 33 + n, "\"}");
+        *out = big;
+        return PONDER_OK;
+    }
+    default: *out = ponder_string_new("{\"done\": true, \"reward\": 0.5, \"extra\": 1}"); return PONDER_OK;
+    }
+}
+
+static void hostile_free(void *env, void *user) {
+    struct env_state *st = user;
+    if (env != st) st->steps = -1000000; /* the instance pointer must come back unchanged */
+    st->freed++;
+}
+
+static void case_environment(void) {
+    make_bogus_handles();
+    struct env_state st = {0, 0, 0, 0, 0};
+    ponder_environment env = {hostile_create, hostile_reset, hostile_step, hostile_free, "x", &st};
+    EXPECT(ponder_string_new(NULL) == NULL, "ponder_string_new(NULL) is not NULL");
+    for (size_t i = 0; i < sizeof bogus_handles / sizeof *bogus_handles; i++) {
+        CHECK(ponder_trainer_set_environment(bogus_handles[i], "host", &env), MISUSE);
+        CHECK(ponder_pipeline_register_environment(bogus_handles[i], "host", &env), MISUSE);
+    }
+    CHECK(ponder_trainer_set_environment(NULL, "host", &env), MISUSE);
+    CHECK(ponder_pipeline_register_environment(NULL, "host", &env), MISUSE);
+    ponder_trainer *sft = NULL;
+    if (CHECK(ponder_trainer_create(tiny_sft, &sft), OK) == PONDER_OK) {
+        CHECK(ponder_trainer_set_environment(sft, "host", &env), MISUSE);
+        ponder_trainer_free(sft);
+    }
+    static char config[4096];
+    snprintf(config, sizeof config, "%s", env_grpo_fmt);
+    ponder_trainer *t = NULL;
+    if (CHECK(ponder_trainer_create(config, &t), OK)) return;
+    char *out = SENTINEL;
+    CHECK(ponder_trainer_step(t, &out), MISUSE); /* "host" unregistered: state unchanged */
+    EXPECT(out == SENTINEL, "out_metrics_json written on failure");
+    CHECK(ponder_trainer_set_environment(t, "host", NULL), MISUSE);
+    CHECK(ponder_trainer_set_environment(t, NULL, &env), MISUSE);
+    CHECK(ponder_trainer_set_environment(t, "\xff", &env), PARSE | INVALID);
+    CHECK(ponder_trainer_set_environment(t, "calculator", &env), INVALID);
+    CHECK(ponder_trainer_set_environment(t, "other", &env), INVALID);
+    ponder_environment partial = env;
+    partial.step = NULL;
+    CHECK(ponder_trainer_set_environment(t, "host", &partial), MISUSE);
+    partial = env;
+    partial.action_end = "\xff";
+    CHECK(ponder_trainer_set_environment(t, "host", &partial), PARSE | INVALID);
+    /* A delimiter per step, so that some actions end (a random model plans none). */
+    char delimiter[2] = {0, 0};
+    for (int c = 0x21; c < 0x7f && st.steps < 40; c++) {
+        delimiter[0] = (char)c;
+        env.action_end = delimiter;
+        if (CHECK(ponder_trainer_set_environment(t, "host", &env), OK)) break;
+        out = NULL;
+        if (CHECK(ponder_trainer_step(t, &out), OK) == PONDER_OK) ponder_string_free(out);
+    }
+    ponder_trainer_free(t);
+    EXPECT(st.steps >= 10, "only %d environment steps", st.steps);
+    EXPECT(st.refused > 0 && st.created - st.refused == st.freed, "%d instances made, %d refused, %d freed", st.created,
+           st.refused, st.freed);
+}
+
 static const char *bad_grpo[] = {
     "{\"kind\": \"ppo\", \"model\": {\"path\": \"m.gguf\"}}", "{\"kind\": 5, \"model\": {\"path\": \"m.gguf\"}}",
     "{\"kind\": \"grpo\", \"model\": {\"path\": \"m.gguf\"}, \"data\": {\"train\": \"p.jsonl\"}, \"training\": {\"num_generations\": 0}}",
@@ -1406,6 +1526,7 @@ static const struct test_case cases[] = {
     {"concurrent_score", case_concurrent_score, NULL, 1},
     {"trainer_set_reward", case_trainer_set_reward, NULL, 1},
     {"trainer_kinds_garbage", case_trainer_kinds_garbage, NULL, 1},
+    {"environment", case_environment, NULL, 1},
     {"pipeline_garbage", case_pipeline_garbage, NULL, 1},
     {"pipeline_handles", case_pipeline_handles, NULL, 1},
     {"pipeline_lifecycle", case_pipeline_lifecycle, NULL, 1},

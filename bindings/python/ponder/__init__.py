@@ -63,6 +63,19 @@ METRICS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_voi
 REWARD_FN = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
 
 
+ENV_CREATE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+ENV_RESET = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_void_p,
+                             ctypes.POINTER(ctypes.c_void_p))
+ENV_STEP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+ENV_FREE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class ENVIRONMENT(ctypes.Structure):
+    """ponder_environment: {create, reset, step, free, action_end, user}."""
+    _fields_ = [("create", ENV_CREATE), ("reset", ENV_RESET), ("step", ENV_STEP), ("free", ENV_FREE),
+                ("action_end", ctypes.c_char_p), ("user", ctypes.c_void_p)]
+
+
 class SCORER(ctypes.Structure):
     """ponder_scorer: {name, fn, weight, user}."""
     _fields_ = [("name", ctypes.c_char_p), ("fn", REWARD_FN), ("weight", ctypes.c_double), ("user", ctypes.c_void_p)]
@@ -107,6 +120,10 @@ def library() -> ctypes.CDLL:
     lib.ponder_score.restype = ctypes.c_int
     lib.ponder_trainer_set_reward.argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
     lib.ponder_trainer_set_reward.restype = ctypes.c_int
+    lib.ponder_string_new.argtypes = [ctypes.c_char_p]
+    lib.ponder_string_new.restype = ctypes.c_void_p
+    lib.ponder_trainer_set_environment.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ENVIRONMENT)]
+    lib.ponder_trainer_set_environment.restype = ctypes.c_int
     lib.ponder_infer.argtypes = [ctypes.c_void_p, ctypes.c_char_p, vpp]
     lib.ponder_infer_ex.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(SCORER), ctypes.c_size_t, vpp]
     lib.ponder_infer_stream.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(SCORER), ctypes.c_size_t,
@@ -156,6 +173,77 @@ def _reward_callback(fn: Callable[..., Optional[float]], errors: List[BaseExcept
             errors.append(e)
             return float("nan")
     return REWARD_FN(trampoline)
+
+
+class _Environment:
+    """A Python environment class as a ponder_environment. factory(options) (factory() when the
+    config gives no options) makes one instance per episode, with reset(seed, task) -> str (the
+    first user turn; task is {"prompt", "reference", "messages"}) and step(action) -> a dict
+    {"observation", "reward", "done", "info"} or a Gym-like tuple (observation, reward, done[,
+    info]). factory.action_end (optional) is text that ends an action inside a turn. An exception
+    in the environment ends that episode with its text as the reason (the run goes on); one that
+    is not an Exception (KeyboardInterrupt) is also kept in `errors`, re-raised after the call."""
+
+    def __init__(self, factory: Callable[..., Any], errors: List[BaseException]):
+        self.factory = factory
+        self.errors = errors
+        self.instances: Dict[int, Any] = {}
+        self.next_id = 1
+        lib = library()
+
+        def give(out: Any, text: str) -> None:
+            out[0] = lib.ponder_string_new(text.encode("utf-8", "surrogatepass"))
+
+        def guarded(out: Any, body: Callable[[], str]) -> int:
+            try:
+                text = body()
+                if out:
+                    give(out, text)
+                return 0
+            except BaseException as e:  # never across C
+                if not isinstance(e, Exception):
+                    self.errors.append(e)
+                if out:
+                    give(out, f"{type(e).__name__}: {e}")
+                return 1  # PONDER_ERR_INVALID_ARGUMENT: this episode fails
+
+        def create(options: bytes, _user: Any, out_env: Any) -> int:
+            def body() -> str:
+                opts = json.loads(options)
+                env = self.factory() if opts is None else self.factory(opts)
+                key = self.next_id
+                self.next_id += 1
+                self.instances[key] = env
+                out_env[0] = key
+                return ""
+            return guarded(None, body)
+
+        def reset(env: int, seed: int, task: bytes, _user: Any, out: Any) -> int:
+            def body() -> str:
+                text = self.instances[env].reset(seed, json.loads(task))
+                if not isinstance(text, str):
+                    raise TypeError(f"reset must return a str, got {type(text).__name__}")
+                return text
+            return guarded(out, body)
+
+        def step(env: int, action: bytes, _user: Any, out: Any) -> int:
+            def body() -> str:
+                r = self.instances[env].step(action.decode("utf-8", "replace"))
+                if isinstance(r, tuple):
+                    keys = ("observation", "reward", "done", "info")
+                    if not 3 <= len(r) <= 4:
+                        raise TypeError(f"step returned a tuple of {len(r)}: expected (observation, reward, done[, info])")
+                    r = dict(zip(keys, r))
+                return json.dumps(r)
+            return guarded(out, body)
+
+        def free(env: int, _user: Any) -> None:
+            self.instances.pop(env, None)
+
+        # Kept alive as long as the trainer or pipeline may call them.
+        self.callbacks = (ENV_CREATE(create), ENV_RESET(reset), ENV_STEP(step), ENV_FREE(free))
+        end = getattr(factory, "action_end", None)
+        self.struct = ENVIRONMENT(*self.callbacks, end.encode() if end else None, None)
 
 
 def _check(status: int) -> None:
@@ -348,6 +436,13 @@ class Trainer(_Handle):
         self._rewards[name] = cb  # kept alive as long as the trainer may call it
         _check(library().ponder_trainer_set_reward(self._h, name.encode(), cb, None))
 
+    def set_environment(self, name: str, factory: Callable[..., Any]) -> None:
+        """Registers the environment config["environment"]["name"] names (one not built in):
+        a class (or callable) with reset(seed, task) and step(action), as _Environment says."""
+        env = _Environment(factory, self._reward_errors)
+        self._rewards["environment:" + name] = env  # kept alive as long as the trainer may call it
+        _check(library().ponder_trainer_set_environment(self._h, _encode(name, "name"), ctypes.byref(env.struct)))
+
     def _raise_reward_errors(self) -> None:
         if self._reward_errors:
             e = self._reward_errors[0]
@@ -419,6 +514,8 @@ def _pipeline_library() -> ctypes.CDLL:
     lib.ponder_pipeline_status.argtypes = [ctypes.c_void_p, vpp]
     lib.ponder_pipeline_set_event_callback.argtypes = [ctypes.c_void_p, EVENT_CALLBACK, ctypes.c_void_p]
     lib.ponder_pipeline_register_reward.argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
+    lib.ponder_pipeline_register_environment.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ENVIRONMENT)]
+    lib.ponder_pipeline_register_environment.restype = ctypes.c_int
     lib.ponder_pipeline_cancel.argtypes = [ctypes.c_void_p]
     lib.ponder_pipeline_free.argtypes = [ctypes.c_void_p]
     lib.ponder_pipeline_free.restype = None
@@ -501,6 +598,13 @@ class Pipeline(_Handle):
         cb = _reward_callback(fn, self._errors)
         self._rewards[name] = cb  # alive as long as the pipeline may call it
         _check(_pipeline_library().ponder_pipeline_register_reward(self._h, _encode(name, "name"), cb, None))
+
+    def register_environment(self, name: str, factory: Callable[..., Any]) -> None:
+        """The environment a grpo stage's "environment": {"name"} names (one not built in): a
+        class (or callable) with reset(seed, task) and step(action), as Trainer.set_environment."""
+        env = _Environment(factory, self._errors)
+        self._rewards["environment:" + name] = env  # alive as long as the pipeline may call it
+        _check(_pipeline_library().ponder_pipeline_register_environment(self._h, _encode(name, "name"), ctypes.byref(env.struct)))
 
     def _blocking(self, call: Callable[[], int]) -> None:
         import threading

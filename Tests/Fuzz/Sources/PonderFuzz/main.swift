@@ -13,7 +13,7 @@ let targets: [FuzzTarget] = [
     ggufTarget, safetensorsTarget, hfConfigTarget, tokenizerJSONTarget, adapterConfigTarget,
     tokenizerTarget, jsonTarget, generateRequestTarget, modelOptionsTarget, sftConfigTarget, sftDataTarget,
     scoreTarget, rewardTextTarget, grpoConfigTarget, grpoDataTarget, rejectionConfigTarget, pipelineConfigTarget,
-    inferRequestTarget,
+    inferRequestTarget, environmentTarget,
 ]
 
 let name = getenv("PONDER_FUZZ_TARGET").map { String(cString: $0) } ?? ""
