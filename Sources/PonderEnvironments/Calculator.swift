@@ -73,7 +73,7 @@ public enum Calculator {
         }
     }
 
-    static func gcd(_ a: UInt64, _ b: UInt64) -> UInt64 {
+    public static func gcd(_ a: UInt64, _ b: UInt64) -> UInt64 {
         var (a, b) = (a, b)
         while b != 0 { (a, b) = (b, a % b) }
         return a

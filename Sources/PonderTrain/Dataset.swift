@@ -1,4 +1,5 @@
 import PonderBase
+import PonderEnvironments
 import PonderJSON
 import PonderModel
 import PonderText
@@ -139,8 +140,9 @@ public enum Datasets {
     /// gives distinct held-out problems in a seeded order (at most as many as there are), "all"
     /// draws from every problem.
     /// `ops`: the operations drawn ("+", "-", "*"; all three by default).
+    /// `traces`: besides worked answers, multi-turn traces for the built-in environments.
     public static func arithmetic(count: Int, seed: UInt64, maxOperand: Int = 50, split: ArithmeticSplit = .train,
-                                  ops: String = "+-*") -> [ChatExample] {
+                                  ops: String = "+-*", traces: ArithmeticTraces = .worked) -> [ChatExample] {
         if split == .test {
             var all: [(Character, Int, Int)] = []
             for a in 1...maxOperand {
@@ -166,12 +168,48 @@ public enum Datasets {
             }
             if split == .train && isHeldOut(problem.0, problem.1, problem.2) { continue }
             if !ops.contains(problem.0) { continue }
-            out.append(arithmeticExample(problem.0, problem.1, problem.2, check: rng.next() % 4 == 0))
+            var ex = arithmeticExample(problem.0, problem.1, problem.2, check: rng.next() % 4 == 0)
+            switch traces {
+            case .worked: break
+            case .tool: if rng.next() % 2 == 0 { ex = toolTrace(problem.0, problem.1, problem.2) }
+            case .retry: if rng.next() % 5 == 0 { ex = retryTrace(problem.0, problem.1, problem.2, slip: Int(rng.next() % 3) + 1) }
+            }
+            out.append(ex)
         }
         return out
     }
 
     public enum ArithmeticSplit: String, Sendable { case train, test, all }
+
+    /// Multi-turn traces the arithmetic generator mixes into its training examples, so that a
+    /// model trained from scratch has seen the turns of the built-in environments before GRPO
+    /// with them (without any, the comparison with single-turn GRPO is empty).
+    /// - worked: only worked answers (the default).
+    /// - tool: half the examples ask the calculator: "<think>I use the calculator:
+    ///   <tool>a op b</tool>", its answer "= r" as the next user turn (the calculator's
+    ///   environment turn), then "So a op b = r.</think><answer>r</answer>".
+    /// - retry: a fifth of the examples answer at once and wrongly, get the checker's cue, and
+    ///   then work the problem out: reflection on the environment's word.
+    public enum ArithmeticTraces: String, Sendable, CaseIterable { case worked, tool, retry }
+
+    static func result(_ op: Character, _ a: Int, _ b: Int) -> Int { op == "+" ? a + b : op == "-" ? a - b : a * b }
+
+    static func toolTrace(_ op: Character, _ a: Int, _ b: Int) -> ChatExample {
+        let r = result(op, a, b)
+        return ChatExample(messages: [.init(role: "user", content: "What is \(a) \(op) \(b)?"),
+                                      .init(role: "assistant", content: "<think>I use the calculator: <tool>\(a) \(op) \(b)</tool>"),
+                                      .init(role: "user", content: "= \(r)"),
+                                      .init(role: "assistant", content: "So \(a) \(op) \(b) = \(r).</think><answer>\(r)</answer>")])
+    }
+
+    static func retryTrace(_ op: Character, _ a: Int, _ b: Int, slip: Int) -> ChatExample {
+        let r = result(op, a, b)
+        let worked = arithmeticExample(op, a, b).messages[1].content
+        return ChatExample(messages: [.init(role: "user", content: "What is \(a) \(op) \(b)?"),
+                                      .init(role: "assistant", content: "<think>About \(r + slip).</think><answer>\(r + slip)</answer>"),
+                                      .init(role: "user", content: CheckerEnvironment.Options().retryCue),
+                                      .init(role: "assistant", content: worked)])
+    }
 
     /// FNV-1a of "a op b": a fixed fifth of the problems, whatever the seed or machine.
     static func isHeldOut(_ op: Character, _ a: Int, _ b: Int) -> Bool {

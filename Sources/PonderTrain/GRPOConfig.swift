@@ -264,6 +264,10 @@ extension DataSource {
             guard !out.isEmpty else { throw PonderError.invalid("\(path): no prompts") }
             return out
         }
+        // Multi-turn traces are for SFT; as prompts, the generator gives the worked set's questions.
+        if case let .arithmetic(n, seed, split, ops, traces) = self, traces != .worked {
+            return try DataSource.arithmetic(count: n, seed: seed, split: split, ops: ops).prompts(system: system)
+        }
         return try examples(system: system).map { GRPOPrompt($0) }
     }
 }

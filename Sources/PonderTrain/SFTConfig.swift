@@ -5,15 +5,17 @@ import PonderText
 
 public enum DataSource: Sendable, Equatable {
     case jsonl(String)
-    case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit, ops: String = "+-*")
+    case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit, ops: String = "+-*",
+                    traces: Datasets.ArithmeticTraces = .worked)
 
     /// As a config names it (every key of the generator written out).
     public var json: JSONValue {
         switch self {
         case let .jsonl(p): return .string(p)
-        case let .arithmetic(n, seed, split, ops):
+        case let .arithmetic(n, seed, split, ops, traces):
             return .object([("generate", "arithmetic"), ("count", .int(Int64(n))), ("seed", .int(Int64(seed))),
-                            ("split", .string(split.rawValue)), ("ops", .array(ops.map { .string(String($0)) }))])
+                            ("split", .string(split.rawValue)), ("ops", .array(ops.map { .string(String($0)) })),
+                            ("traces", .string(traces.rawValue))])
         }
     }
 
@@ -49,19 +51,25 @@ public enum DataSource: Sendable, Equatable {
                 ops = o.joined()
             }
         }
+        var traces = Datasets.ArithmeticTraces.worked
+        if let t = g.string("traces") {
+            if let v = Datasets.ArithmeticTraces(rawValue: t) { traces = v } else {
+                g.fail("traces", "expected \"worked\", \"tool\" or \"retry\", got \"\(t.prefix(40))\"")
+            }
+        }
         g.rejectUnknownKeys()
         guard kind == "arithmetic" else {
             r.fail(key, "expected a JSONL path or {\"generate\": \"arithmetic\", \"count\", \"seed\", \"split\"}")
             return nil
         }
-        self = .arithmetic(count: count, seed: seed, split: split, ops: ops)
+        self = .arithmetic(count: count, seed: seed, split: split, ops: ops, traces: traces)
     }
 
     public func examples(system: String?) throws -> [ChatExample] {
         switch self {
         case let .jsonl(p): return try Datasets.loadJSONL(p, system: system)
-        case let .arithmetic(n, seed, split, ops):
-            let ex = Datasets.arithmetic(count: n, seed: seed, split: split, ops: ops)
+        case let .arithmetic(n, seed, split, ops, traces):
+            let ex = Datasets.arithmetic(count: n, seed: seed, split: split, ops: ops, traces: traces)
             guard let system else { return ex }
             return ex.map { ChatExample(messages: [.init(role: "system", content: system)] + $0.messages) }
         }

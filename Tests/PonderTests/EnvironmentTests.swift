@@ -422,6 +422,48 @@ final class EnvironmentTests: XCTestCase {
     }
 }
 
+extension EnvironmentTests {
+    /// The generator's tool traces, as SFT tokenizes them, hold exactly the tokens the runtime
+    /// appends when the calculator answers a call: what the model learns is what it will see.
+    func testToolTracesMatchTheRuntimesTurns() throws {
+        let tok = try Tokenizer.byteLevel()
+        let ex = Datasets.toolTrace("*", 37, 4)
+        XCTAssertEqual(ex.messages.map(\.role), ["user", "assistant", "user", "assistant"])
+        let sft = try XCTUnwrap(Datasets.tokenize(ex, tokenizer: tok, maxLength: 400))
+        let text = tok.decode(sft.tokens)
+        let calc = CalculatorEnvironment()
+        _ = try calc.reset(seed: 0, task: .object([("prompt", "q")]))
+        let obs = try calc.step(ex.messages[1].content).observation
+        XCTAssertEqual(obs, "= 148")
+        let force = tok.chatTemplate.continuation(role: "user", content: obs, closeTurn: true).map(\.text).joined()
+        XCTAssertTrue(text.contains(ex.messages[1].content + force + ex.messages[3].content), text)
+        XCTAssertEqual(Answers.finalAnswer(in: ex.messages[1].content + ex.messages[3].content)?.text, "148")
+        // The retry trace's cue is the checker's, and its last turn is the worked answer.
+        let retry = Datasets.retryTrace("+", 23, 19, slip: 2)
+        XCTAssertEqual(retry.messages[2].content, CheckerEnvironment.Options().retryCue)
+        XCTAssertEqual(Answers.finalAnswer(in: retry.messages[1].content)?.text, "44")
+        XCTAssertEqual(Answers.finalAnswer(in: retry.messages[3].content)?.text, "42")
+        // A "traces" generator mixes them in; as GRPO prompts it gives single questions.
+        let mixed = Datasets.arithmetic(count: 200, seed: 4, traces: .tool)
+        let tools = mixed.filter { $0.messages.count == 4 }.count
+        XCTAssertTrue((60...140).contains(tools), "\(tools) tool traces of 200")
+        let prompts = try DataSource.arithmetic(count: 20, seed: 4, split: .train, traces: .retry).prompts(system: nil)
+        XCTAssertTrue(prompts.allSatisfy { $0.messages.count == 1 && $0.reference != nil })
+    }
+
+    func testEpisodeEvaluationIsGreedyAndCountsTurns() throws {
+        let json = config(environment: #"{"name": "calculator"}"#).replacingOccurrences(
+            of: #""max_prompt_length": 64}"#, with: #""max_prompt_length": 64, "eval": {"generate": "arithmetic", "count": 5, "seed": 2, "split": "test"}}"#)
+        let t = try trainer(json)
+        let a = try t.evaluationMetrics(), b = try t.evaluationMetrics()
+        XCTAssertEqual(JSONValue.object(a), JSONValue.object(b))
+        XCTAssertEqual(a.first { $0.0 == "eval_count" }?.1, .int(5))
+        for key in ["eval_accuracy", "eval_format_rate", "eval_turns_mean", "eval_environment_errors"] {
+            XCTAssertNotNil(a.first { $0.0 == key }, key)
+        }
+    }
+}
+
 extension Steer {
     var isKeep: Bool { if case .keep = self { return true } else { return false } }
     var isEnd: Bool { if case .end = self { return true } else { return false } }
