@@ -146,3 +146,14 @@ def test_python_environment_and_determinism(tmp_path):
     again, rows2 = run_python(tmp_path, end, "py2")
     assert [r["completion"] for r in rows] == [r["completion"] for r in rows2]
     assert [m["loss"] for m in metrics] == [m["loss"] for m in again]
+
+
+def test_example_configs_validate():
+    """Every example config is valid as it is, the environment ones included."""
+    d = os.path.join(ROOT, "examples", "configs")
+    names = sorted(f for f in os.listdir(d) if f.endswith(".json"))
+    assert {"grpo_calculator.json", "grpo_checker.json"} <= set(names)
+    for f in names:
+        cfg = json.load(open(os.path.join(d, f)))
+        if "stages" in cfg:
+            assert ponder.validate_config(cfg) == [], f
