@@ -302,7 +302,9 @@ typedef struct ponder_trainer ponder_trainer;
  *               "sequence", "use_bias_correction_kl": false, "scale_rewards": "group" | "batch" |
  *               "none", "multi_objective_aggregation": "sum_then_normalize" | "normalize_then_sum",
  *               "num_iterations": 1, "mask_truncated_completions": false,
- *               "skip_zero_std_groups": false, "log_completions_steps": 0, "eval_limit": 0}}
+ *               "skip_zero_std_groups": false, "log_completions_steps": 0, "eval_limit": 0},
+ *  "environment": null | {"name": "calculator" | "checker" | a registered name, "max_turns": 4,
+ *                         "reward_weight": 1, "role": "user", "options": {...}}}
  * JSONL prompt lines: {"prompt", "reference"} (or "solution"), {"messages", "reference"}, a bare
  * {"prompt"} or {"messages"} (no reference: accuracy has no score, custom rewards get NULL), or
  * any SFT shape (the last assistant turn's final answer is the reference). A step samples
@@ -315,6 +317,12 @@ typedef struct ponder_trainer ponder_trainer;
  * completions/clipped_ratio, kl, entropy, clip_ratio/low_mean (and the rest) — and accuracy, format_rate,
  * reflection, reflection/<dimension>, rollout_seconds, reference_seconds, update_seconds;
  * with eval data, eval_accuracy, eval_format_rate, eval_reflection, eval_mean_length.
+ * With an "environment" every completion is an episode (multi-turn; docs/CONFIG.md has the
+ * rules): rewards score the model's final turn, the environment's step rewards add up to the
+ * reward "environment", observation tokens are left out of the loss, and the metrics add
+ * env/turns_mean, env/observation_tokens_mean, env/errors and env/ended_<reason>; evaluation is
+ * greedy episodes (eval_turns_mean, eval_environment_errors, eval_environment_reward). The
+ * data generator's "traces": "tool" | "retry" writes SFT examples with the environments' turns.
  *
  * Rejection-sampling SFT ("kind": "rejection_sft"): the SFT keys without data.train, plus
  * {"rejection": {"prompts": (as data.train of GRPO), "system", "num_samples": 8,
