@@ -134,16 +134,7 @@ final class BudgetForcing {
     }
 
     /// The first delimiter starting at or after byte `from`.
-    private func find(_ v: SequenceView, from: Int) -> Int? {
-        let d = delimiter, b = v.bytes
-        guard b.count >= d.count else { return nil }
-        var i = max(0, from)
-        while i + d.count <= b.count {
-            if b[i] == d[0] && b[i..<(i + d.count)].elementsEqual(d) { return i }
-            i += 1
-        }
-        return nil
-    }
+    private func find(_ v: SequenceView, from: Int) -> Int? { v.find(delimiter, from: from) }
 
     private func encode(_ text: String) -> [Int32] { tokenizer.encode(text, parseSpecial: false, addBOS: false) }
 

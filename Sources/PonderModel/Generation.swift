@@ -140,6 +140,19 @@ public struct SequenceView {
     public var finish: FinishReason?
 }
 
+extension SequenceView {
+    /// Where `d` (non-empty) first starts in the text at or after byte `from`.
+    public func find(_ d: [UInt8], from: Int) -> Int? {
+        guard bytes.count >= d.count else { return nil }
+        var i = max(0, from)
+        while i + d.count <= bytes.count {
+            if bytes[i] == d[0] && bytes[i..<(i + d.count)].elementsEqual(d) { return i }
+            i += 1
+        }
+        return nil
+    }
+}
+
 /// What a steering hook decides after a sampled token.
 public enum Steer: Sendable {
     case keep

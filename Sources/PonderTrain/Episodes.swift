@@ -147,7 +147,7 @@ final class Episodes {
         var byDelimiter = false
         if let d = delimiter, view.finish == nil {
             let from = max(start, episodes[i].scanned - d.count + 1)
-            byDelimiter = contains(view.bytes, d, from: from)
+            byDelimiter = view.find(d, from: from) != nil
             episodes[i].scanned = view.bytes.count
         }
         let action = String(decoding: view.bytes[start...], as: UTF8.self)
@@ -205,16 +205,6 @@ final class Episodes {
             episodes[i].ended = completions[i].finishReason.rawValue
             episodes[i].env = nil
         }
-    }
-
-    func contains(_ bytes: [UInt8], _ d: [UInt8], from: Int) -> Bool {
-        guard bytes.count >= d.count else { return false }
-        var k = max(0, from)
-        while k + d.count <= bytes.count {
-            if bytes[k] == d[0] && bytes[k..<(k + d.count)].elementsEqual(d) { return true }
-            k += 1
-        }
-        return false
     }
 
     var metrics: [(String, JSONValue)] {
