@@ -118,7 +118,7 @@ public func ponder_pipeline_register_environment(_ p: OpaquePointer?, _ name: Un
     guarded {
         let pipeline = try pipelines.get(p)
         let n = try cString(name, "name")
-        let options = pipeline.config.stages.compactMap { $0.grpo?.environment }.first { $0.name == n }?.options ?? .null
+        let options = pipeline.config.stages.compactMap(\.environment).first { $0.name == n }?.options ?? .null
         let e = try CEnvironment(env, options: options)
         try pipeline.registerEnvironment(n, e.factory)
     }

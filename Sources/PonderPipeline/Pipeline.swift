@@ -100,9 +100,9 @@ public final class Pipeline {
     /// The environment a grpo stage names in its "environment" (one not built in).
     public func registerEnvironment(_ name: String, _ f: @escaping EnvironmentFactory) throws {
         guard !busy.get() else { throw PonderError(.misuse, "the pipeline is running: register environments before running it") }
-        let named = Set(config.stages.compactMap { $0.grpo?.environment?.name }).subtracting(BuiltinEnvironments.names)
+        let named = Set(config.stages.compactMap(\.environment?.name)).subtracting(BuiltinEnvironments.names)
         guard named.contains(name) else {
-            throw PonderError.invalid("environment \"\(name)\" is not named by a grpo stage's environment.name (named and not built in: \(named.sorted()))")
+            throw PonderError.invalid("environment \"\(name)\" is not named by a stage's environment.name (named and not built in: \(named.sorted()))")
         }
         environments[name] = f
     }
@@ -145,7 +145,7 @@ public final class Pipeline {
         guard missing.isEmpty else {
             throw PonderError(.misuse, "custom rewards \(missing) are named in the config but not registered (ponder_pipeline_register_reward)")
         }
-        let envs = Set(config.stages.indices.filter { !state.stages[$0].done }.compactMap { config.stages[$0].grpo?.environment?.name })
+        let envs = Set(config.stages.indices.filter { !state.stages[$0].done }.compactMap { config.stages[$0].environment?.name })
         let unregistered = envs.subtracting(BuiltinEnvironments.names).subtracting(environments.keys).sorted()
         guard unregistered.isEmpty else {
             throw PonderError(.misuse, "environments \(unregistered) are named in the config but not registered (ponder_pipeline_register_environment)")
@@ -321,6 +321,18 @@ public final class Pipeline {
             row.append(("mean_length", .double(r.metric("mean_length") ?? .nan)))
             row.append(("n", .int(Int64(r.count))))
             row += r.metrics.filter { !["accuracy", "format_rate", "reflection", "mean_length", "count"].contains($0.0) }
+            if let en = e.environment {
+                guard let factory = BuiltinEnvironments.factory(en.name, options: JSONReader(.object([("options", en.options)])).object("options"))
+                        ?? environments[en.name] else {
+                    throw PonderError(.misuse, "environment \"\(en.name)\" is not built in and none was registered under that name")
+                }
+                let ep = try Evaluation.episodes(model: model, prompts: prompts, environment: en, factory: factory, maxNewTokens: e.maxNewTokens,
+                                                 maxPromptLength: e.maxPromptLength, batch: e.batchSize,
+                                                 shouldStop: { stopped || self.stopRequested })
+                for (key, v) in ep where key != "count" && !key.hasPrefix("reflection/") {
+                    row.append((key.hasPrefix("environment") || key == "turns_mean" ? key : "episode_" + key, v))
+                }
+            }
             rows.append(.object(row))
             _ = emit(["event": "eval", "stage": .string(stage.name), "stage_index": .int(Int64(i)), "row": .object(row)])
             // A few completions with their rewards, for the report and for reading.

@@ -36,6 +36,8 @@ public struct PipelineConfig: Sendable {
         /// The shared training keys (optimizer, seed, steps) of a training stage.
         public var run: TrainingRun.Config? { grpo?.run ?? sft?.run }
         public var trains: Bool { type != .eval && mode != .none }
+        /// The environment a grpo stage trains with, or an eval stage evaluates episodes with.
+        public var environment: EnvironmentConfig? { grpo?.environment ?? eval?.environment }
         /// Custom reward names the stage calls.
         public var customRewards: [String] { grpo?.customRewards ?? rejection?.customRewards ?? [] }
     }

@@ -5,7 +5,7 @@ import PonderModel
 import PonderText
 
 /// GRPO's "environment" object: the world that answers the model turn by turn.
-public struct EnvironmentConfig: Sendable {
+public struct EnvironmentConfig: Sendable, Equatable {
     /// A built-in environment (BuiltinEnvironments.names) or one registered on the trainer.
     public var name: String
     /// Model turns (actions) per episode; the episode ends after the last one.

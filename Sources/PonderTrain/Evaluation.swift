@@ -1,4 +1,5 @@
 import PonderBase
+import PonderEnvironments
 import PonderJSON
 import PonderModel
 import PonderRewards
@@ -21,6 +22,8 @@ public struct EvalConfig: Sendable, Equatable {
     public var passK: [Int] = []
     /// Prompts decoded together in one grouped decode.
     public var batchSize = 32
+    /// Also evaluate in greedy episodes with this environment (its rates as episode_*).
+    public var environment: EnvironmentConfig?
 
     public init() {}
 
@@ -46,6 +49,7 @@ public struct EvalConfig: Sendable, Equatable {
             passK = out
         }
         batchSize = r.int("batch_size", in: 1...4096) ?? batchSize
+        if let e = r.object("environment") { environment = EnvironmentConfig.read(e) }
     }
 
     /// pass_k as used: given, or [1, num_samples].
@@ -58,7 +62,8 @@ public struct EvalConfig: Sendable, Equatable {
         [("limit", .int(Int64(limit))), ("seed", .int(Int64(seed))), ("max_new_tokens", .int(Int64(maxNewTokens))),
          ("max_prompt_length", .int(Int64(maxPromptLength))), ("num_samples", .int(Int64(numSamples))),
          ("temperature", .double(temperature)), ("top_p", .double(topP)),
-         ("pass_k", .array(effectivePassK.map { .int(Int64($0)) })), ("batch_size", .int(Int64(batchSize)))]
+         ("pass_k", .array(effectivePassK.map { .int(Int64($0)) })), ("batch_size", .int(Int64(batchSize))),
+         ("environment", environment?.json ?? .null)]
     }
 
     /// What the numbers were measured with, stored beside them: the data, the system prompt, the
@@ -240,6 +245,49 @@ public enum Evaluation {
             out.append(("reflection/\(d.name)", .double(Double(counts.filter { $0[d.rawValue] > 0 }.count) / n)))
         }
         return out
+    }
+
+    /// Greedy episodes with an environment, `batch` prompts decoded together: the rates of the
+    /// model's final turns (accuracy, format, reflection, as single-turn evaluation reports them)
+    /// and the episodes' turns, environment reward and failures.
+    public static func episodes(model: LlamaModel, prompts: [GRPOPrompt], environment e: EnvironmentConfig,
+                                factory: EnvironmentFactory, maxNewTokens: Int, maxPromptLength: Int, batch: Int = 32,
+                                shouldStop: () -> Bool = { false }, progress: (Int, Int) -> Void = { _, _ in }) throws -> [(String, JSONValue)] {
+        guard !prompts.isEmpty else { throw PonderError.invalid("evaluation: no prompts") }
+        let budget = max(1, min(maxPromptLength, model.config.maxPositions - maxNewTokens))
+        let tokenBytes = (0..<Int32(model.config.vocabSize)).reduce(1) { max($0, model.tokenizer.bytes(of: $1).count) }
+        let rewards = RewardSet(config: RewardConfig())
+        var texts: [String] = [], scored: [ScoredCompletion] = []
+        var turns = 0, errors = 0, envReward = 0.0, envScored = 0
+        var req = GenerateRequest()
+        req.sampling.temperature = 0
+        req.maxTokens = maxNewTokens
+        for start in stride(from: 0, to: prompts.count, by: batch) {
+            if shouldStop() { throw PonderError(.cancelled, "evaluation cancelled after \(start) of \(prompts.count) prompts") }
+            let chunk = Array(prompts[start..<min(prompts.count, start + batch)])
+            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: maxNewTokens, maxTokenBytes: tokenBytes, count: chunk.count)
+            // Seeded by the problem's index: the same episodes whatever the batch size.
+            let firsts = eps.reset(factory: factory, tasks: chunk.map(\.task), seeds: chunk.indices.map { UInt64(start + $0) }, groupSize: 1)
+            let ids = try chunk.enumerated().map { k, p in
+                try GRPOTrainer.tokens(of: firsts[k].map { p.asking($0) } ?? p, model: model, maxLength: budget)
+            }
+            let gen = try model.generate(prompts: ids, req, steering: eps.steering)
+            eps.finish(gen.completions)
+            for (k, p) in chunk.enumerated() {
+                let ep = eps.episodes[k]
+                texts.append(ep.finalTurn)
+                scored.append(rewards.score(RewardInput(completion: ep.finalTurn, reference: p.reference, prompt: p.text)))
+                turns += ep.turns
+                if ep.error != nil { errors += 1 }
+                if let r = ep.reward { envReward += r; envScored += 1 }
+            }
+            progress(start + chunk.count, prompts.count)
+        }
+        let n = Double(texts.count)
+        return [("count", .int(Int64(texts.count)))] + rates(texts: texts, scored: scored) + [
+            ("turns_mean", .double(Double(turns) / n)), ("environment_errors", .int(Int64(errors))),
+            ("environment_reward", envScored > 0 ? .double(envReward / Double(envScored)) : .null),
+        ]
     }
 
     /// The exact text a prompt is decoded from (chat template applied), for the record.

@@ -342,49 +342,16 @@ public final class GRPOTrainer: Trainer {
 
     public var hasEvaluation: Bool { !evalPrompts.isEmpty }
 
-    /// Greedy episodes with the environment on the eval prompts: the rates of the model's final
-    /// turns (accuracy, format, reflection, as single-turn evaluation reports them) and the
-    /// episodes' turns, environment reward and failures.
-    func episodeEvaluation(batch: Int = 32) throws -> [(String, JSONValue)] {
-        guard let e = config.environment else { throw PonderError(.internal, "no environment") }
-        guard let factory = environmentFactory else {
-            throw PonderError(.misuse, "environment \"\(e.name)\" is not built in and none was registered under that name")
-        }
-        let rewards = RewardSet(config: RewardConfig())
-        var texts: [String] = [], scored: [ScoredCompletion] = []
-        var turns = 0, errors = 0, envReward = 0.0, envScored = 0
-        var req = GenerateRequest()
-        req.sampling.temperature = 0
-        req.maxTokens = config.maxCompletionLength
-        for start in stride(from: 0, to: evalPrompts.count, by: batch) {
-            let chunk = Array(evalPrompts[start..<min(evalPrompts.count, start + batch)])
-            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: config.maxCompletionLength,
-                               maxTokenBytes: maxTokenBytes, count: chunk.count)
-            let firsts = eps.reset(factory: factory, tasks: chunk.map(\.task), seeds: chunk.indices.map { UInt64(start + $0) }, groupSize: 1)
-            let ids = try chunk.enumerated().map { k, p in
-                try GRPOTrainer.tokens(of: firsts[k].map { p.asking($0) } ?? p, model: model, maxLength: maxPromptTokens)
-            }
-            let gen = try model.generate(prompts: ids, req, steering: eps.steering)
-            eps.finish(gen.completions)
-            for (k, p) in chunk.enumerated() {
-                let ep = eps.episodes[k]
-                texts.append(ep.finalTurn)
-                scored.append(rewards.score(RewardInput(completion: ep.finalTurn, reference: p.reference, prompt: p.text)))
-                turns += ep.turns
-                if ep.error != nil { errors += 1 }
-                if let r = ep.reward { envReward += r; envScored += 1 }
-            }
-        }
-        let n = Double(texts.count)
-        return [("count", .int(Int64(texts.count)))] + Evaluation.rates(texts: texts, scored: scored) + [
-            ("turns_mean", .double(Double(turns) / n)), ("environment_errors", .int(Int64(errors))),
-            ("environment_reward", envScored > 0 ? .double(envReward / Double(envScored)) : .null),
-        ]
-    }
-
     public func evaluationMetrics() throws -> [(String, JSONValue)] {
         guard !evalPrompts.isEmpty else { throw PonderError.invalid("no eval prompts (data.eval)") }
-        if config.environment != nil { return try episodeEvaluation().map { ("eval_" + $0.0, $0.1) } }
+        if let e = config.environment {
+            guard let factory = environmentFactory else {
+                throw PonderError(.misuse, "environment \"\(e.name)\" is not built in and none was registered under that name")
+            }
+            return try Evaluation.episodes(model: model, prompts: evalPrompts, environment: e, factory: factory,
+                                           maxNewTokens: config.maxCompletionLength, maxPromptLength: maxPromptTokens)
+                .map { ("eval_" + $0.0, $0.1) }
+        }
         let r = try Evaluation.run(model: model, prompts: evalPrompts, maxTokens: config.maxCompletionLength,
                                    maxPromptLength: config.maxPromptLength)
         return r.metrics.map { ("eval_" + $0.0, $0.1) }

@@ -157,3 +157,31 @@ def test_example_configs_validate():
         cfg = json.load(open(os.path.join(d, f)))
         if "stages" in cfg:
             assert ponder.validate_config(cfg) == [], f
+
+
+def test_python_environment_in_a_pipeline_stage(tmp_path):
+    """A pipeline's grpo stage with a registered Python environment: the run refuses to start
+    without it, then runs to the end with episodes in the stage's completions."""
+    from pipeline_runs import tiny_config
+    cfg = tiny_config(str(tmp_path / "run"), grpo_steps=2)
+    grpo = next(s for s in cfg["stages"] if s["type"] == "grpo")
+    grpo["environment"] = {"name": "host", "max_turns": 2, "options": {"limit": 1}}
+    grpo["log_completions_steps"] = 1
+    ev = next(s for s in cfg["stages"] if s["type"] == "eval")
+    ev["environment"] = {"name": "host", "max_turns": 2, "options": {"limit": 1}}
+    p = ponder.Pipeline(cfg)
+    try:
+        p.run()
+        raise AssertionError("ran without its environment")
+    except ponder.PonderError as e:
+        assert e.status_name == "MISUSE" and "host" in e.message
+    Host.made = 0
+    Host.action_end = None
+    p.register_environment("host", Host)
+    p.run()
+    p.close()
+    rows = [json.loads(line) for d, _, files in os.walk(tmp_path / "run") for f in files if f == "completions.jsonl"
+            for line in open(os.path.join(d, f))]
+    assert rows and all("turns" in r and "ended" in r for r in rows)
+    table = json.load(open(next(os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "run") for f in fs if f == "eval.json")))
+    assert all("turns_mean" in r and "episode_accuracy" in r for r in table["rows"]), table["rows"]
