@@ -57,7 +57,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
     a = ap.parse_args()
-    info = machine_info(torch_config=False)
+    info = machine_info(ponder.library()._name, torch_config=False)
     print(json.dumps(info), flush=True)
     tmp = tempfile.mkdtemp(prefix="ponder-env-bench-")
     rows = [{"model": "sft", "seed": None, "single_turn": evaluate(a.model, None, tmp),
