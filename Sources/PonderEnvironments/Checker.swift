@@ -12,7 +12,7 @@ public final class CheckerEnvironment: Environment {
         public var maxTurns = 3
         public var discount = 0.7
         /// What the model is told after a wrong answer.
-        public var retryCue = "That answer does not check out. Find the mistake in your reasoning and answer again."
+        public var retryCue = "Wrong answer. Check your work."
         init(_ r: JSONReader?) {
             guard let r else { return }
             maxTurns = r.int("max_turns", in: 1...100) ?? maxTurns
