@@ -150,10 +150,11 @@ public enum Calculator {
                 if c == "." && !seenPoint {
                     seenPoint = true
                 } else if let d = c.properties.numericType == .decimal ? c.properties.numericValue : nil, c.isASCII {
+                    // Checked, not a digit count: every result the calculator prints reads back.
                     digits += 1
-                    guard digits <= 18 else { throw Failure(message: "number too long at offset \(start)") }
-                    num = num * 10 + Int64(d)
-                    if seenPoint { den *= 10 }
+                    num = try Fraction.checked(num.multipliedReportingOverflow(by: 10))
+                    num = try Fraction.checked(num.addingReportingOverflow(Int64(d)))
+                    if seenPoint { den = try Fraction.checked(den.multipliedReportingOverflow(by: 10)) }
                 } else {
                     break
                 }

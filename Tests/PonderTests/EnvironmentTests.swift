@@ -55,7 +55,10 @@ final class EnvironmentTests: XCTestCase {
         XCTAssertEqual(eval("-1/8"), "-0.125")
         XCTAssertEqual(eval("1/0"), "error: division by zero")
         XCTAssertEqual(eval("999999999999999999 * 10"), "error: number too large")
-        XCTAssertEqual(eval("9223372036854775807"), "error: number too long at offset 0")
+        XCTAssertEqual(eval("9223372036854775807"), "9223372036854775807")
+        XCTAssertEqual(eval("9223372036854775808"), "error: number too large")
+        // A result the calculator prints reads back (found by the fuzzer: a 19-digit product).
+        XCTAssertEqual(eval("1996001999998003998 + 1"), "1996001999998003999")
         XCTAssertEqual(eval("99999999999 * 99999999999"), "error: number too large")
         XCTAssertEqual(eval("1 +"), "error: expected a number at the end")
         XCTAssertEqual(eval("2 ** 3"), "error: expected a number at offset 3, got \"*\"")
