@@ -322,11 +322,8 @@ public final class Pipeline {
             row.append(("n", .int(Int64(r.count))))
             row += r.metrics.filter { !["accuracy", "format_rate", "reflection", "mean_length", "count"].contains($0.0) }
             if let en = e.environment {
-                guard let factory = BuiltinEnvironments.factory(en.name, options: JSONReader(.object([("options", en.options)])).object("options"))
-                        ?? environments[en.name] else {
-                    throw PonderError(.misuse, "environment \"\(en.name)\" is not built in and none was registered under that name")
-                }
-                let ep = try Evaluation.episodes(model: model, prompts: prompts, environment: en, factory: factory, maxNewTokens: e.maxNewTokens,
+                let ep = try Evaluation.episodes(model: model, prompts: prompts, environment: en,
+                                                 factory: try en.factory(registered: environments[en.name]), maxNewTokens: e.maxNewTokens,
                                                  maxPromptLength: e.maxPromptLength, batch: e.batchSize,
                                                  shouldStop: { stopped || self.stopRequested })
                 for (key, v) in ep where key != "count" && !key.hasPrefix("reflection/") {

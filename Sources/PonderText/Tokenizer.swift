@@ -31,6 +31,8 @@ public final class Tokenizer: @unchecked Sendable {
     /// Decoded bytes of every id, flattened: bytes of id i are tokenBytes[offsets[i]..<offsets[i+1]].
     let tokenBytes: [UInt8]
     let offsets: [Int]
+    /// The longest text of one token, in bytes: a text longer than n × this needs more than n tokens.
+    public let longestTokenBytes: Int
 
     /// - tokens: id → token string in byte-level form (GGUF `tokenizer.ggml.tokens`, HF vocab).
     /// - merges: "left right" in rank order.
@@ -108,6 +110,7 @@ public final class Tokenizer: @unchecked Sendable {
         }
         tokenBytes = flat
         self.offsets = offsets
+        longestTokenBytes = zip(offsets.dropFirst(), offsets).map { $0 - $1 }.max() ?? 0
     }
 
     public func token(_ id: Int32) -> String? {

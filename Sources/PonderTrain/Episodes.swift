@@ -44,6 +44,14 @@ public struct EnvironmentConfig: Sendable, Equatable {
         return c
     }
 
+    /// The factory of this environment: the built-in one of `name`, else `registered` (the
+    /// caller's, set on the trainer or pipeline).
+    public func factory(registered: EnvironmentFactory?) throws -> EnvironmentFactory {
+        let options = JSONReader(.object([("options", options)])).object("options")
+        if let f = BuiltinEnvironments.factory(name, options: options) ?? registered { return f }
+        throw PonderError(.misuse, "environment \"\(name)\" is not built in and none was registered under that name")
+    }
+
     public var json: JSONValue {
         .object([("name", .string(name)), ("max_turns", .int(Int64(maxTurns))), ("reward_weight", .double(rewardWeight)),
                  ("role", .string(role)), ("options", options)])
@@ -88,16 +96,12 @@ final class Episodes {
     let config: EnvironmentConfig
     let tokenizer: Tokenizer
     let maxTokens: Int
-    /// Longest text of one token: an observation longer than the budget × this is over budget
-    /// without being tokenized.
-    let maxTokenBytes: Int
     var episodes: [Episode]
 
-    init(config: EnvironmentConfig, tokenizer: Tokenizer, maxTokens: Int, maxTokenBytes: Int, count: Int) {
+    init(config: EnvironmentConfig, tokenizer: Tokenizer, maxTokens: Int, count: Int) {
         self.config = config
         self.tokenizer = tokenizer
         self.maxTokens = maxTokens
-        self.maxTokenBytes = maxTokenBytes
         episodes = Array(repeating: Episode(), count: count)
     }
 
@@ -150,16 +154,18 @@ final class Episodes {
             byDelimiter = view.find(d, from: from) != nil
             episodes[i].scanned = view.bytes.count
         }
-        let action = String(decoding: view.bytes[start...], as: UTF8.self)
+        // Built only where an action ends, not for every token.
+        var actionText: String { String(decoding: view.bytes[start...], as: UTF8.self) }
         if let f = view.finish, f != .eos {
             // Cut by the budget (or a stop string): the last action is never answered.
-            episodes[i].pieces.append(action)
+            episodes[i].pieces.append(actionText)
             episodes[i].ended = f == .length ? "length" : "stop"
             episodes[i].env = nil
             return .keep
         }
         guard byTurn || byDelimiter else { return .keep }
 
+        let action = actionText
         episodes[i].turns += 1
         episodes[i].pieces.append(action)
         if byTurn {
@@ -186,7 +192,8 @@ final class Episodes {
         if episodes[i].turns >= config.maxTurns { return end("max_turns") }
 
         let room = maxTokens - view.tokens.count
-        guard step.observation.utf8.count <= room * maxTokenBytes else { return end("budget") }
+        // Over the budget for certain without tokenizing it (a 1 MB observation costs nothing).
+        guard step.observation.utf8.count <= room * max(1, tokenizer.longestTokenBytes) else { return end("budget") }
         var force: [Int32] = []
         for part in tokenizer.chatTemplate.continuation(role: config.role, content: step.observation, closeTurn: !byTurn) {
             force += tokenizer.encode(part.text, parseSpecial: !part.isContent, addBOS: false)

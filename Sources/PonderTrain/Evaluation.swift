@@ -255,7 +255,6 @@ public enum Evaluation {
                                 shouldStop: () -> Bool = { false }, progress: (Int, Int) -> Void = { _, _ in }) throws -> [(String, JSONValue)] {
         guard !prompts.isEmpty else { throw PonderError.invalid("evaluation: no prompts") }
         let budget = max(1, min(maxPromptLength, model.config.maxPositions - maxNewTokens))
-        let tokenBytes = (0..<Int32(model.config.vocabSize)).reduce(1) { max($0, model.tokenizer.bytes(of: $1).count) }
         let rewards = RewardSet(config: RewardConfig())
         var texts: [String] = [], scored: [ScoredCompletion] = []
         var turns = 0, errors = 0, envReward = 0.0, envScored = 0
@@ -265,7 +264,7 @@ public enum Evaluation {
         for start in stride(from: 0, to: prompts.count, by: batch) {
             if shouldStop() { throw PonderError(.cancelled, "evaluation cancelled after \(start) of \(prompts.count) prompts") }
             let chunk = Array(prompts[start..<min(prompts.count, start + batch)])
-            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: maxNewTokens, maxTokenBytes: tokenBytes, count: chunk.count)
+            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: maxNewTokens, count: chunk.count)
             // Seeded by the problem's index: the same episodes whatever the batch size.
             let firsts = eps.reset(factory: factory, tasks: chunk.map(\.task), seeds: chunk.indices.map { UInt64(start + $0) }, groupSize: 1)
             let ids = try chunk.enumerated().map { k, p in

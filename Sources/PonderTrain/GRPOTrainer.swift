@@ -30,10 +30,8 @@ public final class GRPOTrainer: Trainer {
     var custom: [String: CustomReward] = [:]
     var rollout: Rollout?
     var completionsFile: String?
-    /// The environment's factory: a built-in one from the config, or the caller's (setEnvironment).
-    var environmentFactory: EnvironmentFactory?
-    /// Longest text of one token (the environment's observation budget check).
-    let maxTokenBytes: Int
+    /// The caller's environment (setEnvironment), for a config's environment that is not built in.
+    var registeredEnvironment: EnvironmentFactory?
     /// A prompt's token budget: max_prompt_length, within the context left by the completion.
     let maxPromptTokens: Int
 
@@ -82,13 +80,6 @@ public final class GRPOTrainer: Trainer {
         reference = config.loss.beta != 0 && config.run.lora == nil ? try config.run.model.load() : nil
         try training.start(dataCount: prompts.count, perStep: config.promptsPerStep)
         if let d = config.run.outputDir, config.logCompletionsSteps > 0 { completionsFile = d + "/completions.jsonl" }
-        if let e = config.environment {
-            let reader = JSONReader(.object([("options", e.options)]))
-            environmentFactory = BuiltinEnvironments.factory(e.name, options: reader.object("options"))
-            maxTokenBytes = (0..<Int32(model.config.vocabSize)).reduce(1) { max($0, model.tokenizer.bytes(of: $1).count) }
-        } else {
-            maxTokenBytes = 1
-        }
     }
 
     /// Registers the environment named by the config's environment.name (one not built in).
@@ -96,7 +87,7 @@ public final class GRPOTrainer: Trainer {
         guard let e = config.environment else { throw PonderError.invalid("environment \"\(name)\": the config has no \"environment\"") }
         guard e.name == name else { throw PonderError.invalid("environment \"\(name)\": the config's environment is \"\(e.name)\"") }
         guard !BuiltinEnvironments.names.contains(name) else { throw PonderError.invalid("environment \"\(name)\" is built in") }
-        environmentFactory = factory
+        registeredEnvironment = factory
     }
 
     /// Registers the function of a reward named in reward.custom.
@@ -142,11 +133,8 @@ public final class GRPOTrainer: Trainer {
         var stepPromptIDs = picked.map { promptIDs[$0] }
         var episodes: Episodes?
         if let e = config.environment {
-            guard let factory = environmentFactory else {
-                throw PonderError(.misuse, "environment \"\(e.name)\" is not built in and none was registered under that name")
-            }
-            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: config.maxCompletionLength,
-                               maxTokenBytes: maxTokenBytes, count: picked.count * g)
+            let factory = try e.factory(registered: registeredEnvironment)
+            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: config.maxCompletionLength, count: picked.count * g)
             // Every member of a group starts from the same task and seed: a shared baseline.
             let seeds = picked.map { _ in rng.next() }
             let firsts = eps.reset(factory: factory, tasks: stepPrompts.map(\.task), seeds: seeds, groupSize: g)
@@ -345,10 +333,8 @@ public final class GRPOTrainer: Trainer {
     public func evaluationMetrics() throws -> [(String, JSONValue)] {
         guard !evalPrompts.isEmpty else { throw PonderError.invalid("no eval prompts (data.eval)") }
         if let e = config.environment {
-            guard let factory = environmentFactory else {
-                throw PonderError(.misuse, "environment \"\(e.name)\" is not built in and none was registered under that name")
-            }
-            return try Evaluation.episodes(model: model, prompts: evalPrompts, environment: e, factory: factory,
+            return try Evaluation.episodes(model: model, prompts: evalPrompts, environment: e,
+                                           factory: try e.factory(registered: registeredEnvironment),
                                            maxNewTokens: config.maxCompletionLength, maxPromptLength: maxPromptTokens)
                 .map { ("eval_" + $0.0, $0.1) }
         }

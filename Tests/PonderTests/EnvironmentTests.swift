@@ -149,7 +149,7 @@ final class EnvironmentTests: XCTestCase {
     func episodes(_ env: Environment, maxTurns: Int = 4, maxTokens: Int = 200) throws -> Episodes {
         var c = EnvironmentConfig(name: "scripted")
         c.maxTurns = maxTurns
-        let e = Episodes(config: c, tokenizer: try Tokenizer.byteLevel(), maxTokens: maxTokens, maxTokenBytes: 1, count: 1)
+        let e = Episodes(config: c, tokenizer: try Tokenizer.byteLevel(), maxTokens: maxTokens, count: 1)
         _ = e.reset(factory: { env }, tasks: [.object([("prompt", "Q")])], seeds: [7], groupSize: 1)
         return e
     }
@@ -207,7 +207,7 @@ final class EnvironmentTests: XCTestCase {
         XCTAssertTrue(thrower.afterToken(0, view(["<tool>1</tool>"]), delimiter: d).isEnd)
         XCTAssertEqual(thrower.episodes[0].error, "step 1: boom")
         // A reset that throws: the episode fails before its first token, and stops at once.
-        let e = Episodes(config: EnvironmentConfig(name: "x"), tokenizer: try Tokenizer.byteLevel(), maxTokens: 50, maxTokenBytes: 1, count: 2)
+        let e = Episodes(config: EnvironmentConfig(name: "x"), tokenizer: try Tokenizer.byteLevel(), maxTokens: 50, count: 2)
         var made = 0
         let firsts = e.reset(factory: {
             made += 1
