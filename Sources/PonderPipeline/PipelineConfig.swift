@@ -81,7 +81,7 @@ public struct PipelineConfig: Sendable {
     init(reader r: JSONReader, checkFiles: Bool) {
         func source(_ o: JSONReader, _ key: String) -> DataSource? {
             let s = DataSource(o, key)
-            if checkFiles, case let .jsonl(p)? = s, !fileExists(p) { o.fail(key, "no such file: \(p)") }
+            if checkFiles, case let .jsonl(p, _)? = s, !fileExists(p) { o.fail(key, "no such file: \(p)") }
             return s
         }
         if let m = r.object("model") {
@@ -214,7 +214,7 @@ public struct PipelineConfig: Sendable {
                 rc.reward = reward
                 rc.customRewards = customRewards
             }
-            if case let .jsonl(p)? = stage.rejectionPrompts, !fileExists(p) { rj.fail("prompts", "no such file: \(p)") }
+            if case let .jsonl(p, _)? = stage.rejectionPrompts, !fileExists(p) { rj.fail("prompts", "no such file: \(p)") }
             stage.rejection = rc
             if stage.data != nil { s.fail("data", "a rejection_sft stage trains on its samples: the prompts are rejection.prompts") }
             var c = SFTConfig(run: run, train: placeholder, eval: nil, system: nil)

@@ -19,7 +19,9 @@ public enum Datasets {
     /// Reads a JSONL file of examples in any of the usual shapes:
     /// {"prompt", "completion"}, {"messages": [...]}, or GSM8K's {"question", "answer"}
     /// (mapped to <think>reasoning</think><answer>final</answer>). Errors name file:line.
-    public static func loadJSONL(_ path: String, system: String? = nil) throws -> [ChatExample] {
+    /// `toolTraces`: GSM8K lines become calculator conversations (`gsm8kToolTrace`); other
+    /// shapes are read as they are.
+    public static func loadJSONL(_ path: String, system: String? = nil, toolTraces: Bool = false) throws -> [ChatExample] {
         let bytes = try readFile(path)
         var out: [ChatExample] = []
         var lineNo = 0
@@ -32,7 +34,7 @@ public enum Datasets {
             start = end + 1
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
             let v = try line.withUnsafeBytes { try JSONValue.parse($0, what: "\(path):\(lineNo)") }
-            out.append(try example(v, where: "\(path):\(lineNo)", system: system))
+            out.append(try example(v, where: "\(path):\(lineNo)", system: system, toolTraces: toolTraces))
         }
         guard !out.isEmpty else { throw PonderError.invalid("\(path): no examples") }
         return out
@@ -53,7 +55,7 @@ public enum Datasets {
         return out
     }
 
-    public static func example(_ v: JSONValue, where w: String, system: String?) throws -> ChatExample {
+    public static func example(_ v: JSONValue, where w: String, system: String?, toolTraces: Bool = false) throws -> ChatExample {
         let r = JSONReader(v, what: w)
         var messages: [ChatTemplate.Message] = []
         if let s = system { messages.append(.init(role: "system", content: s)) }
@@ -68,7 +70,7 @@ public enum Datasets {
             let q = r.string("question"), a = r.string("answer")
             if let q, let a {
                 messages.append(.init(role: "user", content: q))
-                messages.append(.init(role: "assistant", content: gsm8kCompletion(a)))
+                messages += toolTraces ? gsm8kToolTrace(a) : [.init(role: "assistant", content: gsm8kCompletion(a))]
             } else {
                 r.failHere("GSM8K examples need string \"question\" and \"answer\"")
             }
@@ -107,6 +109,35 @@ public enum Datasets {
             text += trim(c) + "\n"
         }
         return ChatExample(messages: [.init(role: textRole, content: text)])
+    }
+
+    /// GSM8K's answer as the turns of an episode with the `calculator` environment: each
+    /// "<<48/2=24>>" annotation becomes a tool call that ends the assistant's turn, and the
+    /// calculator's own reply to it ("= 24") the next user turn, so SFT teaches exactly the turns
+    /// the environment then produces. "Natalia sold 48/2 = <<48/2=24>>24 clips" →
+    /// "<think>Natalia sold 48/2 = <tool>48/2</tool>" | "= 24" | "24 clips …</think><answer>72</answer>".
+    /// An annotation the calculator cannot read (GSM8K has a few: "<<2*3%=6>>") is dropped as in
+    /// `gsm8kCompletion`, and so is one whose value differs from the annotated result (the trace
+    /// would contradict its own observation).
+    public static func gsm8kToolTrace(_ answer: String) -> [ChatTemplate.Message] {
+        let parts = answer.split(separator: "####", maxSplits: 1, omittingEmptySubsequences: false)
+        var rest = Substring(parts[0])
+        var turns: [ChatTemplate.Message] = []
+        var text = ""
+        func open() -> String { turns.isEmpty ? "<think>" : "" }
+        while let start = rest.firstRange(of: "<<"), let close = rest[start.upperBound...].firstRange(of: ">>") {
+            text += rest[..<start.lowerBound]
+            let body = rest[start.upperBound..<close.lowerBound]
+            rest = rest[close.upperBound...]
+            guard let eq = body.lastIndex(of: "="), let value = try? Calculator.evaluate(String(body[..<eq])),
+                  let stated = try? Calculator.evaluate(String(body[body.index(after: eq)...])), value == stated else { continue }
+            turns.append(.init(role: "assistant", content: open() + (turns.isEmpty ? String(text.drop(while: \.isWhitespace)) : text) + "<tool>\(body[..<eq])</tool>"))
+            turns.append(.init(role: "user", content: "= \(value)"))
+            text = ""
+        }
+        let final = parts.count > 1 ? trim(String(parts[1])) : ""
+        turns.append(.init(role: "assistant", content: open() + trim(text + rest) + "</think><answer>\(final)</answer>"))
+        return turns
     }
 
     /// GSM8K's "reasoning <<calc>> … #### 42" as the paper's format.

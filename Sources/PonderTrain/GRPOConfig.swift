@@ -225,7 +225,7 @@ extension DataSource {
     /// {"prompt", "reference"} (or "solution", or "answer"), {"messages", "reference"}, or a bare
     /// {"prompt"} / {"messages"} without an answer (no reference).
     public func prompts(system: String?) throws -> [GRPOPrompt] {
-        if case let .jsonl(path) = self {
+        if case let .jsonl(path, _) = self {
             let bytes = try readFile(path)
             var out: [GRPOPrompt] = []
             var lineNo = 0
@@ -265,8 +265,8 @@ extension DataSource {
             return out
         }
         // Multi-turn traces are for SFT; as prompts, the generator gives the worked set's questions.
-        if case let .arithmetic(n, seed, split, ops, traces) = self, traces != .worked {
-            return try DataSource.arithmetic(count: n, seed: seed, split: split, ops: ops).prompts(system: system)
+        if case let .arithmetic(n, seed, split, ops, traces, maxOperand) = self, traces != .worked {
+            return try DataSource.arithmetic(count: n, seed: seed, split: split, ops: ops, maxOperand: maxOperand).prompts(system: system)
         }
         return try examples(system: system).map { GRPOPrompt($0) }
     }

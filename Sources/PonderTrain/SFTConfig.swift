@@ -4,18 +4,20 @@ import PonderModel
 import PonderText
 
 public enum DataSource: Sendable, Equatable {
-    case jsonl(String)
+    /// `traces` "tool": GSM8K lines become calculator conversations (see `Datasets.gsm8kToolTrace`).
+    case jsonl(String, traces: Datasets.ArithmeticTraces = .worked)
     case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit, ops: String = "+-*",
-                    traces: Datasets.ArithmeticTraces = .worked)
+                    traces: Datasets.ArithmeticTraces = .worked, maxOperand: Int = 50)
 
     /// As a config names it (every key of the generator written out).
     public var json: JSONValue {
         switch self {
-        case let .jsonl(p): return .string(p)
-        case let .arithmetic(n, seed, split, ops, traces):
+        case let .jsonl(p, traces):
+            return traces == .worked ? .string(p) : .object([("path", .string(p)), ("traces", .string(traces.rawValue))])
+        case let .arithmetic(n, seed, split, ops, traces, maxOperand):
             return .object([("generate", "arithmetic"), ("count", .int(Int64(n))), ("seed", .int(Int64(seed))),
                             ("split", .string(split.rawValue)), ("ops", .array(ops.map { .string(String($0)) })),
-                            ("traces", .string(traces.rawValue))])
+                            ("traces", .string(traces.rawValue)), ("max_operand", .int(Int64(maxOperand)))])
         }
     }
 
@@ -36,6 +38,19 @@ public enum DataSource: Sendable, Equatable {
         guard let v = r.value(key) else { return nil }
         if let s = v.asString { self = .jsonl(s); return }
         guard let g = r.object(key) else { return nil }
+        if g.has("path") {
+            let path = g.string("path")
+            var traces = Datasets.ArithmeticTraces.worked
+            if let t = g.string("traces") {
+                if t == "worked" || t == "tool" { traces = Datasets.ArithmeticTraces(rawValue: t)! } else {
+                    g.fail("traces", "expected \"worked\" or \"tool\" for a JSONL file, got \"\(t.prefix(40))\"")
+                }
+            }
+            g.rejectUnknownKeys()
+            guard let path else { return nil }
+            self = .jsonl(path, traces: traces)
+            return
+        }
         let kind = g.string("generate")
         let count = g.int("count", in: 1...10_000_000) ?? 256
         let seed = UInt64(g.int("seed", in: 0...Int64(Int32.max)) ?? 0)
@@ -57,19 +72,20 @@ public enum DataSource: Sendable, Equatable {
                 g.fail("traces", "expected \"worked\", \"tool\" or \"retry\", got \"\(t.prefix(40))\"")
             }
         }
+        let maxOperand = g.int("max_operand", in: 9...999) ?? 50
         g.rejectUnknownKeys()
         guard kind == "arithmetic" else {
-            r.fail(key, "expected a JSONL path or {\"generate\": \"arithmetic\", \"count\", \"seed\", \"split\"}")
+            r.fail(key, "expected a JSONL path, {\"path\", \"traces\"} or {\"generate\": \"arithmetic\", \"count\", \"seed\", \"split\"}")
             return nil
         }
-        self = .arithmetic(count: count, seed: seed, split: split, ops: ops, traces: traces)
+        self = .arithmetic(count: count, seed: seed, split: split, ops: ops, traces: traces, maxOperand: maxOperand)
     }
 
     public func examples(system: String?) throws -> [ChatExample] {
         switch self {
-        case let .jsonl(p): return try Datasets.loadJSONL(p, system: system)
-        case let .arithmetic(n, seed, split, ops, traces):
-            let ex = Datasets.arithmetic(count: n, seed: seed, split: split, ops: ops, traces: traces)
+        case let .jsonl(p, traces): return try Datasets.loadJSONL(p, system: system, toolTraces: traces == .tool)
+        case let .arithmetic(n, seed, split, ops, traces, maxOperand):
+            let ex = Datasets.arithmetic(count: n, seed: seed, maxOperand: maxOperand, split: split, ops: ops, traces: traces)
             guard let system else { return ex }
             return ex.map { ChatExample(messages: [.init(role: "system", content: system)] + $0.messages) }
         }

@@ -454,6 +454,53 @@ extension EnvironmentTests {
         XCTAssertTrue(prompts.allSatisfy { $0.messages.count == 1 && $0.reference != nil })
     }
 
+    /// GSM8K as calculator conversations: every tool turn's next user turn is what the
+    /// calculator itself answers to it, and the joined assistant turns still end in the answer.
+    func testGSM8KToolTracesReplayThroughTheCalculator() throws {
+        let path = Fixtures.repo.appendingPathComponent("data/gsm8k/train.jsonl").path
+        let r = JSONReader(try JSONValue.parse(#"{"train": {"path": "\#(path)", "traces": "tool"}}"#), what: "data")
+        let source = try XCTUnwrap(DataSource(r, "train"))
+        try r.finish()
+        XCTAssertEqual(source, .jsonl(path, traces: .tool))
+        let examples = Array(try source.examples(system: nil).prefix(300))
+        let plain = try DataSource.jsonl(path).examples(system: nil)
+        var calls = 0, withCalls = 0
+        for (ex, p) in zip(examples, plain) {
+            XCTAssertEqual(ex.messages.first, p.messages.first)
+            let turns = Array(ex.messages.dropFirst())
+            XCTAssertEqual(turns.count % 2, 1)
+            let calc = CalculatorEnvironment(options: .init())
+            _ = try calc.reset(seed: 0, task: .object([("prompt", "q")]))
+            for i in stride(from: 0, to: turns.count - 1, by: 2) {
+                XCTAssertEqual(turns[i].role, "assistant")
+                XCTAssertTrue(turns[i].content.hasSuffix("</tool>"), turns[i].content)
+                XCTAssertEqual(turns[i + 1].role, "user")
+                let step = try calc.step(turns[i].content)
+                XCTAssertFalse(step.done)
+                XCTAssertEqual(step.observation, turns[i + 1].content)
+                XCTAssertFalse(step.observation.hasPrefix("error"), turns[i].content)
+                calls += 1
+            }
+            withCalls += turns.count > 1 ? 1 : 0
+            let mine = turns.filter { $0.role == "assistant" }.map(\.content).joined()
+            XCTAssertTrue(mine.hasPrefix("<think>"))
+            XCTAssertEqual(Answers.finalAnswer(in: mine)?.text, Answers.finalAnswer(in: p.messages[1].content)?.text)
+            XCTAssertEqual(try calc.step(turns.last!.content).done, true, "the last turn calls no tool: the episode ends")
+        }
+        XCTAssertGreaterThan(withCalls, 270, "almost every GSM8K solution has a calculator annotation")
+        XCTAssertGreaterThan(calls, 2 * examples.count)
+        // The JSONL form takes "worked" or "tool" only, and the generator's operand range is read.
+        let bad = JSONReader(try JSONValue.parse(#"{"train": {"path": "x.jsonl", "traces": "retry", "seed": 1}}"#), what: "data")
+        _ = DataSource(bad, "train")
+        let message = bad.problems.map { "\($0.path): \($0.message)" }.joined(separator: "\n")
+        XCTAssertTrue(message.contains("train.traces") && message.contains("train.seed"), message)
+        let wide = try XCTUnwrap(DataSource(JSONReader(try JSONValue.parse(#"{"t": {"generate": "arithmetic", "count": 3000, "split": "test", "max_operand": 99}}"#), what: "d"), "t"))
+        let held = try wide.examples(system: nil)
+        XCTAssertEqual(held.count, 3000)
+        let operands = held.flatMap { $0.messages[0].content.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) } }
+        XCTAssertEqual(operands.max(), 99)
+    }
+
     func testEpisodeEvaluationIsGreedyAndCountsTurns() throws {
         let json = config(environment: #"{"name": "calculator"}"#).replacingOccurrences(
             of: #""max_prompt_length": 64}"#, with: #""max_prompt_length": 64, "eval": {"generate": "arithmetic", "count": 5, "seed": 2, "split": "test"}}"#)

@@ -167,6 +167,7 @@ final class PipelineConfigTests: XCTestCase {
                                                                  tieWordEmbeddings: true), seed: 0, std: 1).json["scratch"]),
             "data": keys(defaults["data"]),
             "generator": keys(DataSource.arithmetic(count: 1, seed: 0, split: .train).json),
+            "jsonl": keys(DataSource.jsonl("train.jsonl", traces: .tool).json),
             "reward": keys(defaults["reward"]),
             "output": keys(defaults["output"]),
             "lora": keys(LoRAConfig().json),
