@@ -246,12 +246,13 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--max-tokens", type=int, default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--threads", type=int, default=2, help="accuracy parts only (speed always uses 2)")
     a = ap.parse_args()
     info = machine_info(os.environ.get("PONDER_LIBRARY"), torch_config=False)
     print_machine(info)
     ks = [int(k) for k in a.ks.split(",")]
     reflect_ks = ks if a.reflect_ks is None else [int(k) for k in a.reflect_ks.split(",") if k]
-    model = ponder.Model.load(a.model or SMOL, threads=2)
+    model = ponder.Model.load(a.model or SMOL, threads=2 if a.part == "speed" else a.threads)
     path = a.out or os.path.join(HERE, "out", f"infer_{a.part}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = path.replace(".json", ".partial.json")

@@ -469,7 +469,9 @@ extension EnvironmentTests {
             XCTAssertEqual(ex.messages.first, p.messages.first)
             let turns = Array(ex.messages.dropFirst())
             XCTAssertEqual(turns.count % 2, 1)
-            let calc = CalculatorEnvironment(options: .init())
+            var options = CalculatorEnvironment.Options()
+            options.maxCalls = 100
+            let calc = CalculatorEnvironment(options: options)
             _ = try calc.reset(seed: 0, task: .object([("prompt", "q")]))
             for i in stride(from: 0, to: turns.count - 1, by: 2) {
                 XCTAssertEqual(turns[i].role, "assistant")
