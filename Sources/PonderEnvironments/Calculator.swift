@@ -201,10 +201,13 @@ public final class CalculatorEnvironment: Environment {
         guard !exprs.isEmpty else { return EnvironmentStep(done: true) }
         calls += exprs.count
         if calls > options.maxCalls { return EnvironmentStep(done: true, info: .object([("reason", "max_calls")])) }
-        let lines = exprs.map { e -> String in
-            do { return "= \(try Calculator.evaluate(e))" } catch { return "error: \(error)" }
-        }
-        return EnvironmentStep(observation: lines.joined(separator: "\n"), done: false)
+        return EnvironmentStep(observation: exprs.map(CalculatorEnvironment.reply).joined(separator: "\n"), done: false)
+    }
+
+    /// The line the calculator answers one tool call with ("= 42", or "error: …"); SFT traces
+    /// use it too, so they hold exactly what the environment says.
+    public static func reply(_ expression: String) -> String {
+        do { return "= \(try Calculator.evaluate(expression))" } catch { return "error: \(error)" }
     }
 
     /// The expressions of every complete <tool>…</tool> in `text`, in order.

@@ -131,8 +131,9 @@ public enum Datasets {
             rest = rest[close.upperBound...]
             guard let eq = body.lastIndex(of: "="), let value = try? Calculator.evaluate(String(body[..<eq])),
                   let stated = try? Calculator.evaluate(String(body[body.index(after: eq)...])), value == stated else { continue }
-            turns.append(.init(role: "assistant", content: open() + (turns.isEmpty ? String(text.drop(while: \.isWhitespace)) : text) + "<tool>\(body[..<eq])</tool>"))
-            turns.append(.init(role: "user", content: "= \(value)"))
+            let expression = String(body[..<eq])
+            turns.append(.init(role: "assistant", content: open() + (turns.isEmpty ? String(text.drop(while: \.isWhitespace)) : text) + "<tool>\(expression)</tool>"))
+            turns.append(.init(role: "user", content: CalculatorEnvironment.reply(expression)))
             text = ""
         }
         let final = parts.count > 1 ? trim(String(parts[1])) : ""
