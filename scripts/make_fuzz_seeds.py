@@ -409,7 +409,9 @@ out("corpus/grpo_config/every_key.json", json.dumps({
                  "multi_objective_aggregation": "normalize_then_sum", "num_iterations": 2,
                  "mask_truncated_completions": True, "skip_zero_std_groups": True, "log_completions_steps": 1,
                  "eval_limit": 10, "max_steps": 3, "learning_rate": 1e-5, "max_nonfinite_steps": 2},
-    "output": {"dir": "runs/x", "save_steps": 1, "resume": False}, "threads": 1}))
+    "output": {"dir": "runs/x", "save_steps": 1, "resume": False},
+    "environment": {"name": "checker", "max_turns": 3, "reward_weight": 0.5, "role": "user",
+                    "options": {"max_turns": 2, "discount": 0.5, "retry_cue": "Again."}}, "threads": 1}))
 out("corpus/rejection_config/every_key.json", json.dumps({
     "prompts": {"generate": "arithmetic", "count": 8, "seed": 1, "split": "train", "ops": ["*", "+"]},
     "system": "paper", "num_samples": 4, "max_completion_length": 32, "temperature": 0.9, "top_p": 0.95,
