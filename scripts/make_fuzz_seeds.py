@@ -413,7 +413,8 @@ out("corpus/grpo_config/every_key.json", json.dumps({
     "environment": {"name": "checker", "max_turns": 3, "reward_weight": 0.5, "role": "user",
                     "options": {"max_turns": 2, "discount": 0.5, "retry_cue": "Again."}}, "threads": 1}))
 out("corpus/rejection_config/every_key.json", json.dumps({
-    "prompts": {"generate": "arithmetic", "count": 8, "seed": 1, "split": "train", "ops": ["*", "+"]},
+    "prompts": {"generate": "arithmetic", "count": 8, "seed": 1, "split": "train", "ops": ["*", "+"], "max_operand": 60,
+                "direct": {"*": 0.5}},
     "system": "paper", "num_samples": 4, "max_completion_length": 32, "temperature": 0.9, "top_p": 0.95,
     "seed": 2, "min_reward": 1.5, "require": ["accuracy", "format"], "max_per_prompt": 2,
     "reward": {"rewards": ["accuracy", "format", "reflection"], "reward_weights": [1, 1, 0.5]},

@@ -173,8 +173,14 @@ public enum Datasets {
     /// draws from every problem.
     /// `ops`: the operations drawn ("+", "-", "*"; all three by default).
     /// `traces`: besides worked answers, multi-turn traces for the built-in environments.
+    /// `direct`: per operation, the fraction of its answers that state the result without working
+    /// ("<think>So 43 * 7 = 301</think>"), as a teacher that knows its tables would write them. A
+    /// model trained from scratch cannot do that step reliably; when the fraction is above one half
+    /// its greedy answer is the shortcut, while its samples still work some problems out: a choice of
+    /// procedure that only a reward, not imitation, can correct (GRPOLearningTests).
     public static func arithmetic(count: Int, seed: UInt64, maxOperand: Int = 50, split: ArithmeticSplit = .train,
-                                  ops: String = "+-*", traces: ArithmeticTraces = .worked) -> [ChatExample] {
+                                  ops: String = "+-*", traces: ArithmeticTraces = .worked,
+                                  direct: [Character: Double] = [:]) -> [ChatExample] {
         if split == .test {
             var all: [(Character, Int, Int)] = []
             for a in 1...maxOperand {
@@ -200,7 +206,10 @@ public enum Datasets {
             }
             if split == .train && isHeldOut(problem.0, problem.1, problem.2) { continue }
             if !ops.contains(problem.0) { continue }
-            var ex = arithmeticExample(problem.0, problem.1, problem.2, check: rng.next() % 4 == 0)
+            let check = rng.next() % 4 == 0
+            // Drawn only for operations with a fraction, so the default data stay what they were.
+            let shortcut = direct[problem.0].map { Double(rng.next() % 1_000_000) < $0 * 1_000_000 } ?? false
+            var ex = arithmeticExample(problem.0, problem.1, problem.2, check: check, direct: shortcut)
             switch traces {
             case .worked: break
             case .tool: if rng.next() % 2 == 0 { ex = toolTrace(problem.0, problem.1, problem.2) }
@@ -253,9 +262,10 @@ public enum Datasets {
     /// `check`: end the worked answer by verifying the result with the inverse operation
     /// ("Check: 53 - 17 = 36."), a reflection behaviour the base model then has at some rate
     /// for GRPO's reflection reward to reinforce (or not).
-    static func arithmeticExample(_ op: Character, _ a: Int, _ b: Int, check: Bool = false) -> ChatExample {
+    static func arithmeticExample(_ op: Character, _ a: Int, _ b: Int, check: Bool = false, direct: Bool = false) -> ChatExample {
         var (work, result): (String, Int)
         switch op {
+        case _ where direct: (work, result) = ("So \(a) \(op) \(b) = \(Self.result(op, a, b))", Self.result(op, a, b))
         case "+": (work, result) = (columnSum(a, b), a + b)
         case "-": (work, result) = (columnDifference(a, b), a - b)
         default: (work, result) = (columnProduct(a, b), a * b)

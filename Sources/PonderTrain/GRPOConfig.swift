@@ -265,7 +265,7 @@ extension DataSource {
             return out
         }
         // Multi-turn traces are for SFT; as prompts, the generator gives the worked set's questions.
-        if case let .arithmetic(n, seed, split, ops, traces, maxOperand) = self, traces != .worked {
+        if case let .arithmetic(n, seed, split, ops, traces, maxOperand, _) = self, traces != .worked {
             return try DataSource.arithmetic(count: n, seed: seed, split: split, ops: ops, maxOperand: maxOperand).prompts(system: system)
         }
         return try examples(system: system).map { GRPOPrompt($0) }

@@ -7,17 +7,18 @@ public enum DataSource: Sendable, Equatable {
     /// `traces` "tool": GSM8K lines become calculator conversations (see `Datasets.gsm8kToolTrace`).
     case jsonl(String, traces: Datasets.ArithmeticTraces = .worked)
     case arithmetic(count: Int, seed: UInt64, split: Datasets.ArithmeticSplit, ops: String = "+-*",
-                    traces: Datasets.ArithmeticTraces = .worked, maxOperand: Int = 50)
+                    traces: Datasets.ArithmeticTraces = .worked, maxOperand: Int = 50, direct: [Character: Double] = [:])
 
     /// As a config names it (every key of the generator written out).
     public var json: JSONValue {
         switch self {
         case let .jsonl(p, traces):
             return traces == .worked ? .string(p) : .object([("path", .string(p)), ("traces", .string(traces.rawValue))])
-        case let .arithmetic(n, seed, split, ops, traces, maxOperand):
+        case let .arithmetic(n, seed, split, ops, traces, maxOperand, direct):
             return .object([("generate", "arithmetic"), ("count", .int(Int64(n))), ("seed", .int(Int64(seed))),
                             ("split", .string(split.rawValue)), ("ops", .array(ops.map { .string(String($0)) })),
-                            ("traces", .string(traces.rawValue)), ("max_operand", .int(Int64(maxOperand)))])
+                            ("traces", .string(traces.rawValue)), ("max_operand", .int(Int64(maxOperand))),
+                            ("direct", .object(direct.sorted { $0.key < $1.key }.map { (String($0.key), .double($0.value)) }))])
         }
     }
 
@@ -73,19 +74,26 @@ public enum DataSource: Sendable, Equatable {
             }
         }
         let maxOperand = g.int("max_operand", in: 9...999) ?? 50
+        var direct: [Character: Double] = [:]
+        if let d = g.object("direct") {
+            for k in ["+", "-", "*"] {
+                if let f = d.double(k, "a fraction in [0, 1]", valid: { (0...1).contains($0) }), f > 0 { direct[Character(k)] = f }
+            }
+            d.rejectUnknownKeys()
+        }
         g.rejectUnknownKeys()
         guard kind == "arithmetic" else {
             r.fail(key, "expected a JSONL path, {\"path\", \"traces\"} or {\"generate\": \"arithmetic\", \"count\", \"seed\", \"split\"}")
             return nil
         }
-        self = .arithmetic(count: count, seed: seed, split: split, ops: ops, traces: traces, maxOperand: maxOperand)
+        self = .arithmetic(count: count, seed: seed, split: split, ops: ops, traces: traces, maxOperand: maxOperand, direct: direct)
     }
 
     public func examples(system: String?) throws -> [ChatExample] {
         switch self {
         case let .jsonl(p, traces): return try Datasets.loadJSONL(p, system: system, toolTraces: traces == .tool)
-        case let .arithmetic(n, seed, split, ops, traces, maxOperand):
-            let ex = Datasets.arithmetic(count: n, seed: seed, maxOperand: maxOperand, split: split, ops: ops, traces: traces)
+        case let .arithmetic(n, seed, split, ops, traces, maxOperand, direct):
+            let ex = Datasets.arithmetic(count: n, seed: seed, maxOperand: maxOperand, split: split, ops: ops, traces: traces, direct: direct)
             guard let system else { return ex }
             return ex.map { ChatExample(messages: [.init(role: "system", content: system)] + $0.messages) }
         }

@@ -3,7 +3,7 @@ import XCTest
 @testable import PonderModel
 @testable import PonderTrain
 import PonderBase
-import PonderJSON
+@testable import PonderJSON
 
 final class SFTTests: XCTestCase {
     static let scratch = #"{"scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "context_length": 128, "seed": 1}}"#
@@ -58,6 +58,34 @@ final class SFTTests: XCTestCase {
         }
         XCTAssertEqual(ops, ["+", "-", "*"])
         XCTAssertTrue((600...900).contains(checks), "about a quarter end with a check: \(checks)")
+    }
+
+    /// `direct`: the stated fraction of an operation's answers give the result without working,
+    /// correct and in the answer format; other operations keep their worked answers; the key is
+    /// read from a config with its errors named.
+    func testArithmeticDirectAnswers() throws {
+        let source = try XCTUnwrap(DataSource(JSONReader(try JSONValue.parse(
+            #"{"t": {"generate": "arithmetic", "count": 6000, "seed": 3, "direct": {"*": 0.7}}}"#), what: "d"), "t"))
+        var direct: [String: Int] = [:], total: [String: Int] = [:]
+        for ex in try source.examples(system: nil) {
+            let q = ex.messages[0].content, a = ex.messages[1].content
+            let parts = q.dropFirst("What is ".count).dropLast().split(separator: " ")
+            let (x, op, y) = (Int(parts[0])!, String(parts[1]), Int(parts[2])!)
+            let value = op == "+" ? x + y : op == "-" ? x - y : x * y
+            total[op, default: 0] += 1
+            if a.hasPrefix("<think>So \(x) \(op) \(y) = \(value)") {
+                direct[op, default: 0] += 1
+                XCTAssertTrue(a.hasSuffix("</think><answer>\(value)</answer>"), a)
+            }
+        }
+        XCTAssertNil(direct["+"]); XCTAssertNil(direct["-"])
+        let share = Double(direct["*"] ?? 0) / Double(total["*"]!)
+        XCTAssertEqual(share, 0.7, accuracy: 0.04, "share of direct products: \(share)")
+        XCTAssertEqual(source.json["direct"], .object([("*", .double(0.7))]))
+        let bad = JSONReader(try JSONValue.parse(#"{"t": {"generate": "arithmetic", "direct": {"*": 2, "/": 0.5}}}"#), what: "data")
+        _ = DataSource(bad, "t")
+        let message = bad.problems.map { "\($0.path): \($0.message)" }.joined(separator: "\n")
+        XCTAssertTrue(message.contains("data.t.direct.*: expected a fraction in [0, 1]") && message.contains("data.t.direct./: unknown key"), message)
     }
 
     func tempDir() -> String {
