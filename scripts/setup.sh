@@ -23,6 +23,11 @@ pipq "torch==2.13.0+cpu" || echo "note: no CPU torch wheel here"
 if python3 -c "import torch" 2>/dev/null; then pipq transformers peft accelerate || true; fi
 # TRL is the oracle of the GRPO tests (scripts/trl_grpo_oracle.py); pinned, as its math is the reference.
 if python3 -c "import torch" 2>/dev/null; then pipq "trl==1.16.0" || true; fi
+# llama.cpp is the oracle of the GGUF writer's test (tests/python/test_checkpoints.py) and a peer in
+# bench/. PyPI has no wheel for it: pip builds it from source once (about 4 minutes on 2 idle
+# cores) and reuses the wheel from its cache afterwards. A failed build only leaves it missing;
+# with PONDER_REQUIRE_ORACLES=1 (CI) its test then fails rather than skips.
+python3 -c "import llama_cpp" 2>/dev/null || pipq "llama-cpp-python==0.3.36" || echo "note: llama-cpp-python did not build"
 pipq -e bindings/python
 # The tiny random models of Tests/Fixtures/tiny and transformers' outputs on them are generated
 # together, not committed (torch's initialisers differ across CPUs and builds).
