@@ -1,6 +1,6 @@
-"""The quickstart pipeline end to end, shortened for CI (GRPO 5 steps instead of 30; pretraining,
-SFT and the 300 held-out problems as the quickstart's): the evaluation table has a row per
-trained model and SFT beats the pretrained base by more than two paired standard errors. Built
+"""The quickstart pipeline end to end, exactly as committed (about 8 minutes on 2 idle cores): the
+evaluation table has a row per trained model, SFT beats the pretrained base and GRPO beats SFT,
+each by more than two paired standard errors on every held-out problem of the generator. Built
 once per test run (cached by its config's hash under .build/test-cache)."""
 import hashlib
 import json
@@ -12,15 +12,13 @@ import pytest
 from pipeline_runs import CACHE, CLI, ROOT, run_cli
 
 
-def shortened():
-    cfg = json.load(open(os.path.join(ROOT, "examples", "configs", "quickstart.json")))
-    cfg["stages"][2]["max_steps"] = 5
-    return cfg
+def committed():
+    return json.load(open(os.path.join(ROOT, "examples", "configs", "quickstart.json")))
 
 
 @pytest.fixture(scope="module")
 def quickstart_run():
-    cfg = shortened()
+    cfg = committed()
     key = hashlib.sha256((json.dumps(cfg, sort_keys=True) + str(os.stat(CLI).st_mtime_ns)).encode()).hexdigest()[:16]
     out = os.path.join(CACHE, "quickstart-" + key)
     if not os.path.exists(os.path.join(out, "report.html")):
@@ -42,7 +40,7 @@ def test_eval_table_and_sft_beats_base(quickstart_run):
     assert [r["stage"] for r in table["rows"]] == ["pretrain", "sft", "grpo"]
     for r in table["rows"]:
         assert set(r) >= {"stage", "model", "accuracy", "format_rate", "reflection", "mean_length", "n"}
-        assert r["n"] == 300
+        assert r["n"] > 800, "every held-out problem (~830)"
     by = rows(quickstart_run)
     base, sft = by["pretrain"], by["sft"]
     stage = json.load(open(os.path.join(quickstart_run, "stages", "03-eval", "eval.json")))
@@ -50,11 +48,16 @@ def test_eval_table_and_sft_beats_base(quickstart_run):
     assert (change["from"], change["to"]) == ("pretrain", "sft")
     assert change["accuracy_change"] == pytest.approx(sft["accuracy"] - base["accuracy"])
     assert change["accuracy_change"] > 2 * change["paired_stderr"], change
+    print(f"pretrain -> sft: {change['accuracy_change']:+.3f} ± {change['paired_stderr']:.3f}")
     assert base["format_rate"] < 0.1 < 0.9 < sft["format_rate"], "the answer format is SFT's to teach"
     assert os.path.exists(os.path.join(quickstart_run, "model.gguf"))
 
 
-@pytest.mark.xfail(strict=False, reason="GRPO does not yet raise greedy held-out accuracy at this scale (NOTES.md, issue 8)")
 def test_grpo_beats_sft(quickstart_run):
     by = rows(quickstart_run)
-    assert by["grpo"]["accuracy"] > by["sft"]["accuracy"]
+    stage = json.load(open(os.path.join(quickstart_run, "stages", "03-eval", "eval.json")))
+    change = stage["comparisons"][1]
+    assert (change["from"], change["to"]) == ("sft", "grpo")
+    assert change["accuracy_change"] == pytest.approx(by["grpo"]["accuracy"] - by["sft"]["accuracy"])
+    print(f"sft -> grpo: {change['accuracy_change']:+.3f} ± {change['paired_stderr']:.3f}")
+    assert change["accuracy_change"] > 2 * change["paired_stderr"], change
