@@ -56,7 +56,7 @@ def run(name: str, cfg: dict, out: str) -> str:
     """Runs one pipeline (or reuses its finished run) and returns its directory."""
     d = os.path.join(out, name)
     cfg = copy.deepcopy(cfg)
-    cfg["output"] = {"dir": d, "save_steps": cfg.get("output", {}).get("save_steps", 50)}
+    cfg["output"] = {"dir": d}
     path = d + ".json"
     if os.path.exists(os.path.join(d, "state.json")):
         if json.load(open(os.path.join(d, "state.json"))).get("finished"):
@@ -106,10 +106,8 @@ def main() -> int:
                        "stages": [scaled(grpo, a.steps_scale),
                                   evaluation if a.steps_scale == 1.0 else {**evaluation, "limit": 50}]}
                 d = run(f"grpo-{mode}-{refl}-{seed}", cfg, a.out)
-                rows = json.load(open(os.path.join(d, "eval.json")))["rows"]
-                by = {r["stage"]: r for r in rows}
-                start = next(r for r in rows if r["stage"] != "grpo")
-                results.append({"seed": seed, "sft": mode, "reflection": refl, "start": start, "grpo": by["grpo"]})
+                start, trained = json.load(open(os.path.join(d, "eval.json")))["rows"]  # the starting model, then GRPO's
+                results.append({"seed": seed, "sft": mode, "reflection": refl, "start": start, "grpo": trained})
     json.dump({"seeds": seeds, "steps_scale": a.steps_scale, "results": results},
               open(os.path.join(a.out, "ablation.json"), "w"), indent=1)
 

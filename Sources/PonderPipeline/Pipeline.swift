@@ -351,15 +351,9 @@ public final class Pipeline {
         var comparisons: [JSONValue] = []
         for k in correctness.indices.dropFirst() {
             let (from, a) = correctness[k - 1], (to, b) = correctness[k]
-            let d = zip(a, b).compactMap { x, y -> Double? in
-                guard let x, let y else { return nil }
-                return (y ? 1 : 0) - (x ? 1 : 0)
-            }
-            guard d.count > 1 else { continue }
-            let mean = d.reduce(0, +) / Double(d.count)
-            let sd = (d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(d.count - 1)).squareRoot()
-            comparisons.append(.object([("from", .string(from)), ("to", .string(to)), ("accuracy_change", .double(mean)),
-                                        ("paired_stderr", .double(sd / Double(d.count).squareRoot())), ("n", .int(Int64(d.count)))]))
+            guard let c = Evaluation.pairedChange(from: a, to: b) else { continue }
+            comparisons.append(.object([("from", .string(from)), ("to", .string(to)), ("accuracy_change", .double(c.mean)),
+                                        ("paired_stderr", .double(c.stderr)), ("n", .int(Int64(c.n)))]))
         }
         try AtomicFile.write(stageDir(i) + "/eval.json", prettyJSON(.object([("settings", settings), ("rows", .array(rows)),
                                                                             ("comparisons", .array(comparisons)),

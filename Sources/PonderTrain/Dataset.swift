@@ -263,13 +263,9 @@ public enum Datasets {
     /// ("Check: 53 - 17 = 36."), a reflection behaviour the base model then has at some rate
     /// for GRPO's reflection reward to reinforce (or not).
     static func arithmeticExample(_ op: Character, _ a: Int, _ b: Int, check: Bool = false, direct: Bool = false) -> ChatExample {
-        var (work, result): (String, Int)
-        switch op {
-        case _ where direct: (work, result) = ("So \(a) \(op) \(b) = \(Self.result(op, a, b))", Self.result(op, a, b))
-        case "+": (work, result) = (columnSum(a, b), a + b)
-        case "-": (work, result) = (columnDifference(a, b), a - b)
-        default: (work, result) = (columnProduct(a, b), a * b)
-        }
+        let result = Self.result(op, a, b)
+        var work = direct ? "So \(a) \(op) \(b) = \(result)"
+            : op == "+" ? columnSum(a, b) : op == "-" ? columnDifference(a, b) : columnProduct(a, b)
         if check {
             switch op {
             case "+": work += ". Check: \(result) - \(b) = \(a)"

@@ -210,6 +210,20 @@ public enum Evaluation {
         return m.reversed().filter { seen.insert($0.0).inserted }.reversed()
     }
 
+    /// A model's greedy answers against another's on the same problems: the mean per-problem
+    /// change in correctness and its paired standard error, over the problems both could score;
+    /// nil with fewer than two. How a gain is told from the held-out set's sampling noise.
+    public static func pairedChange(from a: [Bool?], to b: [Bool?]) -> (mean: Double, stderr: Double, n: Int)? {
+        let d = zip(a, b).compactMap { x, y -> Double? in
+            guard let x, let y else { return nil }
+            return (y ? 1 : 0) - (x ? 1 : 0)
+        }
+        guard d.count > 1 else { return nil }
+        let mean = d.reduce(0, +) / Double(d.count)
+        let sd = (d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(d.count - 1)).squareRoot()
+        return (mean, sd / Double(d.count).squareRoot(), d.count)
+    }
+
     /// The unbiased estimator of pass@k from n samples of which c are correct (Chen et al. 2021):
     /// 1 − C(n−c, k) / C(n, k), as a product so large n does not overflow.
     public static func passAtK(n: Int, c: Int, k: Int) -> Double {

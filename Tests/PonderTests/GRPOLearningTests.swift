@@ -82,13 +82,11 @@ final class GRPOLearningTests: XCTestCase {
 
         // Paired over the same problems: the mean and standard error of the per-problem change.
         for (label, r) in [("weight 1", with), ("weight 0", without)] {
-            let d = zip(r.correct, base.correct).map { Double(($0 ?? false) ? 1 : 0) - Double(($1 ?? false) ? 1 : 0) }
-            let mean = d.reduce(0, +) / Double(d.count)
-            let sd = (d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(d.count - 1)).squareRoot()
-            let se = sd / Double(d.count).squareRoot()
-            print("accuracy change (\(label)): \(mean) ± \(se) (paired SE), fixed \(d.filter { $0 > 0 }.count), broken \(d.filter { $0 < 0 }.count)")
+            let c = try XCTUnwrap(Evaluation.pairedChange(from: base.correct, to: r.correct))
+            XCTAssertEqual(c.n, held.count, "every reference parses")
+            print("accuracy change (\(label)): \(c.mean) ± \(c.stderr) (paired SE)")
             if label == "weight 1" {
-                XCTAssertGreaterThan(mean, 2 * se, "GRPO raises held-out accuracy by more than two paired standard errors")
+                XCTAssertGreaterThan(c.mean, 2 * c.stderr, "GRPO raises held-out accuracy by more than two paired standard errors")
             }
         }
         // Both runs start from the same model, seed and prompts (their first rollouts are the same),

@@ -35,6 +35,16 @@ def rows(run):
     return {r["stage"]: r for r in json.load(open(os.path.join(run, "eval.json")))["rows"]}
 
 
+def change(run, k, stages):
+    """The eval stage's k-th comparison (paired over the same problems), checked against the rows."""
+    c = json.load(open(os.path.join(run, "stages", "03-eval", "eval.json")))["comparisons"][k]
+    assert (c["from"], c["to"]) == stages
+    by = rows(run)
+    assert c["accuracy_change"] == pytest.approx(by[stages[1]]["accuracy"] - by[stages[0]]["accuracy"])
+    print(f"{stages[0]} -> {stages[1]}: {c['accuracy_change']:+.3f} ± {c['paired_stderr']:.3f}")
+    return c
+
+
 def test_eval_table_and_sft_beats_base(quickstart_run):
     table = json.load(open(os.path.join(quickstart_run, "eval.json")))
     assert [r["stage"] for r in table["rows"]] == ["pretrain", "sft", "grpo"]
@@ -43,21 +53,12 @@ def test_eval_table_and_sft_beats_base(quickstart_run):
         assert r["n"] > 800, "every held-out problem (~830)"
     by = rows(quickstart_run)
     base, sft = by["pretrain"], by["sft"]
-    stage = json.load(open(os.path.join(quickstart_run, "stages", "03-eval", "eval.json")))
-    change = stage["comparisons"][0]
-    assert (change["from"], change["to"]) == ("pretrain", "sft")
-    assert change["accuracy_change"] == pytest.approx(sft["accuracy"] - base["accuracy"])
-    assert change["accuracy_change"] > 2 * change["paired_stderr"], change
-    print(f"pretrain -> sft: {change['accuracy_change']:+.3f} ± {change['paired_stderr']:.3f}")
+    c = change(quickstart_run, 0, ("pretrain", "sft"))
+    assert c["accuracy_change"] > 2 * c["paired_stderr"], c
     assert base["format_rate"] < 0.1 < 0.9 < sft["format_rate"], "the answer format is SFT's to teach"
     assert os.path.exists(os.path.join(quickstart_run, "model.gguf"))
 
 
 def test_grpo_beats_sft(quickstart_run):
-    by = rows(quickstart_run)
-    stage = json.load(open(os.path.join(quickstart_run, "stages", "03-eval", "eval.json")))
-    change = stage["comparisons"][1]
-    assert (change["from"], change["to"]) == ("sft", "grpo")
-    assert change["accuracy_change"] == pytest.approx(by["grpo"]["accuracy"] - by["sft"]["accuracy"])
-    print(f"sft -> grpo: {change['accuracy_change']:+.3f} ± {change['paired_stderr']:.3f}")
-    assert change["accuracy_change"] > 2 * change["paired_stderr"], change
+    c = change(quickstart_run, 1, ("sft", "grpo"))
+    assert c["accuracy_change"] > 2 * c["paired_stderr"], c
