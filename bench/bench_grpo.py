@@ -25,8 +25,8 @@ The step total is Ponder's Trainer.step() wall time and, for TRL, on_step_begin 
 TrainerCallback inside trainer.train() (generation, scoring, loss, backward, optimizer).
 
 The run fails when an engine's completions are not --tokens long on average (within 2 tokens):
-TRL is forced there with min_new_tokens; Ponder has no minimum, so the prompt asks for a long
-story and the sampling seed is one where no completion ends early (the table shows the lengths).
+both are held there by a minimum length (TRL: generation_kwargs min_new_tokens; Ponder:
+min_completion_length), and the prompt asks for a long story anyway.
 
 Prints the machine (CPU, AVX-512, BLAS of each engine), a markdown table with ratios, and writes
 bench/out/grpo.json. See bench/README.md.
@@ -53,8 +53,7 @@ PONDER_LIB_DEFAULT = os.path.join(ROOT, ".build", "release", "libponder.so")
 PONDER_CLI = os.path.join(ROOT, ".build", "release", "ponder-cli")
 HF_DIR_DEFAULT = os.path.join(tempfile.gettempdir(), "ponder-bench-smollm2-hf")
 
-# Asks for far more than 128 tokens, so sampled completions rarely end early (Ponder cannot be
-# told to ignore end-of-sequence).
+# Asks for far more than 128 tokens, so the minimum length rarely has to hold a completion back.
 PROMPT = ("Write a long, detailed story of at least 600 words about a lighthouse keeper who finds an old "
           "map hidden in the wall of the lighthouse. Describe the sea, the weather and every step of the "
           "journey in detail.")
@@ -110,6 +109,7 @@ def child_ponder(a) -> dict:
         "data": {"train": jsonl},
         "reward": {"custom": ["bench"], "rewards": ["bench"], "reward_weights": [1.0]},
         "training": {"prompts_per_step": 1, "num_generations": a.generations, "max_completion_length": a.tokens,
+                     "min_completion_length": a.tokens,
                      "beta": BETA, "loss_type": "grpo", "learning_rate": LR, "max_steps": a.steps,
                      "seed": a.seed, "temperature": 1.0, "skip_zero_std_groups": False,
                      "gradient_checkpointing": False},

@@ -29,7 +29,7 @@
  * at once (each call owns its working memory). ponder_model_free must not race with calls on
  * the same handle from other threads: a call already running keeps the model alive until it
  * returns, but a call that starts after the free gets PONDER_ERR_MISUSE. The thread count
- * ("threads" in the load options) is process-wide, as OpenBLAS's is. A ponder_trainer is used
+ * ("threads" in the load options) is process-wide. A ponder_trainer is used
  * by one thread at a time.
  */
 #ifndef PONDER_H
@@ -86,7 +86,7 @@ void ponder_string_free(char *s);
  *                               "adapter": "peft_adapter_dir/"}
  *  - path: a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors; dequantized to
  *    fp32) or a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
- *  - threads (optional, 1..256): threads for Ponder's loops and OpenBLAS, process-wide.
+ *  - threads (optional, 1..256): threads for Ponder's loops and matmuls, process-wide.
  *  - adapter (optional): a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
  *    applied on top of the model, unmerged.
  * On success *out_model receives a handle to free with ponder_model_free.
@@ -134,7 +134,8 @@ ponder_status ponder_detokenize(const ponder_model *model, const int32_t *ids, s
 /* Request JSON (keys mirror the CLI flags):
  *   "prompt": string, or "messages": [{"role", "content"}, ...] (rendered with the model's
  *             chat template); "chat": true wraps "prompt" as one user message;
- *   "max_tokens" (default 256), "temperature" (default 1; 0 = greedy), "top_p" (1),
+ *   "max_tokens" (default 256), "min_tokens" (0: no end-of-sequence token before this many;
+ *   stop strings still apply), "temperature" (default 1; 0 = greedy), "top_p" (1),
  *   "top_k" (0 = off), "min_p" (0), "repetition_penalty" (1), "seed" (default: from the
  *   clock; sequence i uses seed + i), "stop": string or [strings], "n" (default 1: number of
  *   completions of the prompt, decoded together sharing the prompt's KV cache),

@@ -328,7 +328,7 @@ for i, t in enumerate(TEXTS):
 out("corpus/tokenizer/ids", bytes([4]) + struct.pack("<6i", 1, 80, 299, 5, 2, 150))
 
 REQUESTS = [
-    {"prompt": "12 + 7 =", "max_tokens": 4, "temperature": 0},
+    {"prompt": "12 + 7 =", "max_tokens": 4, "min_tokens": 2, "temperature": 0},
     {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}],
      "max_tokens": 3, "n": 2, "temperature": 0.8, "top_p": 0.9, "top_k": 20, "min_p": 0.05,
      "repetition_penalty": 1.2, "seed": 7, "stop": ["\n", "."]},
@@ -403,8 +403,8 @@ out("corpus/grpo_config/every_key.json", json.dumps({
     "reward": {"rewards": ["accuracy", "format", "mine"], "reward_weights": [1, 1, 0.5], "custom": ["mine"],
                "format_mode": "strict", "reflection_mode": "guarded"},
     "training": {"prompts_per_step": 2, "num_generations": 4, "gradient_accumulation_steps": 2,
-                 "max_completion_length": 32, "temperature": 0.9, "top_p": 0.95, "top_k": 20, "min_p": 0.01,
-                 "repetition_penalty": 1.1, "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28, "loss_type": "dapo",
+                 "max_completion_length": 32, "min_completion_length": 4, "temperature": 0.9, "top_p": 0.95,
+                 "top_k": 20, "min_p": 0.01, "repetition_penalty": 1.1, "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28, "loss_type": "dapo",
                  "importance_sampling_level": "sequence", "use_bias_correction_kl": True, "scale_rewards": "batch",
                  "multi_objective_aggregation": "normalize_then_sum", "num_iterations": 2,
                  "mask_truncated_completions": True, "skip_zero_std_groups": True, "log_completions_steps": 1,

@@ -14,7 +14,7 @@ import Glibc
 let usage = """
 usage:
   ponder generate --model PATH [--adapter PEFT_DIR] (--prompt TEXT | --messages JSON) [--chat] [--max-tokens N]
-                  [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R]
+                  [--min-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R]
                   [--seed S] [--stop TEXT]... [--n N] [--threads N] [--json]
   ponder infer --model PATH --prompt TEXT [--chat] --strategy single|vote|best_of_n|reflect [--n K] [--seed N]
                [any generate option] [--scorer-weights JSON] [--cues TEXT]... [--max-reflections N]
@@ -38,7 +38,7 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
 enum Kind { case string, number, strings, flag, json }
 let generateFlags: [String: (String, Kind)] = [
     "--prompt": ("prompt", .string), "--messages": ("messages", .json), "--chat": ("chat", .flag),
-    "--max-tokens": ("max_tokens", .number), "--temperature": ("temperature", .number),
+    "--max-tokens": ("max_tokens", .number), "--min-tokens": ("min_tokens", .number), "--temperature": ("temperature", .number),
     "--top-p": ("top_p", .number), "--top-k": ("top_k", .number), "--min-p": ("min_p", .number),
     "--repetition-penalty": ("repetition_penalty", .number), "--seed": ("seed", .number),
     "--stop": ("stop", .strings), "--n": ("n", .number), "--parse-special": ("parse_special", .json),

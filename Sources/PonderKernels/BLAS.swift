@@ -7,12 +7,47 @@ import Glibc
 
 /// Row-major sgemm: C[M×N] = alpha · op(A) · op(B) + beta · C. Every large matmul in Ponder
 /// goes through here, with transposes expressed as flags rather than copies.
-@inline(__always)
+///
+/// OpenBLAS runs single-threaded; a large product is split into one block of C per core on
+/// Ponder's workers. With OpenBLAS's own thread team, its threads (which spin and yield for a
+/// while after each call) and Ponder's workers took turns on the cores between consecutive
+/// kernels: measured in NOTES.md, "One thread team". Only C is split, never K, so each element
+/// is summed exactly as one OpenBLAS call would.
 public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                   alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                   b: UnsafePointer<Float>, ldb: Int,
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     if m == 0 || n == 0 { return }
+    let parts = workerThreads
+    // Below ~1 M multiply-adds a product takes tens of microseconds: not worth waking a core.
+    guard parts > 1, m * n * k >= 1 << 20, max(m, n) >= 32 * parts else {
+        sgemmBlock(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
+    // Block edges on multiples of 16 rows or columns, the kernels' register tiles.
+    let splitRows = m >= n
+    let total = splitRows ? m : n
+    parallelFor(parts) { p in
+        let lo = (total * p / parts) & ~15, hi = p == parts - 1 ? total : (total * (p + 1) / parts) & ~15
+        if hi <= lo { return }
+        if splitRows {
+            sgemmBlock(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
+                       a: transA ? a + lo : a + lo * lda, lda: lda, b: b, ldb: ldb,
+                       beta: beta, c: c + lo * ldc, ldc: ldc)
+        } else {
+            sgemmBlock(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha, a: a, lda: lda,
+                       b: transB ? b + lo * ldb : b + lo, ldb: ldb,
+                       beta: beta, c: c + lo, ldc: ldc)
+        }
+    }
+}
+
+/// One OpenBLAS call on the calling thread.
+@inline(__always)
+func sgemmBlock(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb),
                 beta, c, blasint(ldc))
@@ -39,9 +74,8 @@ public func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, 
 /// 64 sequences), where sgemm's packing of the whole weight matrix per call dominates. Measured
 /// on SmolLM2's weights (`ponder-cli bench-matmul step ROWS`, PONDER_BENCH_SGEMM=1 for sgemm):
 /// 8 rows 12 vs 47 ms, 24 rows 30 vs 67, 32 rows 39 vs 54, 64 rows 76 vs 89. Prefill and
-/// training — the large matmuls — go through sgemm. (The few-rows kernel stays level with
-/// OpenBLAS's Haswell kernels to 512 rows and made prefill ~30% faster, by keeping OpenBLAS's
-/// threads off the cores Ponder's workers use; NOTES.md.)
+/// training — the large matmuls — go through sgemm. (These figures are from before sgemm split
+/// its products on Ponder's workers, with OpenBLAS's own threads; NOTES.md, "One thread team".)
 public let fewRowsLimit = 64
 
 /// linear() for few rows, with the output columns split across the cores. The kernel is the
@@ -103,6 +137,7 @@ public let hasAVX512: Bool = {
     return false
 }()
 
-/// Threads OpenBLAS may use. Process-wide, as OpenBLAS itself is.
+/// Threads OpenBLAS may use. Process-wide, as OpenBLAS itself is. Ponder keeps it at 1 (see
+/// sgemm).
 public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
 public func blasThreads() -> Int { Int(openblas_get_num_threads()) }

@@ -20,13 +20,16 @@ public func parallelFor(_ n: Int, serial: Bool = false, _ body: (Int) -> Void) {
     }
 }
 
-/// Threads used by parallelFor (and, through setThreads, by OpenBLAS).
-nonisolated(unsafe) public private(set) var workerThreads: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+/// Threads used by parallelFor, and so by sgemm, which splits large products across them.
+nonisolated(unsafe) public private(set) var workerThreads: Int = {
+    setBLASThreads(1)
+    return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+}()
 
-/// Sets the thread count for both Ponder's loops and OpenBLAS.
+/// Sets the thread count for Ponder's loops and its sgemm; OpenBLAS itself stays on one thread.
 public func setThreads(_ n: Int) {
     workerThreads = max(1, n)
-    setBLASThreads(workerThreads)
+    setBLASThreads(1)
 }
 
 final class SpinPool: @unchecked Sendable {

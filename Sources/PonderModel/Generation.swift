@@ -11,6 +11,10 @@ public struct GenerateRequest: Sendable {
     /// Wrap `prompt` as a user message in the model's chat template.
     public var chat = false
     public var maxTokens = 256
+    /// End-of-sequence tokens are not sampled before this many new tokens (vLLM's `min_tokens`,
+    /// transformers' `min_new_tokens`); stop strings still end a sequence. Log-probabilities stay
+    /// those of the unfiltered model, as with the other sampling filters.
+    public var minTokens = 0
     public var sampling = SamplingParams()
     /// nil: a seed drawn from the clock. Sequence i of a request uses seed + i, so a group of n
     /// reproduces n single requests.
@@ -69,6 +73,8 @@ public struct GenerateRequest: Sendable {
         if prompt != nil && messages != nil { r.fail("messages", "give either \"prompt\" or \"messages\", not both") }
         chat = r.bool("chat") ?? false
         maxTokens = r.int("max_tokens", in: 0...1_048_576) ?? maxTokens
+        minTokens = r.int("min_tokens", in: 0...1_048_576) ?? minTokens
+        if minTokens > maxTokens { r.fail("min_tokens", "\(minTokens) is more than max_tokens (\(maxTokens))") }
         readSampling(r)
         // The same keys may also come grouped, as {"sampling": {"top_p": 0.9, ...}}.
         if let nested = r.object("sampling") {
@@ -274,6 +280,7 @@ extension LlamaModel {
         var active = Array(0..<total)  // row r of a decode step is sequence active[r], in order
         var picks = [(Int32, Float)](repeating: (0, 0), count: total)
         let stopIDs = tokenizer.stopIds
+        let endTokens = Array(stopIDs)
         var cancelled = false
         var step = 0
         while true {
@@ -283,7 +290,9 @@ extension LlamaModel {
             picks.withUnsafeMutableBufferPointer { out in
                 parallelFor(rowsNow.count) { r in
                     if let f = seqs[rowsNow[r]].forced.last { out[r] = (f, 0); return }
-                    out[r] = seqs[rowsNow[r]].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize)
+                    let early = seqs[rowsNow[r]].tokens.count < request.minTokens
+                    out[r] = seqs[rowsNow[r]].sampler.sample(logitsBuf.pointer + r * c.vocabSize, vocab: c.vocabSize,
+                                                             banned: early ? endTokens : [])
                 }
             }
             for (r, i) in active.enumerated() where picks[r].0 < 0 {

@@ -87,11 +87,13 @@ final class TokenSampler {
     /// unprocessed model distribution (log-softmax of the raw logits), which is what GRPO's
     /// old-policy ratio and best-of-N scoring need. Returns token −1 when the row is not a
     /// distribution (a NaN or +∞ logit, or every logit −∞: corrupt weights); the caller turns
-    /// that into an error rather than drawing from an empty candidate set.
-    func sample(_ logits: UnsafePointer<Float>, vocab n: Int) -> (Int32, Float) {
+    /// that into an error rather than drawing from an empty candidate set. `banned` tokens
+    /// (end tokens before `min_tokens`) are never drawn.
+    func sample(_ logits: UnsafePointer<Float>, vocab n: Int, banned: [Int32] = []) -> (Int32, Float) {
         let lse = logSumExp(logits, n)
         guard lse.isFinite else { return (-1, .nan) }
         work.update(from: logits, count: n)
+        for t in banned where t >= 0 && Int(t) < n { work[Int(t)] = -.infinity }
         let token: Int32 = {
             let x = work
             let p = params

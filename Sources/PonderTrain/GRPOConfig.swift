@@ -43,6 +43,8 @@ public struct GRPOConfig: Sendable {
     /// Micro-batches the step's completions are split into (TRL: steps_per_generation).
     public var gradientAccumulationSteps = 1
     public var maxCompletionLength = 256
+    /// No end token before this many completion tokens (TRL: generation_kwargs' min_new_tokens).
+    public var minCompletionLength = 0
     public var sampling = SamplingParams()
     public var loss = GRPOLossParams()
     public var scaleRewards = RewardScaling.group
@@ -109,6 +111,10 @@ public struct GRPOConfig: Sendable {
         numGenerations = t.int("num_generations", in: 2...1024) ?? numGenerations
         gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
         maxCompletionLength = t.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
+        minCompletionLength = t.int("min_completion_length", in: 0...1_048_576) ?? minCompletionLength
+        if minCompletionLength > maxCompletionLength {
+            t.fail("min_completion_length", "\(minCompletionLength) is more than max_completion_length (\(maxCompletionLength))")
+        }
         if let x = t.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(x) }
         if let x = t.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(x) }
         if let x = t.int("top_k", in: 0...10_000_000) { sampling.topK = x }
@@ -170,6 +176,7 @@ public struct GRPOConfig: Sendable {
             ("prompts_per_step", .int(Int64(promptsPerStep))), ("num_generations", .int(Int64(numGenerations))),
             ("gradient_accumulation_steps", .int(Int64(gradientAccumulationSteps))),
             ("max_completion_length", .int(Int64(maxCompletionLength))),
+            ("min_completion_length", .int(Int64(minCompletionLength))),
             ("temperature", .double(decimal(sampling.temperature))), ("top_p", .double(decimal(sampling.topP))),
             ("top_k", .int(Int64(sampling.topK))), ("min_p", .double(decimal(sampling.minP))),
             ("repetition_penalty", .double(decimal(sampling.repetitionPenalty))),

@@ -125,6 +125,7 @@ public final class GRPOTrainer: Trainer {
         var req = GenerateRequest()
         req.n = g
         req.maxTokens = config.maxCompletionLength
+        req.minTokens = config.minCompletionLength
         req.sampling = config.sampling
         // A function of (seed, step), so a resumed run samples what the uninterrupted one did.
         var rng = RandomGenerator(seed: training.config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(training.step))

@@ -130,6 +130,7 @@ final class GRPOTests: XCTestCase {
         fails(config(reward: ", \"reward_weights\": [1]"), "reward.reward_weights")
         fails(config(reward: ", \"rewards\": [\"accuracy\", \"mine\"]"), "reward.rewards[1]: unknown reward")
         fails(config(training: ", \"temprature\": 1"), "training.temprature: unknown key")
+        fails(config(training: ", \"min_completion_length\": 25"), "training.min_completion_length: 25 is more than max_completion_length (24)")
     }
 
     /// A prompt line with nothing to answer is an error naming the line (the long fuzz run of

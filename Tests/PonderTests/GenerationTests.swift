@@ -1,4 +1,5 @@
 import XCTest
+import PonderJSON
 @testable import PonderModel
 
 final class GenerationTests: XCTestCase {
@@ -112,6 +113,18 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(e.finishReason, .eos)
         XCTAssertEqual(e.tokenIDs.last, model.tokenizer.eos)
         XCTAssertFalse(e.text.contains("<|im_end|>"))
+
+        // min_tokens: the end token is not drawn before it; greedy then takes the runner-up,
+        // whose log-probability (of the unfiltered model) is below the end token's.
+        chat.minTokens = e.tokenIDs.count + 5
+        let m = try model.generate(chat).completions[0]
+        XCTAssertEqual(Array(m.tokenIDs.prefix(e.tokenIDs.count - 1)), Array(e.tokenIDs.dropLast()))
+        XCTAssertGreaterThanOrEqual(m.tokenIDs.count, chat.minTokens)
+        XCTAssertFalse(m.tokenIDs.prefix(chat.minTokens).contains { model.tokenizer.stopIds.contains($0) })
+        XCTAssertLessThanOrEqual(m.logprobs[e.tokenIDs.count - 1], e.logprobs.last!)
+        XCTAssertThrowsError(try GenerateRequest(json: try JSONValue.parse(#"{"prompt": "x", "max_tokens": 3, "min_tokens": 4}"#))) {
+            XCTAssertTrue("\($0)".contains("min_tokens"), "\($0)")
+        }
     }
 
     func testStreamingPiecesConcatenateToTheText() throws {

@@ -51,6 +51,32 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// sgemm splits a large product into one block of C per worker: every transpose, strided
+    /// operands, alpha and beta give what one OpenBLAS call gives, and C's padding is untouched.
+    func testSgemmSplitMatchesOneCall() throws {
+        try XCTSkipIf(workerThreads < 2, "one core: sgemm never splits")
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            // Split by rows, then by columns (the larger side of C is split).
+            for (m, n, k) in [(203, 97, 61), (50, 333, 70)] {
+                let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2
+                let a = random((ta ? k : m) * lda, seed: 3), b = random((tb ? n : k) * ldb, seed: 4)
+                let c0 = random(m * ldc, seed: 5)
+                var split = c0, one = c0
+                sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: ldb,
+                      beta: 0.25, c: &split, ldc: ldc)
+                sgemmBlock(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: ldb,
+                           beta: 0.25, c: &one, ldc: ldc)
+                var worst: Float = 0
+                for i in 0..<m {
+                    for j in 0..<n { worst = max(worst, abs(split[i * ldc + j] - one[i * ldc + j])) }
+                    for j in n..<ldc { XCTAssertEqual(split[i * ldc + j], c0[i * ldc + j], "padding [\(i),\(j)]") }
+                }
+                XCTAssertLessThanOrEqual(worst, 1e-5, "transA \(ta) transB \(tb) m \(m) n \(n) k \(k)")
+                XCTAssertNotEqual(split, c0)
+            }
+        }
+    }
+
     func testVectorExpMatchesLibm() {
         var worst: Float = 0
         var x: Float = -100

@@ -83,3 +83,15 @@ def test_grpo_with_a_python_reward(tmp_path):
     t.set_reward("vowels", broken)
     with pytest.raises(ValueError, match="environment crashed"):
         t.step()
+
+
+def test_grpo_min_completion_length(tmp_path):
+    """No completion ends before min_completion_length: without it this random model ends some early."""
+    lengths = {}
+    for minimum in (0, 16):
+        cfg = grpo_config(tmp_path / str(minimum), custom=[], rewards=["format"], reward_weights=[1])
+        cfg["training"].update(min_completion_length=minimum, prompts_per_step=4, num_generations=4, max_steps=1)
+        m = ponder.Trainer(cfg).step()
+        lengths[minimum] = (m["completions/min_length"], m["completions/mean_length"])
+    assert lengths[16] == (16, 16)
+    assert lengths[0][0] < 16, lengths
