@@ -46,8 +46,8 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
 /// One OpenBLAS call on the calling thread.
 @inline(__always)
 func sgemmBlock(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb),
                 beta, c, blasint(ldc))

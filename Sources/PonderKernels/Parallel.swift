@@ -26,10 +26,10 @@ nonisolated(unsafe) public private(set) var workerThreads: Int = {
     return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 }()
 
-/// Sets the thread count for Ponder's loops and its sgemm; OpenBLAS itself stays on one thread.
+/// Sets the thread count for Ponder's loops and its sgemm; OpenBLAS itself stays on one thread
+/// (set by workerThreads' initializer, which runs on this first access too).
 public func setThreads(_ n: Int) {
     workerThreads = max(1, n)
-    setBLASThreads(1)
 }
 
 final class SpinPool: @unchecked Sendable {

@@ -55,6 +55,8 @@ final class KernelTests: XCTestCase {
     /// operands, alpha and beta give what one OpenBLAS call gives, and C's padding is untouched.
     func testSgemmSplitMatchesOneCall() throws {
         try XCTSkipIf(workerThreads < 2, "one core: sgemm never splits")
+        setThreads(workerThreads)
+        XCTAssertEqual(blasThreads(), 1, "OpenBLAS stays single-threaded: sgemm splits on Ponder's workers")
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             // Split by rows, then by columns (the larger side of C is split).
             for (m, n, k) in [(203, 97, 61), (50, 333, 70)] {
