@@ -221,6 +221,30 @@ public func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     return sum
 }
 
+/// Σ exp(x[i] − lse)·x[i]: the mean of x under softmax(x), given lse = log Σ exp x. The
+/// entropy of softmax(x) is lse minus this.
+public func softmaxMean(_ x: UnsafePointer<Float>, _ n: Int, lse: Float) -> Float {
+    var acc = SIMD8<Float>()
+    let vm = SIMD8<Float>(repeating: lse)
+    var i = 0
+    while i + 8 <= n {
+        let v = ld8(x + i)
+        acc = acc.addingProduct(vexp(v - vm), v)
+        i += 8
+    }
+    var sum = acc.sum()
+    while i < n { sum += expf(x[i] - lse) * x[i]; i += 1 }
+    return sum
+}
+
+/// x[i] = s·exp(x[i] − m) in place: s times a softmax row, given its log-normaliser m.
+public func scaledExpInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, minus m: Float, times s: Float) {
+    let vm = SIMD8<Float>(repeating: m), vs = SIMD8<Float>(repeating: s)
+    var i = 0
+    while i + 8 <= n { st8(vexp(ld8(x + i) - vm) * vs, x + i); i += 8 }
+    while i < n { x[i] = s * expf(x[i] - m); i += 1 }
+}
+
 #if canImport(Glibc)
 import Glibc
 #endif

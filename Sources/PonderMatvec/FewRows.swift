@@ -27,6 +27,13 @@ public func fewRows<V: SIMD>(_: V.Type, _ y: UnsafeMutablePointer<Float>, _ x: U
         }
         return
     }
+    if V.scalarCount < 16 && m > 4 && m <= 8 {
+        while j < hi {
+            dotBlock8x1(V.self, y + j, ldy, x, ldx, w + j * ldw, rb: m, k: k, accumulate: accumulate)
+            j += 1
+        }
+        return
+    }
     let block = V.scalarCount >= 16 ? 8 : 4
     let chunk = max(2, (fewRowsChunkBytes / (4 * max(1, ldw))) & ~1)
     while j + 2 <= hi {
@@ -158,6 +165,37 @@ func dotBlock8<V: SIMD>(_: V.Type, _ y: UnsafeMutablePointer<Float>, _ ldy: Int,
     let s0 = SIMD8(a0.sum(), a1.sum(), a2.sum(), a3.sum(), a4.sum(), a5.sum(), a6.sum(), a7.sum())
     let s1 = SIMD8(b0.sum(), b1.sum(), b2.sum(), b3.sum(), b4.sum(), b5.sum(), b6.sum(), b7.sum())
     store(y, ldy, x, ldx, w0, w1, s0, s1, from: i, rb: rb, k: k, accumulate: accumulate)
+}
+
+/// y[0..<rb][0] from one weight row and up to 8 input rows: with 16 vector registers (AVX2),
+/// 8 accumulators, the weight and one input vector fit, so 5–8 rows read the weights once.
+@inlinable @inline(__always)
+func dotBlock8x1<V: SIMD>(_: V.Type, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ x: UnsafePointer<Float>, _ ldx: Int,
+                          _ w0: UnsafePointer<Float>, rb: Int, k: Int, accumulate: Bool) where V.Scalar == Float {
+    let last = rb - 1
+    let x0 = x, x1 = x + min(1, last) * ldx, x2 = x + min(2, last) * ldx, x3 = x + min(3, last) * ldx
+    let x4 = x + min(4, last) * ldx, x5 = x + min(5, last) * ldx, x6 = x + min(6, last) * ldx, x7 = x + min(7, last) * ldx
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V(), a6 = V(), a7 = V()
+    var i = 0
+    let step = V.scalarCount
+    while i + step <= k {
+        if i & 15 == 0 { prefetch(w0 + i + prefetchAhead) }
+        let v = load(V.self, w0 + i)
+        a0.addProduct(load(V.self, x0 + i), v); a1.addProduct(load(V.self, x1 + i), v)
+        a2.addProduct(load(V.self, x2 + i), v); a3.addProduct(load(V.self, x3 + i), v)
+        a4.addProduct(load(V.self, x4 + i), v); a5.addProduct(load(V.self, x5 + i), v)
+        a6.addProduct(load(V.self, x6 + i), v); a7.addProduct(load(V.self, x7 + i), v)
+        i += step
+    }
+    let s = SIMD8(a0.sum(), a1.sum(), a2.sum(), a3.sum(), a4.sum(), a5.sum(), a6.sum(), a7.sum())
+    for q in 0..<rb {
+        var u = s[q]
+        let xq = x + q * ldx
+        var t = i
+        while t < k { u += xq[t] * w0[t]; t += 1 }
+        let o = y + q * ldy
+        o[0] = accumulate ? o[0] + u : u
+    }
 }
 
 /// Adds the scalar tail (k not a multiple of the vector width) and writes the two columns of

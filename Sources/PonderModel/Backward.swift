@@ -40,8 +40,18 @@ public final class TrainActivations {
     let xnF: Arena, rstdF: Arena     // final norm output and 1/rms
     var positions: [Int32]
     // backward scratch
-    let dX, dXn, dQKV, dAttn, dGateUp, dH, dP, dU, logits, xnGathered, gathered: Arena
+    let dX, dXn, dQKV, dAttn, dGateUp, dH, dP, dU, xnGathered, gathered: Arena
+    /// LM-head logits (scaled by 1/temperature) of up to `chunk` scored rows, and log Σ exp of
+    /// each row (indexed by position).
+    let logits, lse: Arena
     let chunk: Int
+    /// Set by a forward whose scored rows all fit in one chunk, when `keepsLogits`: those rows
+    /// and 1/temperature. The backward then reuses the logits instead of recomputing them.
+    var kept: (rows: [Int], invT: Float)?
+    /// Whether a forward keeps its logits for the backward: full fine-tuning without
+    /// checkpointing, the mode that spends memory for speed. The head is ~a fifth of the step's
+    /// FLOPs and a full-vocabulary matmul each time; LoRA and checkpointing bound memory instead.
+    let keepsLogits: Bool
 
     final class LayerBuffers {
         let arena: Arena
@@ -83,11 +93,16 @@ public final class TrainActivations {
         dH = try Arena(count: rows * c.intermediateSize)
         dP = try Arena(count: length * length)
         dU = try Arena(count: max(1, rows * (model.adapters?.config.rank ?? 1)))
-        // The LM head runs over row chunks, so [rows × vocab] logits never exist at once.
-        chunk = max(1, min(rows, 64))
-        logits = try Arena(count: chunk * c.vocabSize)
+        // The LM head runs over chunks of rows, so [rows × vocab] logits need not exist at once:
+        // 256 rows (enough for sgemm to run at full speed) or, when kept for the backward, as
+        // many as fit 256 MiB. Pages are backed as they are written.
+        keepsLogits = !checkpointing && model.adapters == nil
+        chunk = max(1, min(rows, keepsLogits ? max(256, (64 << 20) / c.vocabSize) : 256))
+        logits = try Arena(count: chunk * c.vocabSize, zeroed: false)
+        lse = try Arena(count: rows)
         xnGathered = try Arena(count: chunk * c.hiddenSize)
         gathered = try Arena(count: chunk * c.hiddenSize)
+        kept = nil
     }
 
     /// Uses the buffers for a batch of `sequences` × `length` (at most the allocated shape).
@@ -176,25 +191,27 @@ extension LlamaModel {
         guard batch.temperature > 0, batch.temperature.isFinite else { throw PonderError.invalid("batch: temperature \(batch.temperature)") }
         let invT = 1 / batch.temperature
         entropy?.update(repeating: 0, count: a.rows)
-        forEachHeadChunk(scored, a) { rows, x, lg in
-            for (i, r) in rows.enumerated() {
-                let row = lg + i * c.vocabSize
-                if invT != 1 { scaleInPlace(row, c.vocabSize, by: invT) }
-                let lse = logSumExp(row, c.vocabSize)
-                logp[r] = row[Int(batch.targets[r])] - lse
-                if let entropy {
-                    var h: Float = 0
-                    for j in 0..<c.vocabSize { h += expf(row[j] - lse) * row[j] }
-                    entropy[r] = lse - h
+        let v = c.vocabSize, lse = a.lse.pointer
+        logp.withUnsafeMutableBufferPointer { lp in
+            let lp = lp.baseAddress!
+            forEachHeadChunk(scored, a) { rows, x, lg in
+                parallelFor(rows.count) { i in
+                    let r = rows[rows.startIndex + i], row = lg + i * v
+                    if invT != 1 { scaleInPlace(row, v, by: invT) }
+                    lse[r] = logSumExp(row, v)
+                    lp[r] = row[Int(batch.targets[r])] - lse[r]
+                    if let entropy { entropy[r] = lse[r] - softmaxMean(row, v, lse: lse[r]) }
                 }
             }
         }
+        a.kept = a.keepsLogits && scored.count <= a.chunk ? (scored, invT) : nil
         return logp
     }
 
     /// Runs the LM head over `rows` (only positions that have a target: prompt and padding rows
-    /// need no logits), 64 at a time: body(rowIDs, gathered final-norm rows, logits).
-    func forEachHeadChunk(_ rows: [Int], _ a: TrainActivations,
+    /// need no logits), a.chunk at a time: body(rowIDs, gathered final-norm rows, logits).
+    /// `compute: false` leaves the logits buffer as the last forward left it (a.kept).
+    func forEachHeadChunk(_ rows: [Int], _ a: TrainActivations, compute: Bool = true,
                           _ body: (ArraySlice<Int>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let d = config.hiddenSize
         var k = 0
@@ -202,7 +219,7 @@ extension LlamaModel {
             let ids = rows[k..<min(k + a.chunk, rows.count)]
             let x = a.xnGathered.pointer
             for (i, r) in ids.enumerated() { (x + i * d).update(from: a.xnF.pointer + r * d, count: d) }
-            linear(a.logits.pointer, x, w.lmHead, rows: ids.count, out: config.vocabSize, in: d)
+            if compute { linear(a.logits.pointer, x, w.lmHead, rows: ids.count, out: config.vocabSize, in: d) }
             body(ids, x, a.logits.pointer)
             k += a.chunk
         }
@@ -225,17 +242,24 @@ extension LlamaModel {
         func g(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? { gradient(of: p, in: grads) }
         let dX = a.dX.pointer
         dX.update(repeating: 0, count: rows * d)
-        // LM head, chunk by chunk: dlogits = c·(onehot − softmax(z/T))/T with c = dL/dlogp.
+        // LM head, chunk by chunk: dlogits = c·(onehot − softmax(z/T))/T with c = dL/dlogp,
+        // from the forward's logits when it kept them (rows with c = 0 then give zero rows).
         a.dXn.pointer.update(repeating: 0, count: rows * d)
-        let scored = batch.targets.indices.filter { batch.targets[$0] >= 0 && dLogp[$0] != 0 }
-        forEachHeadChunk(scored, a) { rowIDs, x, lg in
+        let invT = 1 / batch.temperature, v = c.vocabSize, lse = a.lse.pointer
+        let withTarget = batch.targets.indices.filter { batch.targets[$0] >= 0 }
+        let reuse = a.kept.map { $0.rows == withTarget && $0.invT == invT } ?? false
+        let scored = reuse ? withTarget : withTarget.filter { dLogp[$0] != 0 }
+        a.kept = nil
+        forEachHeadChunk(scored, a, compute: !reuse) { rowIDs, x, lg in
             let n = rowIDs.count
-            for (i, r) in rowIDs.enumerated() {
-                let row = lg + i * c.vocabSize
-                let coef = dLogp[r] / batch.temperature
-                if batch.temperature != 1 { scaleInPlace(row, c.vocabSize, by: 1 / batch.temperature) }
-                softmaxInPlace(row, c.vocabSize)
-                for j in 0..<c.vocabSize { row[j] *= -coef }
+            parallelFor(n) { i in
+                let r = rowIDs[rowIDs.startIndex + i], row = lg + i * v
+                if !reuse {
+                    if invT != 1 { scaleInPlace(row, v, by: invT) }
+                    lse[r] = logSumExp(row, v)
+                }
+                let coef = dLogp[r] * invT
+                scaledExpInPlace(row, v, minus: lse[r], times: -coef)
                 row[Int(batch.targets[r])] += coef
             }
             // dxnF = dlogits · W_head (scattered back to its rows) ; dW_head += dlogitsᵀ · xnF

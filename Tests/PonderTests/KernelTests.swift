@@ -97,6 +97,13 @@ final class KernelTests: XCTestCase {
         softmaxInPlace(&row, 37)
         XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-6)
         XCTAssertEqual(lse, log((0..<37).map { exp(Double($0) * 0.3 - 5) }.reduce(0, +)).asFloat, accuracy: 1e-5)
+        // The LM head's helpers: the mean of x under softmax(x) (entropy = lse − it), and s·softmax.
+        let xs: [Float] = (0..<37).map { Float($0) * 0.3 - 5 }
+        let p = xs.map { exp(Double($0) - Double(lse)) }
+        XCTAssertEqual(softmaxMean(xs, 37, lse: lse), zip(p, xs).map { $0 * Double($1) }.reduce(0, +).asFloat, accuracy: 1e-5)
+        var scaled = xs
+        scaledExpInPlace(&scaled, 37, minus: lse, times: -0.7)
+        for i in 0..<37 { XCTAssertEqual(scaled[i], Float(-0.7 * p[i]), accuracy: 1e-6) }
     }
 
     /// parallelFor covers every index exactly once, also when several threads call it at once
@@ -126,7 +133,7 @@ final class KernelTests: XCTestCase {
     /// agree with the naive products on odd sizes, with padded row strides, overwriting and
     /// accumulating.
     func testFewRowsKernelsBothWidths() {
-        for m in [1, 3, 5, 8, 12, 16] {
+        for m in [1, 3, 5, 6, 7, 8, 12, 16] {
             for accumulate in [false, true] {
                 let n = 13, k = 70, ldx = k + 3, ldw = k + 5, ldy = n + 2
                 let x = random(m * ldx, seed: 3), w = random(n * ldw, seed: 4), y0 = random(m * ldy, seed: 5)

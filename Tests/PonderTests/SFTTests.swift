@@ -98,9 +98,13 @@ final class SFTTests: XCTestCase {
         let t = try SFTTrainer(config: SFTTests.config(steps: 500))
         XCTAssertEqual(t.train.count, 16)
         let first = try t.trainStep().loss
-        let last = try t.run()!
-        print("full SFT: loss \(first) → \(last.loss)")
-        XCTAssertLessThan(last.loss, 0.05)
+        var last: [Double] = []
+        _ = try t.run { last = Array((last + [$0.loss]).suffix(4)); return true }
+        // The last epoch (4 steps of 4 = all 16 examples once): one step's batch at a constant
+        // lr of 3e-3 moves between 0.005 and 0.08 late in training, with any change of float order.
+        let epoch = last.reduce(0, +) / Double(last.count)
+        print("full SFT: loss \(first) → \(epoch) (last epoch)")
+        XCTAssertLessThan(epoch, 0.05)
     }
 
     func testLoRASFTOverfits16ExamplesAndMergesExactly() throws {
