@@ -4,17 +4,16 @@
 /// k,v: [past+t × kvStride]  keys/values of all positions, the new ones last (kvHeads·d used)
 /// out: [t × heads·d]
 /// scores: scratch of at least t·(past+t) floats.
-/// probs (optional): [heads × t × (past+t)] receives the attention weights, for backward.
 public func attentionPrefill(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
                              k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              t: Int, past: Int, heads: Int, kvHeads: Int, headDim d: Int, qStride: Int,
                              kvStride: Int? = nil,
-                             scores: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>? = nil) {
+                             scores: UnsafeMutablePointer<Float>) {
     let total = past + t
     let outStride = heads * d, kvStride = kvStride ?? kvHeads * d
     let group = heads / kvHeads
     for h in 0..<heads {
-        let s = probs.map { $0 + h * t * total } ?? scores
+        let s = scores
         attentionProbs(s, q: q + h * d, k: k + (h / group) * d, t: t, past: past, headDim: d, qStride: qStride, kvStride: kvStride)
         sgemm(m: t, n: d, k: total, a: s, lda: total, b: v + (h / group) * d, ldb: kvStride,
               c: out + h * d, ldc: outStride)
@@ -25,10 +24,15 @@ public func attentionPrefill(out: UnsafeMutablePointer<Float>, q: UnsafePointer<
 /// seeing keys 0...past+i. Training's backward recomputes them with this rather than keeping
 /// every layer's [heads × t × t] weights.
 public func attentionProbs(_ probs: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                           t: Int, past: Int, headDim d: Int, qStride: Int, kvStride: Int) {
+                           t: Int, past: Int, headDim d: Int, qStride: Int, kvStride: Int, serial: Bool = false) {
     let total = past + t
-    sgemm(transB: true, m: t, n: total, k: d, alpha: 1 / Float(d).squareRoot(), a: q, lda: qStride,
-          b: k, ldb: kvStride, c: probs, ldc: total)
+    let alpha = 1 / Float(d).squareRoot()
+    if serial {
+        sgemmBlock(transA: false, transB: true, m: t, n: total, k: d, alpha: alpha, a: q, lda: qStride,
+                   b: k, ldb: kvStride, beta: 0, c: probs, ldc: total)
+    } else {
+        sgemm(transB: true, m: t, n: total, k: d, alpha: alpha, a: q, lda: qStride, b: k, ldb: kvStride, c: probs, ldc: total)
+    }
     for i in 0..<t {
         let row = probs + i * total
         let visible = past + i + 1
@@ -37,40 +41,66 @@ public func attentionProbs(_ probs: UnsafeMutablePointer<Float>, q: UnsafePointe
     }
 }
 
-/// Backward of attentionPrefill with past = 0 (training: each sequence attends to itself).
-/// q/k/v are read from `qkv` ([t × qkvStride]: q at 0, k at qOff+…, as laid out by the
-/// fused projection) and their gradients accumulate into `dqkv` of the same layout, which the
-/// caller zeroes. dOut: [t × heads·d]; probs: the forward's [heads × t × t]; dP: scratch t·t.
+/// Training's causal self-attention: `seqs` sequences of t rows each attend to themselves
+/// (past = 0). q/k/v are read from `qkv` ([seqs·t × qkvStride]: q at 0, k at heads·d, v after
+/// the keys, as the fused projection lays them out); out: [seqs·t × heads·d]; probs receives
+/// the weights, [seqs × heads × t × t], for the backward. Each (sequence, head) runs on one
+/// core with single-threaded sgemm: the products are ~t²·d, too small to split well (splitting
+/// each one ran the attention at half the speed of the rest of the layer).
+public func attentionTrainForward(out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                                  seqs: Int, t: Int, heads: Int, kvHeads: Int, headDim d: Int, qkvStride: Int) {
+    let group = heads / kvHeads, kOff = heads * d, vOff = kOff + kvHeads * d
+    parallelFor(seqs * heads) { task in
+        let b = task / heads, h = task % heads, g = h / group
+        let rows = qkv + b * t * qkvStride, p = probs + task * t * t
+        attentionProbs(p, q: rows + h * d, k: rows + kOff + g * d, t: t, past: 0, headDim: d, qStride: qkvStride,
+                       kvStride: qkvStride, serial: true)
+        sgemmBlock(transA: false, transB: false, m: t, n: d, k: t, alpha: 1, a: p, lda: t, b: rows + vOff + g * d,
+                   ldb: qkvStride, beta: 0, c: out + b * t * heads * d + h * d, ldc: heads * d)
+    }
+}
+
+/// Backward of attentionTrainForward. The weights are recomputed into `probs` from q and k
+/// (training keeps one layer's at a time). Gradients accumulate into `dqkv` (same layout as
+/// qkv), which the caller zeroes; dOut: [seqs·t × heads·d]; dP: scratch of seqs·kvHeads·t·t.
+/// One task per (sequence, KV head): its query heads add into the same key and value
+/// gradients, so they stay on one core.
 public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
-                              qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
-                              t: Int, heads: Int, kvHeads: Int, headDim d: Int, qkvStride: Int,
+                              qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                              seqs: Int, t: Int, heads: Int, kvHeads: Int, headDim d: Int, qkvStride: Int,
                               dP: UnsafeMutablePointer<Float>) {
     let group = heads / kvHeads
     let scale = 1 / Float(d).squareRoot()
     let kOff = heads * d, vOff = kOff + kvHeads * d
-    for h in 0..<heads {
-        let g = h / group
-        let p = probs + h * t * t
-        let dO = dOut + h * d
-        // dV_g += Pᵀ dO
-        sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: dO, ldb: heads * d,
-              beta: 1, c: dqkv + vOff + g * d, ldc: qkvStride)
-        // dP = dO Vᵀ
-        sgemm(transB: true, m: t, n: t, k: d, a: dO, lda: heads * d, b: qkv + vOff + g * d, ldb: qkvStride,
-              c: dP, ldc: t)
-        // dS = P ⊙ (dP − Σ_j dP·P), in place in dP (zero where P is masked)
-        for i in 0..<t {
-            let pr = p + i * t, dr = dP + i * t
-            let n = i + 1
-            let s = dot(pr, dr, n)
-            for j in 0..<n { dr[j] = pr[j] * (dr[j] - s) }
-            for j in n..<t { dr[j] = 0 }
+    parallelFor(seqs * kvHeads) { task in
+        let b = task / kvHeads, g = task % kvHeads
+        let rows = qkv + b * t * qkvStride, drows = dqkv + b * t * qkvStride
+        let dS = dP + task * t * t
+        for h in (g * group)..<((g + 1) * group) {
+            let p = probs + (b * heads + h) * t * t
+            let dO = dOut + b * t * heads * d + h * d
+            attentionProbs(p, q: rows + h * d, k: rows + kOff + g * d, t: t, past: 0, headDim: d, qStride: qkvStride,
+                           kvStride: qkvStride, serial: true)
+            // dV_g += Pᵀ dO
+            sgemmBlock(transA: true, transB: false, m: t, n: d, k: t, alpha: 1, a: p, lda: t, b: dO, ldb: heads * d,
+                       beta: 1, c: drows + vOff + g * d, ldc: qkvStride)
+            // dP = dO Vᵀ
+            sgemmBlock(transA: false, transB: true, m: t, n: t, k: d, alpha: 1, a: dO, lda: heads * d,
+                       b: rows + vOff + g * d, ldb: qkvStride, beta: 0, c: dS, ldc: t)
+            // dS = P ⊙ (dP − Σ_j dP·P), in place (zero where P is masked)
+            for i in 0..<t {
+                let pr = p + i * t, dr = dS + i * t
+                let n = i + 1
+                let s = dot(pr, dr, n)
+                for j in 0..<n { dr[j] = pr[j] * (dr[j] - s) }
+                for j in n..<t { dr[j] = 0 }
+            }
+            // dQ_h = scale · dS K_g ; dK_g += scale · dSᵀ Q_h
+            sgemmBlock(transA: false, transB: false, m: t, n: d, k: t, alpha: scale, a: dS, lda: t, b: rows + kOff + g * d,
+                       ldb: qkvStride, beta: 1, c: drows + h * d, ldc: qkvStride)
+            sgemmBlock(transA: true, transB: false, m: t, n: d, k: t, alpha: scale, a: dS, lda: t, b: rows + h * d,
+                       ldb: qkvStride, beta: 1, c: drows + kOff + g * d, ldc: qkvStride)
         }
-        // dQ_h = scale · dS K_g ; dK_g += scale · dSᵀ Q_h
-        sgemm(m: t, n: d, k: t, alpha: scale, a: dP, lda: t, b: qkv + kOff + g * d, ldb: qkvStride,
-              beta: 1, c: dqkv + h * d, ldc: qkvStride)
-        sgemm(transA: true, m: t, n: d, k: t, alpha: scale, a: dP, lda: t, b: qkv + h * d, ldb: qkvStride,
-              beta: 1, c: dqkv + kOff + g * d, ldc: qkvStride)
     }
 }
 

@@ -91,7 +91,7 @@ public final class TrainActivations {
         dAttn = try Arena(count: rows * c.qDim)
         dGateUp = try Arena(count: rows * 2 * c.intermediateSize)
         dH = try Arena(count: rows * c.intermediateSize)
-        dP = try Arena(count: length * length)
+        dP = try Arena(count: sequences * c.numKVHeads * length * length)
         dU = try Arena(count: max(1, rows * (model.adapters?.config.rank ?? 1)))
         // The LM head runs over chunks of rows, so [rows × vocab] logits need not exist at once:
         // 256 rows (enough for sgemm to run at full speed) or, when kept for the backward, as
@@ -129,13 +129,8 @@ extension LlamaModel {
         let probs = a.probs.pointer
         a.positions.withUnsafeBufferPointer { pos in
             layerForward(l, rows: a.rows, positions: pos.baseAddress!, io: io) {
-                for b in 0..<a.seqs {
-                    let q = io.qkv + b * a.len * c.qkvDim
-                    attentionPrefill(out: io.attn + b * a.len * c.qDim, q: q, k: q + c.qDim, v: q + c.qDim + c.kvDim,
-                                     t: a.len, past: 0, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
-                                     qStride: c.qkvDim, kvStride: c.qkvDim, scores: probs,
-                                     probs: probs + b * c.numHeads * a.len * a.len)
-                }
+                attentionTrainForward(out: io.attn, qkv: io.qkv, probs: probs, seqs: a.seqs, t: a.len, heads: c.numHeads,
+                                      kvHeads: c.numKVHeads, headDim: c.headDim, qkvStride: c.qkvDim)
             }
         }
     }
@@ -150,18 +145,8 @@ extension LlamaModel {
         let probs = a.probs.pointer
         a.positions.withUnsafeBufferPointer { pos in
             layerBackward(l, rows: a.rows, positions: pos.baseAddress!, io: io, dio: dio, grads: grads) {
-                for b in 0..<a.seqs {
-                    let q = io.qkv + b * a.len * c.qkvDim
-                    for hd in 0..<c.numHeads {
-                        attentionProbs(probs + (b * c.numHeads + hd) * a.len * a.len, q: q + hd * c.headDim,
-                                       k: q + c.qDim + (hd / (c.numHeads / c.numKVHeads)) * c.headDim, t: a.len, past: 0,
-                                       headDim: c.headDim, qStride: c.qkvDim, kvStride: c.qkvDim)
-                    }
-                    attentionBackward(dqkv: dio.dQKV + b * a.len * c.qkvDim, dOut: dio.dAttn + b * a.len * c.qDim,
-                                      qkv: q, probs: probs + b * c.numHeads * a.len * a.len,
-                                      t: a.len, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
-                                      qkvStride: c.qkvDim, dP: a.dP.pointer)
-                }
+                attentionBackward(dqkv: dio.dQKV, dOut: dio.dAttn, qkv: io.qkv, probs: probs, seqs: a.seqs, t: a.len,
+                                  heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, qkvStride: c.qkvDim, dP: a.dP.pointer)
             }
         }
     }

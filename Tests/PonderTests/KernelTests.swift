@@ -218,6 +218,35 @@ final class KernelTests: XCTestCase {
         for i in 0..<out.count { XCTAssertEqual(out[i], naive[i], accuracy: 1e-5) }
     }
 
+    /// Training's batched attention (a task per sequence and head, q/k/v fused per row) gives
+    /// each sequence what prefill attention gives it alone, and keeps its weights.
+    func testTrainingAttentionMatchesPrefillPerSequence() {
+        let seqs = 3, t = 7, heads = 6, kvHeads = 2, d = 8
+        let stride = (heads + 2 * kvHeads) * d + 3
+        let qkv = random(seqs * t * stride, seed: 17)
+        var out = [Float](repeating: 0, count: seqs * t * heads * d)
+        var probs = [Float](repeating: 0, count: seqs * heads * t * t)
+        attentionTrainForward(out: &out, qkv: qkv, probs: &probs, seqs: seqs, t: t, heads: heads, kvHeads: kvHeads,
+                              headDim: d, qkvStride: stride)
+        for b in 0..<seqs {
+            var want = [Float](repeating: 0, count: t * heads * d)
+            var scores = [Float](repeating: 0, count: t * t)
+            qkv.withUnsafeBufferPointer { p in
+                let q = p.baseAddress! + b * t * stride
+                attentionPrefill(out: &want, q: q, k: q + heads * d, v: q + (heads + kvHeads) * d, t: t, past: 0, heads: heads,
+                                 kvHeads: kvHeads, headDim: d, qStride: stride, kvStride: stride, scores: &scores)
+            }
+            for i in 0..<want.count { XCTAssertEqual(out[b * t * heads * d + i], want[i], accuracy: 1e-5, "sequence \(b)") }
+            for h in 0..<heads {
+                for i in 0..<t {
+                    let row = probs[((b * heads + h) * t + i) * t..<((b * heads + h) * t + i + 1) * t]
+                    XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-5)
+                    XCTAssertTrue(row.dropFirst(i + 1).allSatisfy { $0 == 0 }, "causal mask")
+                }
+            }
+        }
+    }
+
     /// Decode attention of several rows that share a prompt span and each have their own span
     /// (a sampled group), and of a single row, against a naive GQA over the concatenated cache.
     func testDecodeAttentionAgreesWithNaive() {
