@@ -41,65 +41,168 @@ public func attentionProbs(_ probs: UnsafeMutablePointer<Float>, q: UnsafePointe
     }
 }
 
-/// Training's causal self-attention: `seqs` sequences of t rows each attend to themselves
-/// (past = 0). q/k/v are read from `qkv` ([seqs·t × qkvStride]: q at 0, k at heads·d, v after
-/// the keys, as the fused projection lays them out); out: [seqs·t × heads·d]; probs receives
-/// the weights, [seqs × heads × t × t], for the backward. Each (sequence, head) runs on one
-/// core with single-threaded sgemm: the products are ~t²·d, too small to split well (splitting
-/// each one ran the attention at half the speed of the rest of the layer).
-public func attentionTrainForward(out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                                  seqs: Int, t: Int, heads: Int, kvHeads: Int, headDim d: Int, qkvStride: Int) {
-    let group = heads / kvHeads, kOff = heads * d, vOff = kOff + kvHeads * d
-    parallelFor(seqs * heads) { task in
-        let b = task / heads, h = task % heads, g = h / group
-        let rows = qkv + b * t * qkvStride, p = probs + task * t * t
-        attentionProbs(p, q: rows + h * d, k: rows + kOff + g * d, t: t, past: 0, headDim: d, qStride: qkvStride,
-                       kvStride: qkvStride, serial: true)
-        sgemmBlock(transA: false, transB: false, m: t, n: d, k: t, alpha: 1, a: p, lda: t, b: rows + vOff + g * d,
-                   ldb: qkvStride, beta: 0, c: out + b * t * heads * d + h * d, ldc: heads * d)
-    }
-}
+/// Training's causal self-attention over a batch laid out as shared prefixes, then each
+/// sequence's own rows. A prefix is stored once for all the sequences that continue it (a GRPO
+/// group's prompt: G completions of one prompt need its rows once, not G times); a sequence's
+/// own rows see its prefix's rows and their own earlier ones. Without prefixes this is causal
+/// attention within each sequence.
+///
+/// q/k/v come from the fused projection's rows ([rows × qkvStride]: q at 0, k at heads·d, v
+/// after the keys); out is [rows × heads·d]. Work runs one (sequence or prefix, head) per
+/// task with single-threaded sgemm: the products are ~t²·d, too small to split each one well
+/// (splitting each ran the attention at half the speed of the rest of the layer).
+public struct TrainingAttention {
+    public let seqs, t: Int
+    public let prefixLengths, prefixOf: [Int]
+    public let heads, kvHeads, headDim, qkvStride: Int
+    /// First row of each prefix, and of the sequences' own rows.
+    let prefixStarts: [Int]
+    let ownStart: Int
+    /// Row stride of a sequence's weights block (its own rows × (longest prefix + t)), and each
+    /// prefix's offset in `probs` after the sequences' blocks.
+    let width: Int
+    let prefixProbs: [Int]
+    let maxPrefix, block: Int
+    /// Floats of the weights the forward writes, and of the backward's scratch.
+    public let probsCount, scratchCount: Int
 
-/// Backward of attentionTrainForward. The weights are recomputed into `probs` from q and k
-/// (training keeps one layer's at a time). Gradients accumulate into `dqkv` (same layout as
-/// qkv), which the caller zeroes; dOut: [seqs·t × heads·d]; dP: scratch of seqs·kvHeads·t·t.
-/// One task per (sequence, KV head): its query heads add into the same key and value
-/// gradients, so they stay on one core.
-public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
-                              qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                              seqs: Int, t: Int, heads: Int, kvHeads: Int, headDim d: Int, qkvStride: Int,
-                              dP: UnsafeMutablePointer<Float>) {
-    let group = heads / kvHeads
-    let scale = 1 / Float(d).squareRoot()
-    let kOff = heads * d, vOff = kOff + kvHeads * d
-    parallelFor(seqs * kvHeads) { task in
-        let b = task / kvHeads, g = task % kvHeads
-        let rows = qkv + b * t * qkvStride, drows = dqkv + b * t * qkvStride
-        let dS = dP + task * t * t
-        for h in (g * group)..<((g + 1) * group) {
-            let p = probs + (b * heads + h) * t * t
-            let dO = dOut + b * t * heads * d + h * d
-            attentionProbs(p, q: rows + h * d, k: rows + kOff + g * d, t: t, past: 0, headDim: d, qStride: qkvStride,
-                           kvStride: qkvStride, serial: true)
-            // dV_g += Pᵀ dO
-            sgemmBlock(transA: true, transB: false, m: t, n: d, k: t, alpha: 1, a: p, lda: t, b: dO, ldb: heads * d,
-                       beta: 1, c: drows + vOff + g * d, ldc: qkvStride)
-            // dP = dO Vᵀ
-            sgemmBlock(transA: false, transB: true, m: t, n: t, k: d, alpha: 1, a: dO, lda: heads * d,
-                       b: rows + vOff + g * d, ldb: qkvStride, beta: 0, c: dS, ldc: t)
-            // dS = P ⊙ (dP − Σ_j dP·P), in place (zero where P is masked)
-            for i in 0..<t {
-                let pr = p + i * t, dr = dS + i * t
-                let n = i + 1
-                let s = dot(pr, dr, n)
-                for j in 0..<n { dr[j] = pr[j] * (dr[j] - s) }
-                for j in n..<t { dr[j] = 0 }
+    /// seqs sequences of t own rows each; prefixLengths[k] rows per prefix, stored first, in
+    /// order; prefixOf[s]: sequence s's prefix, or -1 (empty: no prefixes).
+    public init(seqs: Int, t: Int, prefixLengths: [Int] = [], prefixOf: [Int] = [],
+                heads: Int, kvHeads: Int, headDim: Int, qkvStride: Int) {
+        (self.seqs, self.t, self.prefixLengths, self.prefixOf) = (seqs, t, prefixLengths, prefixOf)
+        (self.heads, self.kvHeads, self.headDim, self.qkvStride) = (heads, kvHeads, headDim, qkvStride)
+        var starts: [Int] = [], probsAt: [Int] = [], row = 0, at = seqs * heads * t * (t + (prefixLengths.max() ?? 0))
+        for n in prefixLengths {
+            starts.append(row); probsAt.append(at)
+            row += n; at += heads * n * n
+        }
+        (prefixStarts, ownStart, prefixProbs, probsCount) = (starts, row, probsAt, at)
+        maxPrefix = prefixLengths.max() ?? 0
+        width = maxPrefix + t
+        block = max(t * width, maxPrefix * maxPrefix)
+        scratchCount = (seqs + prefixLengths.count) * kvHeads * block + seqs * kvHeads * maxPrefix * 2 * headDim
+    }
+
+    /// Rows of the layout: the prefixes' and every sequence's own.
+    public var rows: Int { ownStart + seqs * t }
+
+    func prefix(of s: Int) -> Int { prefixOf.isEmpty ? -1 : prefixOf[s] }
+
+    /// A unit is a sequence (its own rows, after its prefix's P rows at `pre`) or a prefix
+    /// (its rows, P = 0): its rows, their count, the prefix rows they see, and its weights.
+    func unit(_ u: Int, head h: Int, qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>)
+        -> (rows: Int, n: Int, pre: Int, P: Int, p: UnsafeMutablePointer<Float>, ld: Int) {
+        if u < seqs {
+            let k = prefix(of: u), P = k < 0 ? 0 : prefixLengths[k]
+            return (ownStart + u * t, t, k < 0 ? 0 : prefixStarts[k], P, probs + (u * heads + h) * t * width, P + t)
+        }
+        let k = u - seqs, n = prefixLengths[k]
+        return (prefixStarts[k], n, 0, 0, probs + prefixProbs[k] + h * n * n, n)
+    }
+
+    /// The causal weights of one unit and head: p[n × (P + n)] (row stride ld) =
+    /// softmax(q·[k_prefix; k_own]ᵀ/√d), row i seeing the P prefix rows and own rows 0...i.
+    func weights(_ p: UnsafeMutablePointer<Float>, ld: Int, q: UnsafePointer<Float>, own: UnsafePointer<Float>, n: Int,
+                 pre: UnsafePointer<Float>, P: Int, g: Int) {
+        let d = headDim, kOff = heads * d + g * d
+        let scale = 1 / Float(d).squareRoot()
+        if P > 0 {
+            sgemmBlock(transA: false, transB: true, m: n, n: P, k: d, alpha: scale, a: q, lda: qkvStride,
+                       b: pre + kOff, ldb: qkvStride, beta: 0, c: p, ldc: ld)
+        }
+        sgemmBlock(transA: false, transB: true, m: n, n: n, k: d, alpha: scale, a: q, lda: qkvStride,
+                   b: own + kOff, ldb: qkvStride, beta: 0, c: p + P, ldc: ld)
+        for i in 0..<n {
+            let row = p + i * ld
+            softmaxInPlace(row, P + i + 1)
+            for j in (P + i + 1)..<(P + n) { row[j] = 0 }
+        }
+    }
+
+    /// out = attention(qkv); probs (probsCount floats) receives the weights.
+    public func forward(out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>) {
+        let d = headDim, group = heads / kvHeads, vOff = (heads + kvHeads) * d, ldo = heads * d
+        parallelFor((seqs + prefixLengths.count) * heads) { task in
+            let h = task % heads, g = h / group
+            let (r0, n, pr, P, p, ld) = unit(task / heads, head: h, qkv: qkv, probs: probs)
+            let own = qkv + r0 * qkvStride, pre = qkv + pr * qkvStride
+            weights(p, ld: ld, q: own + h * d, own: own, n: n, pre: pre, P: P, g: g)
+            let o = out + r0 * ldo + h * d
+            if P > 0 {
+                sgemmBlock(transA: false, transB: false, m: n, n: d, k: P, alpha: 1, a: p, lda: ld, b: pre + vOff + g * d,
+                           ldb: qkvStride, beta: 0, c: o, ldc: ldo)
             }
-            // dQ_h = scale · dS K_g ; dK_g += scale · dSᵀ Q_h
-            sgemmBlock(transA: false, transB: false, m: t, n: d, k: t, alpha: scale, a: dS, lda: t, b: rows + kOff + g * d,
-                       ldb: qkvStride, beta: 1, c: drows + h * d, ldc: qkvStride)
-            sgemmBlock(transA: true, transB: false, m: t, n: d, k: t, alpha: scale, a: dS, lda: t, b: rows + h * d,
-                       ldb: qkvStride, beta: 1, c: drows + kOff + g * d, ldc: qkvStride)
+            sgemmBlock(transA: false, transB: false, m: n, n: d, k: n, alpha: 1, a: p + P, lda: ld, b: own + vOff + g * d,
+                       ldb: qkvStride, beta: P > 0 ? 1 : 0, c: o, ldc: ldo)
+        }
+    }
+
+    /// Backward of forward: the weights are recomputed into `probs` (training keeps one layer's
+    /// at a time), gradients accumulate into dqkv (qkv's layout; the caller zeroes it) from
+    /// dOut ([rows × heads·d]); scratch: scratchCount floats. One task per (unit, KV head): its
+    /// query heads add into the same key and value gradients. A prefix's key and value
+    /// gradients from its sequences are summed per task and added after.
+    public func backward(dqkv: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                         probs: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let d = headDim, group = heads / kvHeads
+        let scale = 1 / Float(d).squareRoot()
+        let kOff = heads * d, vOff = kOff + kvHeads * d, ldo = heads * d
+        let partials = scratch + (seqs + prefixLengths.count) * kvHeads * block
+        parallelFor((seqs + prefixLengths.count) * kvHeads) { task in
+            let u = task / kvHeads, g = task % kvHeads
+            let dS = scratch + task * block
+            let part = partials + task * maxPrefix * 2 * d   // [P × (dK | dV)] of this sequence's prefix
+            for h in (g * group)..<((g + 1) * group) {
+                let (r0, n, pr, P, p, ld) = unit(u, head: h, qkv: qkv, probs: probs)
+                let own = qkv + r0 * qkvStride, pre = qkv + pr * qkvStride, dOwn = dqkv + r0 * qkvStride
+                let dO = dOut + r0 * ldo + h * d
+                if P > 0 && h == g * group { part.update(repeating: 0, count: P * 2 * d) }
+                weights(p, ld: ld, q: own + h * d, own: own, n: n, pre: pre, P: P, g: g)
+                // dV += Pᵀ dO
+                sgemmBlock(transA: true, transB: false, m: n, n: d, k: n, alpha: 1, a: p + P, lda: ld, b: dO, ldb: ldo,
+                           beta: 1, c: dOwn + vOff + g * d, ldc: qkvStride)
+                if P > 0 {
+                    sgemmBlock(transA: true, transB: false, m: P, n: d, k: n, alpha: 1, a: p, lda: ld, b: dO, ldb: ldo,
+                               beta: 1, c: part + d, ldc: 2 * d)
+                }
+                // dP = dO Vᵀ
+                if P > 0 {
+                    sgemmBlock(transA: false, transB: true, m: n, n: P, k: d, alpha: 1, a: dO, lda: ldo, b: pre + vOff + g * d,
+                               ldb: qkvStride, beta: 0, c: dS, ldc: ld)
+                }
+                sgemmBlock(transA: false, transB: true, m: n, n: n, k: d, alpha: 1, a: dO, lda: ldo, b: own + vOff + g * d,
+                           ldb: qkvStride, beta: 0, c: dS + P, ldc: ld)
+                // dS = P ⊙ (dP − Σ_j dP·P), in place (zero where P is masked)
+                for i in 0..<n {
+                    let prow = p + i * ld, drow = dS + i * ld
+                    let seen = P + i + 1
+                    let s = dot(prow, drow, seen)
+                    for j in 0..<seen { drow[j] = prow[j] * (drow[j] - s) }
+                    for j in seen..<(P + n) { drow[j] = 0 }
+                }
+                // dQ_h = scale · dS K ; dK += scale · dSᵀ Q_h
+                if P > 0 {
+                    sgemmBlock(transA: false, transB: false, m: n, n: d, k: P, alpha: scale, a: dS, lda: ld, b: pre + kOff + g * d,
+                               ldb: qkvStride, beta: 1, c: dOwn + h * d, ldc: qkvStride)
+                    sgemmBlock(transA: true, transB: false, m: P, n: d, k: n, alpha: scale, a: dS, lda: ld, b: own + h * d,
+                               ldb: qkvStride, beta: 1, c: part, ldc: 2 * d)
+                }
+                sgemmBlock(transA: false, transB: false, m: n, n: d, k: n, alpha: scale, a: dS + P, lda: ld, b: own + kOff + g * d,
+                           ldb: qkvStride, beta: 1, c: dOwn + h * d, ldc: qkvStride)
+                sgemmBlock(transA: true, transB: false, m: n, n: d, k: n, alpha: scale, a: dS + P, lda: ld, b: own + h * d,
+                           ldb: qkvStride, beta: 1, c: dOwn + kOff + g * d, ldc: qkvStride)
+            }
+        }
+        for s in 0..<seqs where prefix(of: s) >= 0 {
+            let k = prefix(of: s), P = prefixLengths[k], dPre = dqkv + prefixStarts[k] * qkvStride
+            for g in 0..<kvHeads {
+                let part = partials + (s * kvHeads + g) * maxPrefix * 2 * d
+                for i in 0..<P {
+                    addInPlace(dPre + i * qkvStride + kOff + g * d, part + i * 2 * d, d)
+                    addInPlace(dPre + i * qkvStride + vOff + g * d, part + i * 2 * d + d, d)
+                }
+            }
         }
     }
 }

@@ -5,7 +5,12 @@ import Glibc
 #endif
 
 /// A batch of `sequences` rows of `length` tokens (right-padded). targets[i] is the token
-/// predicted at position i (-1: none, e.g. prompt or padding).
+/// predicted at row i (-1: none, e.g. prompt or padding).
+///
+/// Optionally, shared prefixes come first: prefixLengths[k] rows each, stored once and
+/// continued by every sequence s with prefixOf[s] == k (the prompt of a GRPO group, whose G
+/// completions would otherwise repeat it G times). A sequence's `length` rows then follow its
+/// prefix: their positions continue from it and they attend to it.
 public struct TokenBatch: Sendable {
     public var sequences: Int
     public var length: Int
@@ -14,14 +19,23 @@ public struct TokenBatch: Sendable {
     /// log p is of softmax(logits / temperature): GRPO scores completions at the temperature
     /// they were sampled with, as TRL does; 1 for SFT.
     public var temperature: Float = 1
+    public var prefixLengths: [Int] = []
+    /// Each sequence's prefix, or -1 (empty when there are no prefixes).
+    public var prefixOf: [Int] = []
 
-    public init(sequences: Int, length: Int, tokens: [Int32], targets: [Int32], temperature: Float = 1) {
+    public init(sequences: Int, length: Int, tokens: [Int32], targets: [Int32], temperature: Float = 1,
+                prefixLengths: [Int] = [], prefixOf: [Int] = []) {
         self.sequences = sequences
         self.length = length
         self.tokens = tokens
         self.targets = targets
         self.temperature = temperature
+        self.prefixLengths = prefixLengths
+        self.prefixOf = prefixOf
     }
+
+    /// Rows of the batch: the prefixes', then every sequence's.
+    public var rows: Int { prefixLengths.reduce(0, +) + sequences * length }
 }
 
 /// Activations of one training forward, allocated for the largest batch shape and reused by
@@ -29,18 +43,23 @@ public struct TokenBatch: Sendable {
 /// input is kept and the rest is recomputed per layer during backward (one layer's buffers
 /// instead of all of them).
 public final class TrainActivations {
-    public private(set) var rows, seqs, len: Int
-    let maxSeqs, maxLen: Int
+    public private(set) var rows: Int
+    let maxRows: Int
+    /// The current batch's attention layout (sequences, prefixes).
+    var attention: TrainingAttention
     let checkpointing: Bool
     let layerBufs: [LayerBuffers]   // one per layer, or one shared when checkpointing
     let xs: Arena                   // residual stream at each layer boundary: [(layers+1) × rows × D]
     // Cheap to recompute, so shared by all layers and rebuilt in backward: the normed inputs,
     // the SwiGLU output and the attention weights (together ~45% of a layer's activations).
-    let xn, h, probs: Arena
+    let xn, h: Arena
+    /// The attention weights of one layer, and the attention backward's scratch (grown to
+    /// what a batch's layout needs).
+    var probs, dP: Arena
     let xnF: Arena, rstdF: Arena     // final norm output and 1/rms
     var positions: [Int32]
     // backward scratch
-    let dX, dXn, dQKV, dAttn, dGateUp, dH, dP, dU, xnGathered, gathered: Arena
+    let dX, dXn, dQKV, dAttn, dGateUp, dH, dU, xnGathered, gathered: Arena
     /// LM-head logits (scaled by 1/temperature) of up to `chunk` scored rows, and log Σ exp of
     /// each row (indexed by position).
     let logits, lse: Arena
@@ -71,16 +90,16 @@ public final class TrainActivations {
     public init(model: LlamaModel, sequences: Int, length: Int, checkpointing: Bool = false) throws {
         let c = model.config
         rows = sequences * length
-        seqs = sequences
-        len = length
-        maxSeqs = sequences
-        maxLen = length
+        maxRows = rows
+        attention = TrainingAttention(seqs: sequences, t: length, heads: c.numHeads, kvHeads: c.numKVHeads,
+                                      headDim: c.headDim, qkvStride: c.qkvDim)
         self.checkpointing = checkpointing
         let lw = model.adapters?.width ?? 0, n = sequences * length
         layerBufs = try (0..<(checkpointing ? 1 : c.numLayers)).map { _ in try LayerBuffers(c, rows: n, loraWidth: lw) }
         xn = try Arena(count: n * c.hiddenSize)
         h = try Arena(count: n * c.intermediateSize)
-        probs = try Arena(count: sequences * c.numHeads * length * length)
+        probs = try Arena(count: attention.probsCount, zeroed: false)
+        dP = try Arena(count: attention.scratchCount, zeroed: false)
         xs = try Arena(count: (c.numLayers + 1) * rows * c.hiddenSize)
         xnF = try Arena(count: rows * c.hiddenSize)
         rstdF = try Arena(count: rows)
@@ -91,7 +110,6 @@ public final class TrainActivations {
         dAttn = try Arena(count: rows * c.qDim)
         dGateUp = try Arena(count: rows * 2 * c.intermediateSize)
         dH = try Arena(count: rows * c.intermediateSize)
-        dP = try Arena(count: sequences * c.numKVHeads * length * length)
         dU = try Arena(count: max(1, rows * (model.adapters?.config.rank ?? 1)))
         // The LM head runs over chunks of rows, so [rows × vocab] logits need not exist at once:
         // 256 rows (enough for sgemm to run at full speed) or, when kept for the backward, as
@@ -105,13 +123,31 @@ public final class TrainActivations {
         kept = nil
     }
 
-    /// Uses the buffers for a batch of `sequences` × `length` (at most the allocated shape).
-    public func reshape(sequences: Int, length: Int) throws {
-        guard sequences >= 1, length >= 1, sequences <= maxSeqs, length <= maxLen else {
-            throw PonderError.invalid("batch \(sequences)×\(length) exceeds the allocated \(maxSeqs)×\(maxLen)")
+    /// Uses the buffers for `batch` (at most as many rows as allocated), with its positions:
+    /// 0... along each prefix, continuing from its prefix along each sequence.
+    func reshape(_ batch: TokenBatch, _ c: LlamaConfig) throws {
+        let n = batch.rows
+        guard batch.sequences >= 1, batch.length >= 1, n <= maxRows else {
+            throw PonderError.invalid("batch of \(n) rows (\(batch.sequences)×\(batch.length) + prefixes) exceeds the allocated \(maxRows)")
         }
-        (seqs, len, rows) = (sequences, length, sequences * length)
-        positions = (0..<rows).map { Int32($0 % length) }
+        guard batch.prefixOf.isEmpty || (batch.prefixOf.count == batch.sequences
+              && batch.prefixOf.allSatisfy { $0 >= -1 && $0 < batch.prefixLengths.count }),
+              batch.prefixLengths.allSatisfy({ $0 >= 1 }) else {
+            throw PonderError.invalid("batch: prefixOf must name one of the \(batch.prefixLengths.count) prefixes (each ≥ 1 row) for each of \(batch.sequences) sequences, or be empty")
+        }
+        let layout = TrainingAttention(seqs: batch.sequences, t: batch.length, prefixLengths: batch.prefixLengths,
+                                       prefixOf: batch.prefixOf, heads: c.numHeads, kvHeads: c.numKVHeads,
+                                       headDim: c.headDim, qkvStride: c.qkvDim)
+        if layout.probsCount > probs.count { probs = try Arena(count: layout.probsCount, zeroed: false) }
+        if layout.scratchCount > dP.count { dP = try Arena(count: layout.scratchCount, zeroed: false) }
+        attention = layout
+        rows = n
+        positions.removeAll(keepingCapacity: true)
+        for p in batch.prefixLengths { positions += (0..<p).map { Int32($0) } }
+        for s in 0..<batch.sequences {
+            let k = batch.prefixOf.isEmpty ? -1 : batch.prefixOf[s], start = k < 0 ? 0 : batch.prefixLengths[k]
+            positions += (0..<batch.length).map { Int32(start + $0) }
+        }
     }
 
     func io(_ l: Int, model: LlamaModel) -> LayerIO {
@@ -129,8 +165,7 @@ extension LlamaModel {
         let probs = a.probs.pointer
         a.positions.withUnsafeBufferPointer { pos in
             layerForward(l, rows: a.rows, positions: pos.baseAddress!, io: io) {
-                attentionTrainForward(out: io.attn, qkv: io.qkv, probs: probs, seqs: a.seqs, t: a.len, heads: c.numHeads,
-                                      kvHeads: c.numKVHeads, headDim: c.headDim, qkvStride: c.qkvDim)
+                a.attention.forward(out: io.attn, qkv: io.qkv, probs: probs)
             }
         }
     }
@@ -145,8 +180,7 @@ extension LlamaModel {
         let probs = a.probs.pointer
         a.positions.withUnsafeBufferPointer { pos in
             layerBackward(l, rows: a.rows, positions: pos.baseAddress!, io: io, dio: dio, grads: grads) {
-                attentionBackward(dqkv: dio.dQKV, dOut: dio.dAttn, qkv: io.qkv, probs: probs, seqs: a.seqs, t: a.len,
-                                  heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, qkvStride: c.qkvDim, dP: a.dP.pointer)
+                a.attention.backward(dqkv: dio.dQKV, dOut: dio.dAttn, qkv: io.qkv, probs: probs, scratch: a.dP.pointer)
             }
         }
     }
@@ -161,10 +195,10 @@ extension LlamaModel {
     /// every scored position into `entropy` (rows entries; 0 elsewhere), a GRPO metric.
     public func trainForward(_ batch: TokenBatch, _ a: TrainActivations, entropy: UnsafeMutablePointer<Float>?) throws -> [Float] {
         let c = config
-        guard batch.tokens.count == batch.sequences * batch.length, batch.targets.count == batch.tokens.count else {
-            throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.sequences)×\(batch.length)")
+        guard batch.tokens.count == batch.rows, batch.targets.count == batch.tokens.count else {
+            throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.rows) rows")
         }
-        try a.reshape(sequences: batch.sequences, length: batch.length)
+        try a.reshape(batch, c)
         try checkVocabBounds(batch.targets.filter { $0 >= 0 }, "targets")
         try batch.tokens.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }
         for l in 0..<c.numLayers { trainLayerForward(l, a) }

@@ -250,10 +250,38 @@ public final class GRPOTrainer: Trainer {
         return stride(from: 0, to: n, by: max(1, size)).map { $0..<min(n, $0 + size) }
     }
 
-    /// Prompt + completion rows, right-padded, with every completion token as a target.
-    func batch(_ seqs: [Sequence]) -> TokenBatch {
+    /// The rows of `seqs` with every completion token as a target, and for each sequence the
+    /// row that predicts its first completion token. A group's prompt is one shared prefix (all
+    /// but its last token, which starts each sequence's own rows): the G completions of a
+    /// prompt then cost its rows once in the forward and backward, not G times. Sequences are
+    /// right-padded to the longest.
+    func batch(_ seqs: [Sequence]) -> (batch: TokenBatch, first: [Int]) {
+        let pad = model.tokenizer.eos ?? 0, temperature = config.sampling.temperature
+        var prefixLengths: [Int] = [], prefixOf: [Int] = [], prefixTokens: [Int32] = []
+        for (k, s) in seqs.enumerated() {
+            if k > 0, prefixOf[k - 1] >= 0, s.promptIDs == seqs[k - 1].promptIDs { prefixOf.append(prefixOf[k - 1]); continue }
+            guard s.promptIDs.count >= 2 else { prefixOf.append(-1); continue }
+            prefixOf.append(prefixLengths.count)
+            prefixLengths.append(s.promptIDs.count - 1)
+            prefixTokens += s.promptIDs.dropLast()
+        }
+        if prefixOf.filter({ $0 >= 0 }).count > prefixLengths.count {
+            let len = max(1, seqs.map { $0.completion.count }.max() ?? 1)
+            var tokens = prefixTokens + [Int32](repeating: pad, count: seqs.count * len)
+            var targets = [Int32](repeating: -1, count: tokens.count)
+            var first: [Int] = []
+            for (b, s) in seqs.enumerated() {
+                let start = prefixTokens.count + b * len
+                let row = [s.promptIDs.last ?? pad] + s.completion.dropLast()
+                for (i, t) in row.enumerated() { tokens[start + i] = t }
+                for (j, t) in s.completion.enumerated() { targets[start + j] = t }
+                first.append(start)
+            }
+            return (TokenBatch(sequences: seqs.count, length: len, tokens: tokens, targets: targets, temperature: temperature,
+                               prefixLengths: prefixLengths, prefixOf: prefixOf), first)
+        }
+        // No prompt shared by two sequences: each is its own row of prompt + completion.
         let len = max(1, seqs.map { $0.promptIDs.count + $0.completion.count }.max() ?? 1)
-        let pad = model.tokenizer.eos ?? 0
         var tokens = [Int32](repeating: pad, count: seqs.count * len)
         var targets = [Int32](repeating: -1, count: seqs.count * len)
         for (b, s) in seqs.enumerated() {
@@ -261,17 +289,16 @@ public final class GRPOTrainer: Trainer {
             for (i, t) in row.enumerated() { tokens[b * len + i] = t }
             for (j, t) in s.completion.enumerated() { targets[b * len + s.promptIDs.count - 1 + j] = t }
         }
-        return TokenBatch(sequences: seqs.count, length: len, tokens: tokens, targets: targets, temperature: config.sampling.temperature)
+        return (TokenBatch(sequences: seqs.count, length: len, tokens: tokens, targets: targets, temperature: temperature),
+                seqs.enumerated().map { $0 * len + $1.promptIDs.count - 1 })
     }
 
     /// log p of each completion token under `m` (no gradient).
     func scoreLogp(_ seqs: [Sequence], with m: LlamaModel) throws -> [[Float]] {
         guard !seqs.isEmpty else { return [] }
-        let b = batch(seqs)
+        let (b, first) = batch(seqs)
         let lp = try m.trainForward(b, acts)
-        return seqs.enumerated().map { k, s in
-            (0..<s.completion.count).map { lp[k * b.length + s.promptIDs.count - 1 + $0] }
-        }
+        return seqs.enumerated().map { k, s in (0..<s.completion.count).map { lp[first[k] + $0] } }
     }
 
     // MARK: - Step
@@ -290,13 +317,13 @@ public final class GRPOTrainer: Trainer {
             var micro: [[(String, Double)]] = []
             for range in ranges {
                 let part = Array(seqs[range])
-                let b = batch(part)
+                let (b, first) = batch(part)
                 tokens += part.reduce(0) { $0 + $1.promptIDs.count + $1.completion.count }
-                var entropy = [Float](repeating: 0, count: b.sequences * b.length)
+                var entropy = [Float](repeating: 0, count: b.rows)
                 let lp = try entropy.withUnsafeMutableBufferPointer { try model.trainForward(b, acts, entropy: $0.baseAddress!) }
                 var inputs: [GRPOSequence] = []
                 for (k, s) in part.enumerated() {
-                    let base = k * b.length + s.promptIDs.count - 1
+                    let base = first[k]
                     let logp = (0..<s.completion.count).map { lp[base + $0] }
                     for j in 0..<s.completion.count where s.mask[j] {
                         entropySum += Double(entropy[base + j])
@@ -307,9 +334,9 @@ public final class GRPOTrainer: Trainer {
                 let res = try grpoMicroBatchLoss(inputs, params: config.loss, microBatches: ranges.count, stepTokens: stepTokens)
                 loss += res.loss
                 micro.append(res.metrics)
-                var coef = [Float](repeating: 0, count: b.sequences * b.length)
+                var coef = [Float](repeating: 0, count: b.rows)
                 for (k, s) in part.enumerated() {
-                    let base = k * b.length + s.promptIDs.count - 1
+                    let base = first[k]
                     for j in 0..<s.completion.count { coef[base + j] = res.dLogp[k][j] }
                 }
                 model.trainBackward(b, acts, dLogp: coef, grads: training.params.grads.pointer)

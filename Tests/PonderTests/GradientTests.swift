@@ -146,6 +146,62 @@ final class GradientTests: XCTestCase {
         XCTAssertEqual(try grads(m, count: ad.arena.count, checkpointing: true), plain, "LoRA")
     }
 
+    /// Sequences that continue a shared prefix (a GRPO group's prompt, stored once) get the
+    /// log-probabilities, and the weights the gradients, of the same sequences laid out whole;
+    /// with checkpointing, bit for bit the same as without.
+    func testSharedPrefixBatchMatchesWholeSequences() throws {
+        let m = try GradientTests.tinyModel(bias: true, tied: false)
+        var rng = RandomGenerator(seed: 21)
+        func toks(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(m.config.vocabSize)) } }
+        let prompts = [toks(6), toks(4)]
+        let seqs: [(prompt: Int, completion: [Int32])] = [(0, toks(3)), (0, toks(5)), (0, toks(1)), (1, toks(4)), (1, toks(2))]
+        let coef = seqs.indices.map { k in (0..<seqs[k].completion.count).map { j in Float(0.1 + 0.05 * Double(j * (k + 1) % 7)) } }
+
+        let len = seqs.map { prompts[$0.prompt].count + $0.completion.count }.max()!
+        var whole = TokenBatch(sequences: seqs.count, length: len, tokens: Array(repeating: 0, count: seqs.count * len),
+                               targets: Array(repeating: -1, count: seqs.count * len))
+        var wholeFirst: [Int] = []
+        for (k, s) in seqs.enumerated() {
+            let row = prompts[s.prompt] + s.completion
+            for (i, t) in row.enumerated() { whole.tokens[k * len + i] = t }
+            wholeFirst.append(k * len + prompts[s.prompt].count - 1)
+            for (j, t) in s.completion.enumerated() { whole.targets[wholeFirst[k] + j] = t }
+        }
+        let own = seqs.map(\.completion.count).max()!
+        let prefixTokens = prompts.flatMap { $0.dropLast() }
+        var shared = TokenBatch(sequences: seqs.count, length: own,
+                                tokens: prefixTokens + Array(repeating: 0, count: seqs.count * own),
+                                targets: Array(repeating: -1, count: prefixTokens.count + seqs.count * own),
+                                prefixLengths: prompts.map { $0.count - 1 }, prefixOf: seqs.map(\.prompt))
+        var sharedFirst: [Int] = []
+        for (k, s) in seqs.enumerated() {
+            let start = prefixTokens.count + k * own
+            for (i, t) in ([prompts[s.prompt].last!] + s.completion.dropLast()).enumerated() { shared.tokens[start + i] = t }
+            for (j, t) in s.completion.enumerated() { shared.targets[start + j] = t }
+            sharedFirst.append(start)
+        }
+        XCTAssertLessThan(shared.rows, whole.rows)
+
+        func run(_ b: TokenBatch, first: [Int], checkpointing: Bool = false) throws -> (logp: [Float], grads: [Float]) {
+            let acts = try TrainActivations(model: m, sequences: seqs.count, length: len, checkpointing: checkpointing)
+            let lp = try m.trainForward(b, acts)
+            var dLogp = [Float](repeating: 0, count: b.rows)
+            for k in seqs.indices { for j in coef[k].indices { dLogp[first[k] + j] = coef[k][j] } }
+            let g = try Arena(count: m.weights.count)
+            m.trainBackward(b, acts, dLogp: dLogp, grads: g.pointer)
+            return (seqs.indices.flatMap { k in coef[k].indices.map { lp[first[k] + $0] } },
+                    Array(UnsafeBufferPointer(start: g.pointer, count: m.weights.count)))
+        }
+        let a = try run(whole, first: wholeFirst), b = try run(shared, first: sharedFirst)
+        for i in a.logp.indices { XCTAssertEqual(b.logp[i], a.logp[i], accuracy: 1e-5, "log p \(i)") }
+        let scale = a.grads.map { abs($0) }.max()!
+        XCTAssertGreaterThan(scale, 0)
+        var worst: Float = 0
+        for i in a.grads.indices { worst = max(worst, abs(a.grads[i] - b.grads[i])) }
+        XCTAssertLessThan(worst, 1e-5 * scale, "largest gradient difference \(worst) of \(scale)")
+        XCTAssertEqual(try run(shared, first: sharedFirst, checkpointing: true).grads, b.grads)
+    }
+
     func testLoRAGradients() throws {
         let m = try GradientTests.tinyModel(bias: false, tied: true)
         var cfg = LoRAConfig()

@@ -226,8 +226,9 @@ final class KernelTests: XCTestCase {
         let qkv = random(seqs * t * stride, seed: 17)
         var out = [Float](repeating: 0, count: seqs * t * heads * d)
         var probs = [Float](repeating: 0, count: seqs * heads * t * t)
-        attentionTrainForward(out: &out, qkv: qkv, probs: &probs, seqs: seqs, t: t, heads: heads, kvHeads: kvHeads,
-                              headDim: d, qkvStride: stride)
+        let layout = TrainingAttention(seqs: seqs, t: t, heads: heads, kvHeads: kvHeads, headDim: d, qkvStride: stride)
+        XCTAssertEqual(layout.probsCount, probs.count)
+        layout.forward(out: &out, qkv: qkv, probs: &probs)
         for b in 0..<seqs {
             var want = [Float](repeating: 0, count: t * heads * d)
             var scores = [Float](repeating: 0, count: t * t)
