@@ -198,6 +198,7 @@ extension LlamaModel {
         guard batch.tokens.count == batch.rows, batch.targets.count == batch.tokens.count else {
             throw PonderError.invalid("batch: \(batch.tokens.count) tokens and \(batch.targets.count) targets for \(batch.rows) rows")
         }
+        a.kept = nil
         try a.reshape(batch, c)
         try checkVocabBounds(batch.targets.filter { $0 >= 0 }, "targets")
         try batch.tokens.withUnsafeBufferPointer { try embed($0.baseAddress!, rows: a.rows, into: a.xs.pointer) }

@@ -101,16 +101,20 @@ public func adamWStep(_ p: TrainableParameters, config c: AdamWConfig, lr: Doubl
     let bc1 = Float(1 - pow(c.beta1, Double(t))), bc2 = Float(1 - pow(c.beta2, Double(t)))
     let eps = Float(c.eps), lrf = Float(lr)
     let g = p.grads.pointer, m = p.m.pointer, v = p.v.pointer
+    // Each element on its own, so blocks of 64k run on both cores with the same result; the
+    // update streams seven floats per parameter (a few hundred ms a step for 135 M on one core).
     for e in p.entries {
         let decay = e.shape.count == 2 ? Float(lr * c.weightDecay) : 0
         let w = p.params + e.offset
-        for i in e.offset..<(e.offset + e.count) {
-            let gi = g[i]
-            m[i] = b1 * m[i] + (1 - b1) * gi
-            v[i] = b2 * v[i] + (1 - b2) * gi * gi
-            let mh = m[i] / bc1, vh = v[i] / bc2
-            let j = i - e.offset
-            w[j] -= decay * w[j] + lrf * mh / (vh.squareRoot() + eps)
+        parallelFor((e.count + 0xFFFF) >> 16) { b in
+            for i in (e.offset + b << 16)..<min(e.offset + e.count, e.offset + (b + 1) << 16) {
+                let gi = g[i]
+                m[i] = b1 * m[i] + (1 - b1) * gi
+                v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                let mh = m[i] / bc1, vh = v[i] / bc2
+                let j = i - e.offset
+                w[j] -= decay * w[j] + lrf * mh / (vh.squareRoot() + eps)
+            }
         }
     }
 }

@@ -94,6 +94,38 @@ final class SFTTests: XCTestCase {
         return d
     }
 
+    /// adamWStep is torch.optim.AdamW's update (decay decoupled, on matrices only; bias
+    /// correction), element by element, across the 64k-element blocks it spreads over the cores.
+    func testAdamWStepMatchesTorchsUpdate() throws {
+        let entries = [ParameterLayout.Entry(name: "w", shape: [350, 200], offset: 0),
+                       ParameterLayout.Entry(name: "norm", shape: [100], offset: 70_000)]
+        let count = 70_100
+        let params = try Arena(count: count)
+        var rng = RandomGenerator(seed: 4)
+        for i in 0..<count { params.pointer[i] = rng.normal() }
+        var want = (0..<count).map { Double(params.pointer[$0]) }
+        var m = [Double](repeating: 0, count: count), v = m
+        let p = try TrainableParameters(entries: entries, params: params.pointer, count: count)
+        var c = AdamWConfig()
+        c.weightDecay = 0.1
+        let lr = 1e-2
+        for t in 1...3 {
+            for i in 0..<count { p.grads.pointer[i] = rng.normal() }
+            adamWStep(p, config: c, lr: lr, step: t)
+            for i in 0..<count {
+                let g = Double(p.grads.pointer[i])
+                if i < 70_000 { want[i] *= 1 - lr * c.weightDecay }
+                m[i] = c.beta1 * m[i] + (1 - c.beta1) * g
+                v[i] = c.beta2 * v[i] + (1 - c.beta2) * g * g
+                let mh = m[i] / (1 - pow(c.beta1, Double(t))), vh = v[i] / (1 - pow(c.beta2, Double(t)))
+                want[i] -= lr * mh / (vh.squareRoot() + c.eps)
+            }
+        }
+        var worst = 0.0
+        for i in 0..<count { worst = max(worst, abs(Double(params.pointer[i]) - want[i])) }
+        XCTAssertLessThan(worst, 1e-5)
+    }
+
     func testFullParameterSFTOverfits16Examples() throws {
         let t = try SFTTrainer(config: SFTTests.config(steps: 500))
         XCTAssertEqual(t.train.count, 16)
