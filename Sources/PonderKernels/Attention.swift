@@ -13,31 +13,30 @@ public func attentionPrefill(out: UnsafeMutablePointer<Float>, q: UnsafePointer<
     let outStride = heads * d, kvStride = kvStride ?? kvHeads * d
     let group = heads / kvHeads
     for h in 0..<heads {
-        let s = scores
-        attentionProbs(s, q: q + h * d, k: k + (h / group) * d, t: t, past: past, headDim: d, qStride: qStride, kvStride: kvStride)
-        sgemm(m: t, n: d, k: total, a: s, lda: total, b: v + (h / group) * d, ldb: kvStride,
+        attentionProbs(scores, q: q + h * d, k: k + (h / group) * d, t: t, past: past, headDim: d, qStride: qStride, kvStride: kvStride)
+        sgemm(m: t, n: d, k: total, a: scores, lda: total, b: v + (h / group) * d, ldb: kvStride,
               c: out + h * d, ldc: outStride)
     }
 }
 
 /// The causal attention weights of one head: probs[t × (past+t)] = softmax(q kᵀ/√d), row i
-/// seeing keys 0...past+i. Training's backward recomputes them with this rather than keeping
-/// every layer's [heads × t × t] weights.
+/// seeing keys 0...past+i.
 public func attentionProbs(_ probs: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                           t: Int, past: Int, headDim d: Int, qStride: Int, kvStride: Int, serial: Bool = false) {
+                           t: Int, past: Int, headDim d: Int, qStride: Int, kvStride: Int) {
     let total = past + t
-    let alpha = 1 / Float(d).squareRoot()
-    if serial {
-        sgemmBlock(transA: false, transB: true, m: t, n: total, k: d, alpha: alpha, a: q, lda: qStride,
-                   b: k, ldb: kvStride, beta: 0, c: probs, ldc: total)
-    } else {
-        sgemm(transB: true, m: t, n: total, k: d, alpha: alpha, a: q, lda: qStride, b: k, ldb: kvStride, c: probs, ldc: total)
-    }
-    for i in 0..<t {
-        let row = probs + i * total
+    sgemm(transB: true, m: t, n: total, k: d, alpha: 1 / Float(d).squareRoot(), a: q, lda: qStride,
+          b: k, ldb: kvStride, c: probs, ldc: total)
+    causalSoftmax(probs, rows: t, past: past, ld: total)
+}
+
+/// Row i of scores[rows × (past + rows)] (row stride ld) becomes the softmax of its first
+/// past + i + 1 entries, the rest 0: causal attention weights.
+func causalSoftmax(_ scores: UnsafeMutablePointer<Float>, rows: Int, past: Int, ld: Int) {
+    for i in 0..<rows {
+        let row = scores + i * ld
         let visible = past + i + 1
         softmaxInPlace(row, visible)
-        for j in visible..<total { row[j] = 0 }
+        for j in visible..<(past + rows) { row[j] = 0 }
     }
 }
 
@@ -72,14 +71,14 @@ public struct TrainingAttention {
                 heads: Int, kvHeads: Int, headDim: Int, qkvStride: Int) {
         (self.seqs, self.t, self.prefixLengths, self.prefixOf) = (seqs, t, prefixLengths, prefixOf)
         (self.heads, self.kvHeads, self.headDim, self.qkvStride) = (heads, kvHeads, headDim, qkvStride)
-        var starts: [Int] = [], probsAt: [Int] = [], row = 0, at = seqs * heads * t * (t + (prefixLengths.max() ?? 0))
+        maxPrefix = prefixLengths.max() ?? 0
+        width = maxPrefix + t
+        var starts: [Int] = [], probsAt: [Int] = [], row = 0, at = seqs * heads * t * width
         for n in prefixLengths {
             starts.append(row); probsAt.append(at)
             row += n; at += heads * n * n
         }
         (prefixStarts, ownStart, prefixProbs, probsCount) = (starts, row, probsAt, at)
-        maxPrefix = prefixLengths.max() ?? 0
-        width = maxPrefix + t
         block = max(t * width, maxPrefix * maxPrefix)
         scratchCount = (seqs + prefixLengths.count) * kvHeads * block + seqs * kvHeads * maxPrefix * 2 * headDim
     }
@@ -91,7 +90,7 @@ public struct TrainingAttention {
 
     /// A unit is a sequence (its own rows, after its prefix's P rows at `pre`) or a prefix
     /// (its rows, P = 0): its rows, their count, the prefix rows they see, and its weights.
-    func unit(_ u: Int, head h: Int, qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>)
+    func unit(_ u: Int, head h: Int, probs: UnsafeMutablePointer<Float>)
         -> (rows: Int, n: Int, pre: Int, P: Int, p: UnsafeMutablePointer<Float>, ld: Int) {
         if u < seqs {
             let k = prefix(of: u), P = k < 0 ? 0 : prefixLengths[k]
@@ -113,11 +112,7 @@ public struct TrainingAttention {
         }
         sgemmBlock(transA: false, transB: true, m: n, n: n, k: d, alpha: scale, a: q, lda: qkvStride,
                    b: own + kOff, ldb: qkvStride, beta: 0, c: p + P, ldc: ld)
-        for i in 0..<n {
-            let row = p + i * ld
-            softmaxInPlace(row, P + i + 1)
-            for j in (P + i + 1)..<(P + n) { row[j] = 0 }
-        }
+        causalSoftmax(p, rows: n, past: P, ld: ld)
     }
 
     /// out = attention(qkv); probs (probsCount floats) receives the weights.
@@ -125,7 +120,7 @@ public struct TrainingAttention {
         let d = headDim, group = heads / kvHeads, vOff = (heads + kvHeads) * d, ldo = heads * d
         parallelFor((seqs + prefixLengths.count) * heads) { task in
             let h = task % heads, g = h / group
-            let (r0, n, pr, P, p, ld) = unit(task / heads, head: h, qkv: qkv, probs: probs)
+            let (r0, n, pr, P, p, ld) = unit(task / heads, head: h, probs: probs)
             let own = qkv + r0 * qkvStride, pre = qkv + pr * qkvStride
             weights(p, ld: ld, q: own + h * d, own: own, n: n, pre: pre, P: P, g: g)
             let o = out + r0 * ldo + h * d
@@ -154,7 +149,7 @@ public struct TrainingAttention {
             let dS = scratch + task * block
             let part = partials + task * maxPrefix * 2 * d   // [P × (dK | dV)] of this sequence's prefix
             for h in (g * group)..<((g + 1) * group) {
-                let (r0, n, pr, P, p, ld) = unit(u, head: h, qkv: qkv, probs: probs)
+                let (r0, n, pr, P, p, ld) = unit(u, head: h, probs: probs)
                 let own = qkv + r0 * qkvStride, pre = qkv + pr * qkvStride, dOwn = dqkv + r0 * qkvStride
                 let dO = dOut + r0 * ldo + h * d
                 if P > 0 && h == g * group { part.update(repeating: 0, count: P * 2 * d) }

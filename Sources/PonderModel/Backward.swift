@@ -43,10 +43,10 @@ public struct TokenBatch: Sendable {
 /// input is kept and the rest is recomputed per layer during backward (one layer's buffers
 /// instead of all of them).
 public final class TrainActivations {
-    public private(set) var rows: Int
     let maxRows: Int
     /// The current batch's attention layout (sequences, prefixes).
     var attention: TrainingAttention
+    public var rows: Int { attention.rows }
     let checkpointing: Bool
     let layerBufs: [LayerBuffers]   // one per layer, or one shared when checkpointing
     let xs: Arena                   // residual stream at each layer boundary: [(layers+1) × rows × D]
@@ -89,35 +89,35 @@ public final class TrainActivations {
 
     public init(model: LlamaModel, sequences: Int, length: Int, checkpointing: Bool = false) throws {
         let c = model.config
-        rows = sequences * length
-        maxRows = rows
+        let n = sequences * length
+        maxRows = n
         attention = TrainingAttention(seqs: sequences, t: length, heads: c.numHeads, kvHeads: c.numKVHeads,
                                       headDim: c.headDim, qkvStride: c.qkvDim)
         self.checkpointing = checkpointing
-        let lw = model.adapters?.width ?? 0, n = sequences * length
+        let lw = model.adapters?.width ?? 0
         layerBufs = try (0..<(checkpointing ? 1 : c.numLayers)).map { _ in try LayerBuffers(c, rows: n, loraWidth: lw) }
         xn = try Arena(count: n * c.hiddenSize)
         h = try Arena(count: n * c.intermediateSize)
         probs = try Arena(count: attention.probsCount, zeroed: false)
         dP = try Arena(count: attention.scratchCount, zeroed: false)
-        xs = try Arena(count: (c.numLayers + 1) * rows * c.hiddenSize)
-        xnF = try Arena(count: rows * c.hiddenSize)
-        rstdF = try Arena(count: rows)
-        positions = (0..<rows).map { Int32($0 % length) }
-        dX = try Arena(count: rows * c.hiddenSize)
-        dXn = try Arena(count: rows * c.hiddenSize)
-        dQKV = try Arena(count: rows * c.qkvDim)
-        dAttn = try Arena(count: rows * c.qDim)
-        dGateUp = try Arena(count: rows * 2 * c.intermediateSize)
-        dH = try Arena(count: rows * c.intermediateSize)
-        dU = try Arena(count: max(1, rows * (model.adapters?.config.rank ?? 1)))
+        xs = try Arena(count: (c.numLayers + 1) * n * c.hiddenSize)
+        xnF = try Arena(count: n * c.hiddenSize)
+        rstdF = try Arena(count: n)
+        positions = []  // set by reshape, from each batch's layout
+        dX = try Arena(count: n * c.hiddenSize)
+        dXn = try Arena(count: n * c.hiddenSize)
+        dQKV = try Arena(count: n * c.qkvDim)
+        dAttn = try Arena(count: n * c.qDim)
+        dGateUp = try Arena(count: n * 2 * c.intermediateSize)
+        dH = try Arena(count: n * c.intermediateSize)
+        dU = try Arena(count: max(1, n * (model.adapters?.config.rank ?? 1)))
         // The LM head runs over chunks of rows, so [rows × vocab] logits need not exist at once:
         // 256 rows (enough for sgemm to run at full speed) or, when kept for the backward, as
         // many as fit 256 MiB. Pages are backed as they are written.
         keepsLogits = !checkpointing && model.adapters == nil
-        chunk = max(1, min(rows, keepsLogits ? max(256, (64 << 20) / c.vocabSize) : 256))
+        chunk = max(1, min(n, keepsLogits ? max(256, (64 << 20) / c.vocabSize) : 256))
         logits = try Arena(count: chunk * c.vocabSize, zeroed: false)
-        lse = try Arena(count: rows)
+        lse = try Arena(count: n)
         xnGathered = try Arena(count: chunk * c.hiddenSize)
         gathered = try Arena(count: chunk * c.hiddenSize)
         kept = nil
@@ -141,7 +141,6 @@ public final class TrainActivations {
         if layout.probsCount > probs.count { probs = try Arena(count: layout.probsCount, zeroed: false) }
         if layout.scratchCount > dP.count { dP = try Arena(count: layout.scratchCount, zeroed: false) }
         attention = layout
-        rows = n
         positions.removeAll(keepingCapacity: true)
         for p in batch.prefixLengths { positions += (0..<p).map { Int32($0) } }
         for s in 0..<batch.sequences {

@@ -251,46 +251,38 @@ public final class GRPOTrainer: Trainer {
     }
 
     /// The rows of `seqs` with every completion token as a target, and for each sequence the
-    /// row that predicts its first completion token. A group's prompt is one shared prefix (all
-    /// but its last token, which starts each sequence's own rows): the G completions of a
-    /// prompt then cost its rows once in the forward and backward, not G times. Sequences are
+    /// row that predicts its first completion token. A prompt shared by consecutive sequences (a
+    /// group's) is one shared prefix (all but its last token, which starts each sequence's own
+    /// rows): the G completions of a prompt then cost its rows once in the forward and backward,
+    /// not G times. Otherwise a sequence's rows are its whole prompt and completion. Sequences are
     /// right-padded to the longest.
     func batch(_ seqs: [Sequence]) -> (batch: TokenBatch, first: [Int]) {
-        let pad = model.tokenizer.eos ?? 0, temperature = config.sampling.temperature
-        var prefixLengths: [Int] = [], prefixOf: [Int] = [], prefixTokens: [Int32] = []
+        var prefixLengths: [Int] = [], prefixOf: [Int] = [], tokens: [Int32] = []
         for (k, s) in seqs.enumerated() {
             if k > 0, prefixOf[k - 1] >= 0, s.promptIDs == seqs[k - 1].promptIDs { prefixOf.append(prefixOf[k - 1]); continue }
             guard s.promptIDs.count >= 2 else { prefixOf.append(-1); continue }
             prefixOf.append(prefixLengths.count)
             prefixLengths.append(s.promptIDs.count - 1)
-            prefixTokens += s.promptIDs.dropLast()
+            tokens += s.promptIDs.dropLast()
         }
-        if prefixOf.filter({ $0 >= 0 }).count > prefixLengths.count {
-            let len = max(1, seqs.map { $0.completion.count }.max() ?? 1)
-            var tokens = prefixTokens + [Int32](repeating: pad, count: seqs.count * len)
-            var targets = [Int32](repeating: -1, count: tokens.count)
-            var first: [Int] = []
-            for (b, s) in seqs.enumerated() {
-                let start = prefixTokens.count + b * len
-                let row = [s.promptIDs.last ?? pad] + s.completion.dropLast()
-                for (i, t) in row.enumerated() { tokens[start + i] = t }
-                for (j, t) in s.completion.enumerated() { targets[start + j] = t }
-                first.append(start)
-            }
-            return (TokenBatch(sequences: seqs.count, length: len, tokens: tokens, targets: targets, temperature: temperature,
-                               prefixLengths: prefixLengths, prefixOf: prefixOf), first)
+        // No prompt shared by two sequences: nothing to save, every sequence stands whole.
+        if prefixOf.filter({ $0 >= 0 }).count == prefixLengths.count { (prefixLengths, prefixOf, tokens) = ([], [], []) }
+        // Each sequence's own rows: what its prefix leaves of the prompt, then the completion
+        // (its last token predicts nothing).
+        let heads = seqs.indices.map { prefixOf.isEmpty || prefixOf[$0] < 0 ? seqs[$0].promptIDs[...] : seqs[$0].promptIDs.suffix(1) }
+        let len = max(1, seqs.indices.map { heads[$0].count + max(0, seqs[$0].completion.count - 1) }.max() ?? 1)
+        let start = tokens.count
+        tokens += [Int32](repeating: model.tokenizer.eos ?? 0, count: seqs.count * len)
+        var targets = [Int32](repeating: -1, count: tokens.count)
+        var first: [Int] = []
+        for (k, s) in seqs.enumerated() {
+            let row = start + k * len
+            for (i, t) in (heads[k] + s.completion.dropLast()).enumerated() { tokens[row + i] = t }
+            first.append(row + heads[k].count - 1)
+            for (j, t) in s.completion.enumerated() { targets[first[k] + j] = t }
         }
-        // No prompt shared by two sequences: each is its own row of prompt + completion.
-        let len = max(1, seqs.map { $0.promptIDs.count + $0.completion.count }.max() ?? 1)
-        var tokens = [Int32](repeating: pad, count: seqs.count * len)
-        var targets = [Int32](repeating: -1, count: seqs.count * len)
-        for (b, s) in seqs.enumerated() {
-            let row = s.promptIDs + s.completion
-            for (i, t) in row.enumerated() { tokens[b * len + i] = t }
-            for (j, t) in s.completion.enumerated() { targets[b * len + s.promptIDs.count - 1 + j] = t }
-        }
-        return (TokenBatch(sequences: seqs.count, length: len, tokens: tokens, targets: targets, temperature: temperature),
-                seqs.enumerated().map { $0 * len + $1.promptIDs.count - 1 })
+        return (TokenBatch(sequences: seqs.count, length: len, tokens: tokens, targets: targets,
+                           temperature: config.sampling.temperature, prefixLengths: prefixLengths, prefixOf: prefixOf), first)
     }
 
     /// log p of each completion token under `m` (no gradient).
