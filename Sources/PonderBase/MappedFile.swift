@@ -58,3 +58,9 @@ public func monotonicSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
+
+/// Seconds left for `total` units of work when `done` of them took since `start` (monotonic):
+/// the one ETA of every progress report. 0 before the first unit is done.
+public func etaSeconds(since start: Double, done: Int, total: Int) -> Double {
+    done > 0 ? (monotonicSeconds() - start) / Double(done) * Double(max(0, total - done)) : 0
+}

@@ -46,10 +46,8 @@ public func ponder_version_number() -> Int32 {
     Int32(ponderVersionMajor * 10000 + ponderVersionMinor * 100 + ponderVersionPatch)
 }
 
-private let statusNames: [String] = [
-    "ok", "invalid argument", "parse error", "I/O error", "corrupt or inconsistent file", "unsupported",
-    "out of memory", "cancelled", "buffer too small", "API misuse", "internal error",
-]
+/// Indexed by status: "ok", then each PonderError.Code's summary (the codes are 1, 2, … in order).
+private let statusNames: [String] = ["ok"] + PonderError.Code.allCases.map(\.summary)
 private let statusStrings: [UnsafePointer<CChar>] = statusNames.map { UnsafePointer(strdup($0)!) }
 private let unknownStatus: UnsafePointer<CChar> = UnsafePointer(strdup("unknown status")!)
 

@@ -1,9 +1,10 @@
-import Foundation
 import PonderBase
 import PonderEnvironments
 import PonderJSON
 import PonderPipeline
 import PonderTrain
+
+import Glibc
 
 typealias EnvCreateC = @convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
 typealias EnvResetC = @convention(c) (UnsafeMutableRawPointer?, UInt64, UnsafePointer<CChar>?, UnsafeMutableRawPointer?,
@@ -22,9 +23,10 @@ struct CEnvironment: @unchecked Sendable {
     let free: EnvFreeC?
     let actionEnd: String?
     let user: UnsafeMutableRawPointer?
-    let options: String
+    /// The options of the config that names the environment, serialized for `create`.
+    var options = "null"
 
-    init(_ p: UnsafeRawPointer?, options: JSONValue) throws {
+    init(_ p: UnsafeRawPointer?) throws {
         guard let p else { throw PonderError(.misuse, "environment is NULL") }
         let slots = p.assumingMemoryBound(to: UnsafeRawPointer?.self)
         guard let reset = slots[1], let step = slots[2] else { throw PonderError(.misuse, "environment: reset and step are required") }
@@ -39,11 +41,15 @@ struct CEnvironment: @unchecked Sendable {
             actionEnd = nil
         }
         user = slots[5].map { UnsafeMutableRawPointer(mutating: $0) }
-        self.options = options.serialized()
     }
 
-    var factory: EnvironmentFactory {
-        { [self] in try CEnvironmentInstance(self) }
+    /// The environment as a trainer or pipeline registers it: episodes made with `options`.
+    var maker: EnvironmentMaker {
+        { [self] options in
+            var c = self
+            c.options = options.serialized()
+            return { try CEnvironmentInstance(c) }
+        }
     }
 }
 
@@ -73,7 +79,7 @@ final class CEnvironmentInstance: Environment {
 
     /// The string a callback left in its out parameter, freed here (it is the library's now).
     func take(_ what: String, _ status: Int32, _ out: UnsafeMutablePointer<CChar>?) throws -> String {
-        defer { Foundation.free(out) }
+        defer { free(out) }
         let text = try out.map { try cString(UnsafePointer($0), what) }
         guard status == 0 else {
             throw PonderError(.invalidArgument, "returned status \(status)\(text.map { ": " + String($0.prefix(500)) } ?? "")")
@@ -107,9 +113,7 @@ public func ponder_trainer_set_environment(_ t: OpaquePointer?, _ name: UnsafePo
     guarded {
         let tr = try trainers.get(t).trainer
         let n = try cString(name, "name")
-        guard let grpo = tr as? GRPOTrainer else { throw PonderError(.misuse, "trainer: only a \"grpo\" trainer takes an environment") }
-        let e = try CEnvironment(env, options: grpo.config.environment?.options ?? .null)
-        try grpo.setEnvironment(n, e.factory)
+        try tr.registerEnvironment(n, try CEnvironment(env).maker)
     }
 }
 
@@ -118,8 +122,6 @@ public func ponder_pipeline_register_environment(_ p: OpaquePointer?, _ name: Un
     guarded {
         let pipeline = try pipelines.get(p)
         let n = try cString(name, "name")
-        let options = pipeline.config.stages.compactMap(\.environment).first { $0.name == n }?.options ?? .null
-        let e = try CEnvironment(env, options: options)
-        try pipeline.registerEnvironment(n, e.factory)
+        try pipeline.registerEnvironment(n, try CEnvironment(env).maker)
     }
 }

@@ -113,7 +113,6 @@ public func ponder_trainer_set_reward(_ t: OpaquePointer?, _ name: UnsafePointer
         let tr = try trainers.get(t).trainer
         let n = try cString(name, "name")
         guard let fn else { throw PonderError(.misuse, "fn is NULL") }
-        guard let grpo = tr as? GRPOTrainer else { throw PonderError(.misuse, "trainer: only a \"grpo\" trainer takes rewards") }
-        try grpo.setReward(n, cReward(fn, UserPointer(p: user)))
+        try tr.registerReward(n, cReward(fn, UserPointer(p: user)))
     }
 }

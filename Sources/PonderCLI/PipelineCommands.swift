@@ -196,14 +196,15 @@ func evalCommand(_ args: [String]) {
         let sys = system.map(systemPrompt)
         let prompts = try config.prompts(source, system: sys)
         let t0 = monotonicSeconds()
-        let result = try Evaluation.evaluate(model: m, prompts: prompts, config: config) { done, total in
-            let eta = (monotonicSeconds() - t0) / Double(done) * Double(total - done)
-            fputs("eval: \(done)/\(total) prompts | ETA \(duration(eta))\n", stderr)
-        }
+        let result = try Evaluation.evaluate(model: m, prompts: prompts, config: config, progress: { done, total in
+            fputs("eval: \(done)/\(total) prompts | ETA \(duration(etaSeconds(since: t0, done: done, total: total)))\n", stderr)
+        })
         if json {
-            let settings = config.settings(source: source, system: sys,
-                                           promptExample: prompts.first.map { Evaluation.renderedPrompt($0, model: m) })
-            print(JSONValue.object([("model", .string(model)), ("settings", settings), ("metrics", .object(result.metrics))]).serialized())
+            // The document an eval stage writes as its eval.json, with this model as its one row.
+            var report = EvalReport(settings: config.settings(source: source, system: sys,
+                                                              promptExample: prompts.first.map { m.promptText($0.messages) }))
+            report.add(result, label: "model", path: model)
+            print(report.json.serialized())
         } else {
             for (k, v) in result.metrics { print("\(k): \(v.asDouble.map { fixed($0, 4) } ?? v.serialized())") }
         }

@@ -15,7 +15,7 @@ func runWithProgress(_ trainer: any Trainer, name: String) throws {
         print(m.json.serialized())
         fflush(stdout)
         let elapsed = monotonicSeconds() - t0, done = m.step - first
-        let eta = done > 0 ? elapsed / Double(done) * Double(run.totalSteps - m.step) : 0
+        let eta = etaSeconds(since: t0, done: done, total: run.totalSteps - first)
         var line = "\(name): step \(m.step)/\(run.totalSteps)"
         func value(_ key: String) -> Double? { (m.extra + m.eval).first { $0.0 == key }?.1.asDouble }
         if let r = value("reward") { line += " reward \(fixed(r, 3))" } else { line += " loss \(fixed(m.loss, 4))" }

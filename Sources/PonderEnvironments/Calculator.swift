@@ -143,7 +143,6 @@ public enum Calculator {
 
         mutating func number() throws -> Fraction {
             skipSpace()
-            let start = i
             var num: Int64 = 0, den: Int64 = 1, digits = 0, seenPoint = false
             while i < s.count {
                 let c = s[i]

@@ -67,6 +67,10 @@ extension Environment {
 /// Makes the environment of one trajectory.
 public typealias EnvironmentFactory = () throws -> Environment
 
+/// A host's environment as it is registered on a trainer or pipeline: given the options of the
+/// config that names it, the factory of its episodes.
+public typealias EnvironmentMaker = (_ options: JSONValue) -> EnvironmentFactory
+
 /// The built-in environments by name.
 public enum BuiltinEnvironments {
     public static let names = ["calculator", "checker"]
@@ -91,4 +95,61 @@ public enum BuiltinEnvironments {
 func taskPrompt(_ task: JSONValue) throws -> String {
     guard let p = task["prompt"]?.asString else { throw PonderError.invalid("task: no \"prompt\" string") }
     return p
+}
+
+/// GRPO's "environment" object: the world that answers the model turn by turn.
+public struct EnvironmentConfig: Sendable, Equatable {
+    /// A built-in environment (BuiltinEnvironments.names) or one registered on the trainer.
+    public var name: String
+    /// Model turns (actions) per episode; the episode ends after the last one.
+    public var maxTurns = 4
+    /// Weight of the environment's reward (the sum of its step rewards) beside the reward set's.
+    public var rewardWeight = 1.0
+    /// The role of the environment's turns in the chat template.
+    public var role = "user"
+    /// The environment's own options: checked here for a built-in one, passed as they are to a
+    /// registered one.
+    public var options: JSONValue = .null
+
+    public static let defaults = EnvironmentConfig(name: "")
+    /// The chat roles an environment's turns may take: the templates' roles but the model's own
+    /// (the role is written into the template's markup, so only known ones pass).
+    public static let roles = ["user", "tool", "system"]
+
+    public init(name: String) { self.name = name }
+
+    /// Problems go to the reader's document; nil when "name" is missing.
+    public static func read(_ e: JSONReader) -> EnvironmentConfig? {
+        guard let name = e.string("name") else {
+            if !e.hasErrors { e.fail("name", "required: a built-in environment (\(BuiltinEnvironments.names.joined(separator: ", "))) or one registered on the trainer") }
+            return nil
+        }
+        var c = EnvironmentConfig(name: name)
+        c.maxTurns = e.int("max_turns", in: 1...1000) ?? c.maxTurns
+        c.rewardWeight = e.double("reward_weight", "a finite number", valid: { _ in true }) ?? c.rewardWeight
+        if let role = e.string("role") {
+            if roles.contains(role) { c.role = role } else {
+                e.fail("role", "expected \"user\", \"tool\" or \"system\", got \"\(role.prefix(40))\"")
+            }
+        }
+        if BuiltinEnvironments.names.contains(name) {
+            _ = BuiltinEnvironments.factory(name, options: e.object("options"))
+        }
+        c.options = e.value("options") ?? .null
+        e.rejectUnknownKeys()
+        return c
+    }
+
+    /// The factory of this environment: the built-in one of `name`, else the one `registered`
+    /// (the caller's, on the trainer or pipeline) makes with this config's options.
+    public func factory(registered: EnvironmentMaker?) throws -> EnvironmentFactory {
+        let options = JSONReader(.object([("options", options)])).object("options")
+        if let f = BuiltinEnvironments.factory(name, options: options) ?? registered?(self.options) { return f }
+        throw PonderError(.misuse, "environment \"\(name)\" is not built in and none was registered under that name")
+    }
+
+    public var json: JSONValue {
+        .object([("name", .string(name)), ("max_turns", .int(Int64(maxTurns))), ("reward_weight", .double(rewardWeight)),
+                 ("role", .string(role)), ("options", options)])
+    }
 }

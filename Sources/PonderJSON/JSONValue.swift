@@ -269,3 +269,6 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 extension JSONValue: ExpressibleByDictionaryLiteral {
     public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(elements) }
 }
+
+/// A Float option as the decimal it was written as (0.02, not 0.019999999552965164).
+public func decimal(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }

@@ -159,7 +159,6 @@ public final class TrainActivations {
 
 extension LlamaModel {
     func trainLayerForward(_ l: Int, _ a: TrainActivations) {
-        let c = config
         let io = a.io(l, model: self)
         let probs = a.probs.pointer
         a.positions.withUnsafeBufferPointer { pos in
@@ -172,7 +171,6 @@ extension LlamaModel {
     /// Backward of trainLayerForward: the causal attention of each sequence, its weights
     /// recomputed from q and k rather than kept per layer.
     func trainLayerBackward(_ l: Int, _ a: TrainActivations, grads: UnsafeMutablePointer<Float>) {
-        let c = config
         let io = a.io(l, model: self)
         let dio = LayerGradIO(dX: a.dX.pointer, dXn: a.dXn.pointer, dQKV: a.dQKV.pointer, dAttn: a.dAttn.pointer,
                               dGateUp: a.dGateUp.pointer, dH: a.dH.pointer, dU: a.dU.pointer)
@@ -238,7 +236,7 @@ extension LlamaModel {
             let ids = rows[k..<min(k + a.chunk, rows.count)]
             let x = a.xnGathered.pointer
             for (i, r) in ids.enumerated() { (x + i * d).update(from: a.xnF.pointer + r * d, count: d) }
-            if compute { linear(a.logits.pointer, x, w.lmHead, rows: ids.count, out: config.vocabSize, in: d) }
+            if compute { w.lmHead.forward(a.logits.pointer, x, rows: ids.count) }
             body(ids, x, a.logits.pointer)
             k += a.chunk
         }
@@ -282,11 +280,9 @@ extension LlamaModel {
                 row[Int(batch.targets[r])] += coef
             }
             // dxnF = dlogits · W_head (scattered back to its rows) ; dW_head += dlogitsᵀ · xnF
-            sgemm(m: n, n: d, k: c.vocabSize, a: lg, lda: c.vocabSize, b: w.lmHead, ldb: d, c: a.gathered.pointer, ldc: d)
+            w.lmHead.backwardInput(a.gathered.pointer, lg, rows: n)
             for (i, r) in rowIDs.enumerated() { (a.dXn.pointer + r * d).update(from: a.gathered.pointer + i * d, count: d) }
-            if let gh = g(w.lmHead) {
-                sgemm(transA: true, m: c.vocabSize, n: d, k: n, a: lg, lda: c.vocabSize, b: x, ldb: d, beta: 1, c: gh, ldc: d)
-            }
+            if let gh = g(w.lmHead.weight) { w.lmHead.accumulateGradient(gh, lg, x, rows: n) }
         }
         rmsnormBackward(dx: dX, dweight: g(w.norm), dout: a.dXn.pointer, x: a.xs.pointer + c.numLayers * rows * d,
                         weight: w.norm, rstd: a.rstdF.pointer, rows: rows, dim: d)

@@ -34,21 +34,21 @@ extension LlamaModel {
             }
         }
         rmsnormForward(io.xn1, rstd: io.rstd1, io.xIn, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-        linear(io.qkv, io.xn1, lw.qkv, rows: rows, out: c.qkvDim, in: d)
+        lw.qkv.forward(io.qkv, io.xn1, rows: rows)
         if let b = lw.qkvBias { for i in 0..<rows { addInPlace(io.qkv + i * c.qkvDim, b, c.qkvDim) } }
         lora(.qkv, x: io.xn1, y: io.qkv)
         rope.forward(io.qkv, rows: rows, heads: c.numHeads, rowStride: c.qkvDim, positions: positions)
         rope.forward(io.qkv + c.qDim, rows: rows, heads: c.numKVHeads, rowStride: c.qkvDim, positions: positions)
         attend()
         if io.xMid != io.xIn { io.xMid.update(from: io.xIn, count: rows * d) }
-        linear(io.xMid, io.attn, lw.o, rows: rows, out: d, in: c.qDim, accumulate: true)
+        lw.o.forward(io.xMid, io.attn, rows: rows, accumulate: true)
         lora(.o, x: io.attn, y: io.xMid)
         rmsnormForward(io.xn2, rstd: io.rstd2, io.xMid, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-        linear(io.gateUp, io.xn2, lw.gateUp, rows: rows, out: 2 * inter, in: d)
+        lw.gateUp.forward(io.gateUp, io.xn2, rows: rows)
         lora(.gateUp, x: io.xn2, y: io.gateUp)
         swigluForward(io.h, gateUp: io.gateUp, rows: rows, hidden: inter)
         if io.xOut != io.xMid { io.xOut.update(from: io.xMid, count: rows * d) }
-        linear(io.xOut, io.h, lw.down, rows: rows, out: d, in: inter, accumulate: true)
+        lw.down.forward(io.xOut, io.h, rows: rows, accumulate: true)
         lora(.down, x: io.h, y: io.xOut)
     }
 
@@ -79,20 +79,18 @@ extension LlamaModel {
         // MLP branch: xOut = xMid + down(swiglu(gateUp(norm(xMid)))).
         swigluForward(io.h, gateUp: io.gateUp, rows: rows, hidden: inter)
         rmsnormForward(io.xn2, rstd: nil, io.xMid, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-        sgemm(m: rows, n: inter, k: d, a: dX, lda: d, b: lw.down, ldb: inter, c: dio.dH, ldc: inter)
-        if let gd = g(lw.down) { sgemm(transA: true, m: d, n: inter, k: rows, a: dX, lda: d, b: io.h, ldb: inter, beta: 1, c: gd, ldc: inter) }
+        lw.down.backwardInput(dio.dH, dX, rows: rows)
+        if let gd = g(lw.down.weight) { lw.down.accumulateGradient(gd, dX, io.h, rows: rows) }
         loraBack(.down, dy: dX, x: io.h, dx: dio.dH)
         swigluBackward(dGateUp: dio.dGateUp, dh: dio.dH, gateUp: io.gateUp, rows: rows, hidden: inter)
-        sgemm(m: rows, n: d, k: 2 * inter, a: dio.dGateUp, lda: 2 * inter, b: lw.gateUp, ldb: d, c: dio.dXn, ldc: d)
-        if let gg = g(lw.gateUp) {
-            sgemm(transA: true, m: 2 * inter, n: d, k: rows, a: dio.dGateUp, lda: 2 * inter, b: io.xn2, ldb: d, beta: 1, c: gg, ldc: d)
-        }
+        lw.gateUp.backwardInput(dio.dXn, dio.dGateUp, rows: rows)
+        if let gg = g(lw.gateUp.weight) { lw.gateUp.accumulateGradient(gg, dio.dGateUp, io.xn2, rows: rows) }
         loraBack(.gateUp, dy: dio.dGateUp, x: io.xn2, dx: dio.dXn)
         rmsnormBackward(dx: dX, dweight: g(lw.postNorm), dout: dio.dXn, x: io.xMid, weight: lw.postNorm,
                         rstd: io.rstd2!, rows: rows, dim: d)
         // Attention branch: xMid = xIn + o(attn(rope(qkv(norm(xIn))))).
-        sgemm(m: rows, n: c.qDim, k: d, a: dX, lda: d, b: lw.o, ldb: c.qDim, c: dio.dAttn, ldc: c.qDim)
-        if let go = g(lw.o) { sgemm(transA: true, m: d, n: c.qDim, k: rows, a: dX, lda: d, b: io.attn, ldb: c.qDim, beta: 1, c: go, ldc: c.qDim) }
+        lw.o.backwardInput(dio.dAttn, dX, rows: rows)
+        if let go = g(lw.o.weight) { lw.o.accumulateGradient(go, dX, io.attn, rows: rows) }
         loraBack(.o, dy: dX, x: io.attn, dx: dio.dAttn)
         dio.dQKV.update(repeating: 0, count: rows * c.qkvDim)
         attendBackward()
@@ -102,10 +100,8 @@ extension LlamaModel {
             for i in 0..<rows { addInPlace(gb, dio.dQKV + i * c.qkvDim, c.qkvDim) }
         }
         rmsnormForward(io.xn1, rstd: nil, io.xIn, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-        sgemm(m: rows, n: d, k: c.qkvDim, a: dio.dQKV, lda: c.qkvDim, b: lw.qkv, ldb: d, c: dio.dXn, ldc: d)
-        if let gq = g(lw.qkv) {
-            sgemm(transA: true, m: c.qkvDim, n: d, k: rows, a: dio.dQKV, lda: c.qkvDim, b: io.xn1, ldb: d, beta: 1, c: gq, ldc: d)
-        }
+        lw.qkv.backwardInput(dio.dXn, dio.dQKV, rows: rows)
+        if let gq = g(lw.qkv.weight) { lw.qkv.accumulateGradient(gq, dio.dQKV, io.xn1, rows: rows) }
         loraBack(.qkv, dy: dio.dQKV, x: io.xn1, dx: dio.dXn)
         rmsnormBackward(dx: dX, dweight: g(lw.inputNorm), dout: dio.dXn, x: io.xIn, weight: lw.inputNorm,
                         rstd: io.rstd1!, rows: rows, dim: d)

@@ -104,7 +104,7 @@ public final class LlamaModel: @unchecked Sendable {
     func logits(_ s: Scratch, first: Int, rows: Int, into out: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
         rmsnormForward(s.xn, rstd: nil, s.x + first * d, w.norm, rows: rows, dim: d, eps: config.rmsNormEps)
-        linear(out, s.xn, w.lmHead, rows: rows, out: config.vocabSize, in: d)
+        w.lmHead.forward(out, s.xn, rows: rows)
     }
 
     /// Logits at every position of `tokens` (one sequence from position 0), [n × vocab].

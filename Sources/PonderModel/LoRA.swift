@@ -161,10 +161,10 @@ public final class LoRAAdapters: @unchecked Sendable {
             for m in layer {
                 let (base, rowOffset): (UnsafeMutablePointer<Float>, Int)
                 switch m.target {
-                case .q_proj, .k_proj, .v_proj: (base, rowOffset) = (lw.qkv, m.offset)
-                case .o_proj: (base, rowOffset) = (lw.o, 0)
-                case .gate_proj, .up_proj: (base, rowOffset) = (lw.gateUp, m.offset)
-                case .down_proj: (base, rowOffset) = (lw.down, 0)
+                case .q_proj, .k_proj, .v_proj: (base, rowOffset) = (lw.qkv.weight, m.offset)
+                case .o_proj: (base, rowOffset) = (lw.o.weight, 0)
+                case .gate_proj, .up_proj: (base, rowOffset) = (lw.gateUp.weight, m.offset)
+                case .down_proj: (base, rowOffset) = (lw.down.weight, 0)
                 }
                 // W[rowOffset + i][j] += s · Σ_k B[i][k] A[k][j]
                 sgemm(m: m.outDim, n: m.inDim, k: config.rank, alpha: config.scale, a: m.b, lda: config.rank,

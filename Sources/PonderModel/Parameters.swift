@@ -100,36 +100,37 @@ extension UnsafeMutableRawPointer {
 public struct LayerWeights {
     public let inputNorm: UnsafeMutablePointer<Float>
     /// [q; k; v] rows, [qkvDim × hidden]
-    public let qkv: UnsafeMutablePointer<Float>
+    public let qkv: Linear
     /// [q; k; v] biases or nil
     public let qkvBias: UnsafeMutablePointer<Float>?
-    public let o: UnsafeMutablePointer<Float>
+    public let o: Linear
     public let postNorm: UnsafeMutablePointer<Float>
     /// [gate; up] rows, [2·intermediate × hidden]
-    public let gateUp: UnsafeMutablePointer<Float>
-    public let down: UnsafeMutablePointer<Float>
+    public let gateUp: Linear
+    public let down: Linear
 }
 
 public struct ModelWeights {
     public let embed: UnsafeMutablePointer<Float>
     public let layers: [LayerWeights]
     public let norm: UnsafeMutablePointer<Float>
-    public let lmHead: UnsafeMutablePointer<Float>
+    public let lmHead: Linear
 
     public init(layout: ParameterLayout, config c: LlamaConfig, base p: UnsafeMutablePointer<Float>) {
         func at(_ name: String) -> UnsafeMutablePointer<Float> { p + layout[name]!.offset }
         embed = at("model.embed_tokens.weight")
         layers = (0..<c.numLayers).map { l in
             let pre = "model.layers.\(l)."
+            let d = c.hiddenSize, inter = c.intermediateSize
             return LayerWeights(inputNorm: at(pre + "input_layernorm.weight"),
-                                qkv: at(pre + "self_attn.q_proj.weight"),
+                                qkv: Linear(at(pre + "self_attn.q_proj.weight"), out: c.qkvDim, in: d),
                                 qkvBias: c.attentionBias ? at(pre + "self_attn.q_proj.bias") : nil,
-                                o: at(pre + "self_attn.o_proj.weight"),
+                                o: Linear(at(pre + "self_attn.o_proj.weight"), out: d, in: c.qDim),
                                 postNorm: at(pre + "post_attention_layernorm.weight"),
-                                gateUp: at(pre + "mlp.gate_proj.weight"),
-                                down: at(pre + "mlp.down_proj.weight"))
+                                gateUp: Linear(at(pre + "mlp.gate_proj.weight"), out: 2 * inter, in: d),
+                                down: Linear(at(pre + "mlp.down_proj.weight"), out: d, in: inter))
         }
         norm = at("model.norm.weight")
-        lmHead = c.tieWordEmbeddings ? embed : at("lm_head.weight")
+        lmHead = Linear(c.tieWordEmbeddings ? embed : at("lm_head.weight"), out: c.vocabSize, in: c.hiddenSize)
     }
 }

@@ -1,3 +1,4 @@
+import PonderJSON
 import PonderKernels
 
 /// Sampling settings, named as in transformers' GenerationConfig / the OpenAI API.
@@ -9,6 +10,58 @@ public struct SamplingParams: Equatable, Sendable {
     public var minP: Float = 0        // 0: off
     public var repetitionPenalty: Float = 1  // 1: off; HF semantics (divide positive logits, multiply negative)
     public init() {}
+}
+
+/// The one reader of the sampling keys, for every request and config that takes them
+/// (generation, inference, GRPO, rejection sampling, evaluation): each key has one range and one
+/// message wherever it appears. A caller that cannot use a value the range allows (GRPO divides
+/// by the temperature, so 0 is no use to it) says so itself, at its own key, with its own reason.
+extension SamplingParams {
+    public static let keys = ["temperature", "top_p", "top_k", "min_p", "repetition_penalty"]
+
+    /// The sampling keys present in `r`; the others keep their values.
+    public mutating func read(_ r: JSONReader) {
+        if let t = r.double("temperature", "a number in [0, 100]", valid: { $0 >= 0 && $0 <= 100 }) { temperature = Float(t) }
+        if let p = r.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { topP = Float(p) }
+        if let k = r.int("top_k", in: 0...10_000_000) { topK = k }
+        if let p = r.double("min_p", "a number in [0, 1]", valid: { $0 >= 0 && $0 <= 1 }) { minP = Float(p) }
+        if let p = r.double("repetition_penalty", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { repetitionPenalty = Float(p) }
+    }
+
+    /// Fails "temperature" in `r` when it is 0 (greedy) for a caller that must sample.
+    public func requireSampling(_ r: JSONReader, because why: String) {
+        if temperature == 0 { r.fail("temperature", "must be > 0 here: \(why)") }
+    }
+
+    public var json: [(String, JSONValue)] {
+        [("temperature", .double(decimal(temperature))), ("top_p", .double(decimal(topP))), ("top_k", .int(Int64(topK))),
+         ("min_p", .double(decimal(minP))), ("repetition_penalty", .double(decimal(repetitionPenalty)))]
+    }
+
+    /// A "seed" key: any non-negative integer.
+    public static func readSeed(_ r: JSONReader, _ key: String = "seed") -> UInt64? {
+        guard let s = r.value(key) else { return nil }
+        if let i = s.asInt, i >= 0 { return UInt64(i) }
+        r.fail(key, "expected a non-negative integer, got \(s.serialized())")
+        return nil
+    }
+
+    /// A token budget and, where the caller has one, its minimum (`minKey`): at most 2^20
+    /// tokens each, the minimum no more than the budget. `zeroAllowed`: a budget of 0 is an
+    /// empty completion (a generation request) rather than an error.
+    public static func readLengths(_ r: JSONReader, max maxKey: String, _ maxTokens: inout Int, min minKey: String? = nil,
+                                   _ minTokens: inout Int, zeroAllowed: Bool = false) {
+        maxTokens = r.int(maxKey, in: (zeroAllowed ? 0 : 1)...1_048_576) ?? maxTokens
+        guard let minKey else { return }
+        minTokens = r.int(minKey, in: 0...1_048_576) ?? minTokens
+        if minTokens > maxTokens { r.fail(minKey, "\(minTokens) is more than \(maxKey) (\(maxTokens))") }
+    }
+
+    /// A token budget without a minimum.
+    public static func readLength(_ r: JSONReader, _ key: String, _ maxTokens: inout Int) {
+        var unused = 0
+        readLengths(r, max: key, &maxTokens, min: nil, &unused)
+    }
 }
 
 /// xoshiro256** seeded through SplitMix64: small, fast, and identical on every platform, so a

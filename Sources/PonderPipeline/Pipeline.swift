@@ -29,7 +29,7 @@ public final class Pipeline {
     public let dir: String
     var state: RunState
     var custom: [String: CustomReward] = [:]
-    var environments: [String: EnvironmentFactory] = [:]
+    var environments: [String: EnvironmentMaker] = [:]
     /// Called on the thread running the pipeline with each event (JSON); false cancels.
     public var onEvent: ((JSONValue) -> Bool)? {
         get { statusLock.locked { eventHandler } }
@@ -98,7 +98,7 @@ public final class Pipeline {
     }
 
     /// The environment a grpo stage names in its "environment" (one not built in).
-    public func registerEnvironment(_ name: String, _ f: @escaping EnvironmentFactory) throws {
+    public func registerEnvironment(_ name: String, _ f: @escaping EnvironmentMaker) throws {
         guard !busy.get() else { throw PonderError(.misuse, "the pipeline is running: register environments before running it") }
         let named = Set(config.stages.compactMap(\.environment?.name)).subtracting(BuiltinEnvironments.names)
         guard named.contains(name) else {
@@ -212,8 +212,8 @@ public final class Pipeline {
         if var g = stage.grpo {
             setUp(&g.run)
             let t = try GRPOTrainer(config: g)
-            for (name, f) in custom where g.customRewards.contains(name) { try t.setReward(name, f) }
-            if let e = g.environment, let f = environments[e.name] { try t.setEnvironment(e.name, f) }
+            for (name, f) in custom where g.customRewards.contains(name) { try t.registerReward(name, f) }
+            if let e = g.environment, let f = environments[e.name] { try t.registerEnvironment(e.name, f) }
             trainer = t
         } else if var c = stage.sft {
             setUp(&c.run)
@@ -236,7 +236,7 @@ public final class Pipeline {
         do {
             try trainer.run { m in
                 let done = m.step - first
-                let eta = done > 0 ? (monotonicSeconds() - t0) / Double(done) * Double(run.totalSteps - m.step) : 0
+                let eta = etaSeconds(since: t0, done: done, total: run.totalSteps - first)
                 var progress: [(String, JSONValue)] = [("event", "progress"), ("stage", .string(stage.name)), ("stage_index", .int(Int64(i))),
                                                        ("step", .int(Int64(m.step))), ("total_steps", .int(Int64(run.totalSteps))),
                                                        ("eta_seconds", .double(eta)), ("loss", .double(m.loss))]
@@ -296,69 +296,38 @@ public final class Pipeline {
         let stage = config.stages[i]
         guard let e = stage.eval, let source = stage.data ?? config.eval else { throw PonderError(.internal, "eval stage without data") }
         let prompts = try e.prompts(source, system: config.system)
-        var rows: [JSONValue] = []
-        var details: [JSONValue] = []
-        var promptExample: String? = nil
-        var correctness: [(String, [Bool?])] = []
         let models = modelsToEvaluate(i)
         if models.isEmpty { _ = emit(["event": "log", "message": .string("stage \(i) (\(stage.name)): no model to evaluate")]) }
+        var report: EvalReport?
         for (k, m) in models.enumerated() {
             _ = emit(["event": "log", "message": .string("stage \(i): evaluating \(m.producer) (\(m.path)) on \(prompts.count) problems")])
             let model = try m.spec.load()
-            if promptExample == nil, let p = prompts.first { promptExample = Evaluation.renderedPrompt(p, model: model) }
+            if report == nil {
+                report = EvalReport(settings: e.settings(source: source, system: config.system, promptExample: prompts.first.map { model.promptText($0.messages) }))
+            }
             let t0 = monotonicSeconds()
             var stopped = false
             let r = try Evaluation.evaluate(model: model, prompts: prompts, config: e, shouldStop: { stopped || self.stopRequested }) { done, total in
-                let eta = done > 0 ? (monotonicSeconds() - t0) / Double(done) * Double(total - done) : 0
+                let eta = etaSeconds(since: t0, done: done, total: total)
                 self.setStatus([("state", "running"), ("stage", .string(stage.name)), ("stage_index", .int(Int64(i))),
                                 ("step", .int(Int64(done))), ("total_steps", .int(Int64(total))), ("eta_seconds", .double(eta)),
                                 ("model", .string(m.producer))])
                 if !self.emit(["event": "progress", "stage": .string(stage.name), "stage_index": .int(Int64(i)), "model": .string(m.producer),
                                "step": .int(Int64(done)), "total_steps": .int(Int64(total)), "eta_seconds": .double(eta)]) { stopped = true }
             }
-            var row: [(String, JSONValue)] = [("stage", .string(m.producer)), ("model", .string(m.path))]
-            for key in ["accuracy", "format_rate", "reflection"] { row.append((key, .double(r.metric(key) ?? .nan))) }
-            row.append(("mean_length", .double(r.metric("mean_length") ?? .nan)))
-            row.append(("n", .int(Int64(r.count))))
-            row += r.metrics.filter { !["accuracy", "format_rate", "reflection", "mean_length", "count"].contains($0.0) }
-            if let en = e.environment {
-                let ep = try Evaluation.episodes(model: model, prompts: prompts, environment: en,
-                                                 factory: try en.factory(registered: environments[en.name]), maxNewTokens: e.maxNewTokens,
-                                                 maxPromptLength: e.maxPromptLength, batch: e.batchSize,
-                                                 shouldStop: { stopped || self.stopRequested })
-                for (key, v) in ep where key != "count" && !key.hasPrefix("reflection/") {
-                    row.append((key.hasPrefix("environment") || key == "turns_mean" ? key : "episode_" + key, v))
-                }
+            let episodes = try e.environment.map { en in
+                try Evaluation.episodes(model: model, prompts: prompts, environment: en,
+                                        factory: try en.factory(registered: environments[en.name]), maxNewTokens: e.maxNewTokens,
+                                        maxPromptLength: e.maxPromptLength, batch: e.batchSize, shouldStop: { stopped || self.stopRequested })
             }
-            rows.append(.object(row))
-            _ = emit(["event": "eval", "stage": .string(stage.name), "stage_index": .int(Int64(i)), "row": .object(row)])
+            let row = report!.add(r, label: m.producer, path: m.path, episodes: episodes)
+            _ = emit(["event": "eval", "stage": .string(stage.name), "stage_index": .int(Int64(i)), "row": row])
             // A few completions with their rewards, for the report and for reading.
-            let rewards = RewardSet(config: RewardConfig())
-            var lines = ""
-            for (p, text) in zip(prompts, r.texts).prefix(20) {
-                let s = rewards.score(RewardInput(completion: text, reference: p.reference, prompt: p.text))
-                lines += JSONValue.object([("model", .string(m.producer)), ("prompt", .string(p.text)), ("reference", p.reference.map { .string($0) } ?? .null),
-                                           ("completion", .string(text)), ("rewards", s.json)]).serialized() + "\n"
-            }
-            try AtomicFile.write(stageDir(i) + "/completions-\(k)-\(m.producer).jsonl", lines)
-            details.append(.object([("model", .string(m.producer)), ("path", .string(m.path)), ("metrics", .object(r.metrics)),
-                                    ("correct", .array(r.correct.map { $0.map(JSONValue.bool) ?? .null }))]))
-            correctness.append((m.producer, r.correct))
+            try AtomicFile.write(stageDir(i) + "/completions-\(k)-\(m.producer).jsonl", EvalReport.sample(label: m.producer, prompts: prompts, texts: r.texts))
         }
-        let settings = e.settings(source: source, system: config.system, promptExample: promptExample)
-        // Each model against the one before it on the same problems: the accuracy change and its
-        // paired standard error, so a gain can be told from the held-out set's sampling noise.
-        var comparisons: [JSONValue] = []
-        for k in correctness.indices.dropFirst() {
-            let (from, a) = correctness[k - 1], (to, b) = correctness[k]
-            guard let c = Evaluation.pairedChange(from: a, to: b) else { continue }
-            comparisons.append(.object([("from", .string(from)), ("to", .string(to)), ("accuracy_change", .double(c.mean)),
-                                        ("paired_stderr", .double(c.stderr)), ("n", .int(Int64(c.n)))]))
-        }
-        try AtomicFile.write(stageDir(i) + "/eval.json", prettyJSON(.object([("settings", settings), ("rows", .array(rows)),
-                                                                            ("comparisons", .array(comparisons)),
-                                                                            ("details", .array(details))])) + "\n")
-        try writeRunEval(upTo: i, current: rows)
+        let done = report ?? EvalReport(settings: e.settings(source: source, system: config.system, promptExample: nil))
+        try AtomicFile.write(stageDir(i) + "/eval.json", prettyJSON(done.json) + "\n")
+        try writeRunEval(upTo: i, current: done.rows)
     }
 
     /// RUN/eval.json: the rows of every eval stage done, and `current`'s, in stage order.

@@ -1,4 +1,5 @@
 import PonderBase
+import PonderEnvironments
 import PonderJSON
 import PonderModel
 import PonderRewards
@@ -138,17 +139,7 @@ public struct PipelineConfig: Sendable {
             s.fail("type", "unknown stage type \"\(t)\" (\(PipelineConfig.typeList))")
             return nil
         }
-        var stage = Stage(type: type, name: t)
-        let sameType = names.keys.filter { $0 == t || $0.hasPrefix(t + "-") }.count
-        var name = sameType == 0 ? t : "\(t)-\(sameType + 1)"
-        if let n = s.string("name") {
-            if n.isEmpty || n.count > 64 || !n.utf8.allSatisfy({ isNameByte($0) }) {
-                s.fail("name", "expected 1 to 64 letters, digits, '-', '_' or '.', got \"\(n)\"")
-            } else { name = n }
-        }
-        if let j = names[name] { s.fail("name", "\"\(name)\" is also stages[\(j)]'s name") }
-        names[name] = i
-        stage.name = name
+        var stage = Stage(type: type, name: stageName(s, type: t, index: i, names: &names))
         stage.data = source(s, "data")
 
         if type != .eval && type != .pretrain {
@@ -202,25 +193,7 @@ public struct PipelineConfig: Sendable {
             c.read(environment: s)
             stage.grpo = c
         case .rejectionSFT:
-            let rj = s.object("rejection") ?? s.reader(for: .object([]), at: s.fieldPath("rejection"))
-            let givenSystem = rj.has("system"), givenReward = rj.has("reward"), givenOutput = rj.has("output")
-            var rc = (try? RejectionSamplingConfig(reader: rj, promptsRequired: false)) ?? RejectionSamplingConfig()
-            if givenOutput { rj.fail("output", "a pipeline writes the samples into the stage's directory") }
-            if rj.value("prompts") != nil { stage.rejectionPrompts = rc.prompts } else if train == nil && !s.hasErrors {
-                rj.fail("prompts", "missing: give the prompts here or the pipeline's data.train")
-            }
-            if !givenSystem { rc.system = system }
-            if !givenReward {
-                rc.reward = reward
-                rc.customRewards = customRewards
-            }
-            if case let .jsonl(p, _)? = stage.rejectionPrompts, !fileExists(p) { rj.fail("prompts", "no such file: \(p)") }
-            stage.rejection = rc
-            if stage.data != nil { s.fail("data", "a rejection_sft stage trains on its samples: the prompts are rejection.prompts") }
-            var c = SFTConfig(run: run, train: placeholder, eval: nil, system: nil)
-            c.read(data: s)
-            c.read(training: s)
-            stage.sft = c
+            readRejection(s, run: run, into: &stage)
         case .eval:
             var e = EvalConfig()
             e.seed = seed
@@ -232,6 +205,44 @@ public struct PipelineConfig: Sendable {
         }
         s.rejectUnknownKeys()
         return stage
+    }
+
+    /// A stage's name: given, or its type (numbered from the second stage of that type on).
+    func stageName(_ s: JSONReader, type t: String, index i: Int, names: inout [String: Int]) -> String {
+        let sameType = names.keys.filter { $0 == t || $0.hasPrefix(t + "-") }.count
+        var name = sameType == 0 ? t : "\(t)-\(sameType + 1)"
+        if let n = s.string("name") {
+            if n.isEmpty || n.count > 64 || !n.utf8.allSatisfy({ isNameByte($0) }) {
+                s.fail("name", "expected 1 to 64 letters, digits, '-', '_' or '.', got \"\(n)\"")
+            } else { name = n }
+        }
+        if let j = names[name] { s.fail("name", "\"\(name)\" is also stages[\(j)]'s name") }
+        names[name] = i
+        return name
+    }
+
+    /// A rejection_sft stage: its "rejection" sampling options, then SFT's keys on the samples
+    /// (the training data is the sampled set, so the stage takes no "data").
+    func readRejection(_ s: JSONReader, run: TrainingRun.Config, into stage: inout Stage) {
+        let rj = s.object("rejection") ?? s.reader(for: .object([]), at: s.fieldPath("rejection"))
+        let givenSystem = rj.has("system"), givenReward = rj.has("reward"), givenOutput = rj.has("output")
+        var rc = (try? RejectionSamplingConfig(reader: rj, promptsRequired: false)) ?? RejectionSamplingConfig()
+        if givenOutput { rj.fail("output", "a pipeline writes the samples into the stage's directory") }
+        if rj.value("prompts") != nil { stage.rejectionPrompts = rc.prompts } else if train == nil && !s.hasErrors {
+            rj.fail("prompts", "missing: give the prompts here or the pipeline's data.train")
+        }
+        if !givenSystem { rc.system = system }
+        if !givenReward {
+            rc.reward = reward
+            rc.customRewards = customRewards
+        }
+        if case let .jsonl(p, _)? = stage.rejectionPrompts, !fileExists(p) { rj.fail("prompts", "no such file: \(p)") }
+        stage.rejection = rc
+        if stage.data != nil { s.fail("data", "a rejection_sft stage trains on its samples: the prompts are rejection.prompts") }
+        var c = SFTConfig(run: run, train: .arithmetic(count: 1, seed: 0, split: .train), eval: nil, system: nil)
+        c.read(data: s)
+        c.read(training: s)
+        stage.sft = c
     }
 
     static let typeList = "one of " + StageType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")

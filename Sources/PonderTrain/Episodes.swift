@@ -4,60 +4,6 @@ import PonderJSON
 import PonderModel
 import PonderText
 
-/// GRPO's "environment" object: the world that answers the model turn by turn.
-public struct EnvironmentConfig: Sendable, Equatable {
-    /// A built-in environment (BuiltinEnvironments.names) or one registered on the trainer.
-    public var name: String
-    /// Model turns (actions) per episode; the episode ends after the last one.
-    public var maxTurns = 4
-    /// Weight of the environment's reward (the sum of its step rewards) beside the reward set's.
-    public var rewardWeight = 1.0
-    /// The role of the environment's turns in the chat template.
-    public var role = "user"
-    /// The environment's own options: checked here for a built-in one, passed as they are to a
-    /// registered one.
-    public var options: JSONValue = .null
-
-    public static let defaults = EnvironmentConfig(name: "")
-
-    init(name: String) { self.name = name }
-
-    /// Problems go to the reader's document; nil when "name" is missing.
-    public static func read(_ e: JSONReader) -> EnvironmentConfig? {
-        guard let name = e.string("name") else {
-            if !e.hasErrors { e.fail("name", "required: a built-in environment (\(BuiltinEnvironments.names.joined(separator: ", "))) or one registered on the trainer") }
-            return nil
-        }
-        var c = EnvironmentConfig(name: name)
-        c.maxTurns = e.int("max_turns", in: 1...1000) ?? c.maxTurns
-        c.rewardWeight = e.double("reward_weight", "a finite number", valid: { _ in true }) ?? c.rewardWeight
-        if let role = e.string("role") {
-            if ChatTemplate.roles.contains(role) && role != "assistant" { c.role = role } else {
-                e.fail("role", "expected \"user\", \"tool\" or \"system\", got \"\(role.prefix(40))\"")
-            }
-        }
-        if BuiltinEnvironments.names.contains(name) {
-            _ = BuiltinEnvironments.factory(name, options: e.object("options"))
-        }
-        c.options = e.value("options") ?? .null
-        e.rejectUnknownKeys()
-        return c
-    }
-
-    /// The factory of this environment: the built-in one of `name`, else `registered` (the
-    /// caller's, set on the trainer or pipeline).
-    public func factory(registered: EnvironmentFactory?) throws -> EnvironmentFactory {
-        let options = JSONReader(.object([("options", options)])).object("options")
-        if let f = BuiltinEnvironments.factory(name, options: options) ?? registered { return f }
-        throw PonderError(.misuse, "environment \"\(name)\" is not built in and none was registered under that name")
-    }
-
-    public var json: JSONValue {
-        .object([("name", .string(name)), ("max_turns", .int(Int64(maxTurns))), ("reward_weight", .double(rewardWeight)),
-                 ("role", .string(role)), ("options", options)])
-    }
-}
-
 /// The episodes of one rollout: one environment per sequence, driven from the decode loop's
 /// steering hook so that every live episode of the step decodes together and the KV cache runs
 /// on through each observation (nothing is re-tokenized or re-prefilled).
@@ -214,7 +160,8 @@ final class Episodes {
         }
     }
 
-    var metrics: [(String, JSONValue)] {
+    /// The env/* metrics of a rollout's episodes.
+    static func metrics(_ episodes: [Episode]) -> [(String, JSONValue)] {
         let n = Double(max(1, episodes.count))
         var m: [(String, JSONValue)] = [
             ("env/turns_mean", .double(Double(episodes.reduce(0) { $0 + $1.turns }) / n)),

@@ -16,8 +16,8 @@ public struct EvalConfig: Sendable, Equatable {
     public var maxPromptLength = 512
     /// Samples per problem for pass@1, maj@k and pass@k (0: greedy only).
     public var numSamples = 0
-    public var temperature = 1.0
-    public var topP = 1.0
+    /// How the num_samples answers are drawn (the greedy answer ignores it).
+    public var sampling = SamplingParams()
     /// The k of the unbiased pass@k estimates (each ≤ num_samples; default [1, num_samples]).
     public var passK: [Int] = []
     /// Prompts decoded together in one grouped decode.
@@ -30,12 +30,12 @@ public struct EvalConfig: Sendable, Equatable {
     /// The keys above from `r` (the caller rejects unknown keys).
     public mutating func read(_ r: JSONReader) {
         limit = r.int("limit", in: 0...10_000_000) ?? limit
-        seed = UInt64(r.int("seed", in: 0...Int64(Int32.max)) ?? Int(seed))
-        maxNewTokens = r.int("max_new_tokens", in: 1...1_048_576) ?? maxNewTokens
+        seed = SamplingParams.readSeed(r) ?? seed
+        SamplingParams.readLength(r, "max_new_tokens", &maxNewTokens)
         maxPromptLength = r.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
         numSamples = r.int("num_samples", in: 0...1024) ?? numSamples
-        temperature = r.double("temperature", "a number in (0, 100]") { $0 > 0 && $0 <= 100 } ?? temperature
-        topP = r.double("top_p", "a number in (0, 1]") { $0 > 0 && $0 <= 1 } ?? topP
+        sampling.read(r)
+        sampling.requireSampling(r, because: "num_samples are drawn at it; the greedy answer is measured anyway")
         if let ks = r.array("pass_k") {
             var out: [Int] = []
             for (i, v) in ks.enumerated() {
@@ -60,8 +60,8 @@ public struct EvalConfig: Sendable, Equatable {
 
     public var json: [(String, JSONValue)] {
         [("limit", .int(Int64(limit))), ("seed", .int(Int64(seed))), ("max_new_tokens", .int(Int64(maxNewTokens))),
-         ("max_prompt_length", .int(Int64(maxPromptLength))), ("num_samples", .int(Int64(numSamples))),
-         ("temperature", .double(temperature)), ("top_p", .double(topP)),
+         ("max_prompt_length", .int(Int64(maxPromptLength))), ("num_samples", .int(Int64(numSamples)))]
+        + sampling.json + [
          ("pass_k", .array(effectivePassK.map { .int(Int64($0)) })), ("batch_size", .int(Int64(batchSize))),
          ("environment", environment?.json ?? .null)]
     }
@@ -73,9 +73,8 @@ public struct EvalConfig: Sendable, Equatable {
             ("data", source.json), ("system", systemOption(system)),
             ("prompt_example", promptExample.map { .string($0) } ?? .null),
             ("greedy", .object([("temperature", 0), ("max_new_tokens", .int(Int64(maxNewTokens)))])),
-            ("sampling", numSamples > 0 ? .object([("num_samples", .int(Int64(numSamples))), ("temperature", .double(temperature)),
-                                                   ("top_p", .double(topP)), ("seed", .int(Int64(seed))),
-                                                   ("max_new_tokens", .int(Int64(maxNewTokens)))]) : .null),
+            ("sampling", numSamples > 0 ? .object([("num_samples", .int(Int64(numSamples)))] + sampling.json
+                                                  + [("seed", .int(Int64(seed))), ("max_new_tokens", .int(Int64(maxNewTokens)))]) : .null),
             ("reflection", "paper mode (the paper's published reward) as \"reflection\"; guarded beside it as \"reflection_guarded\""),
             ("options", .object(json)),
         ])
@@ -127,38 +126,44 @@ public enum Evaluation {
     public static func evaluate(model: LlamaModel, prompts: [GRPOPrompt], config c: EvalConfig,
                                 shouldStop: () -> Bool = { false }, progress: (Int, Int) -> Void = { _, _ in }) throws -> Result {
         guard !prompts.isEmpty else { throw PonderError.invalid("evaluation: no prompts") }
-        let budget = max(1, min(c.maxPromptLength, model.config.maxPositions - c.maxNewTokens))
-        let ids = try prompts.map { try GRPOTrainer.tokens(of: $0, model: model, maxLength: budget) }
         let total = prompts.count * (c.numSamples > 0 ? 2 : 1)
-        var done = 0
-
-        func decode(_ req: GenerateRequest, perBatch: Int) throws -> [[Completion]] {
-            var out: [[Completion]] = []
-            var start = 0
-            while start < prompts.count {
-                if shouldStop() { throw PonderError(.cancelled, "evaluation cancelled after \(start) of \(prompts.count) prompts") }
-                let end = min(prompts.count, start + perBatch)
-                var r = req
-                // Sampled decoding is seeded per batch, so a subset's draws do not depend on the batch size alone.
-                if let s = req.seed { r.seed = s &+ UInt64(start) &* 7919 }
-                let gen = try model.generate(prompts: Array(ids[start..<end]), r)
-                for k in 0..<(end - start) { out.append(Array(gen.completions[(k * r.n)..<((k + 1) * r.n)])) }
-                done += end - start
-                progress(done, total)
-                start = end
-            }
-            return out
-        }
-
         var greedy = GenerateRequest()
-        greedy.n = 1
-        greedy.maxTokens = c.maxNewTokens
         greedy.sampling.temperature = 0
         greedy.seed = 0
-        let greedyOut = try decode(greedy, perBatch: c.batchSize).map { $0[0] }
+        let greedyOut = try evaluating {
+            try BatchedGeneration(request: greedy, maxNewTokens: c.maxNewTokens, maxPromptLength: c.maxPromptLength, model: model,
+                                  perBatch: c.batchSize)
+                .run(model: model, prompts: prompts, shouldStop: shouldStop) { progress($0, total) }.completions
+        }
         let texts = greedyOut.map(\.text)
-        let lengths = greedyOut.map { Double($0.tokenIDs.count) }
+        var metrics = greedyMetrics(greedyOut, prompts: prompts)
+        let correct = metrics.correct
+        if c.numSamples > 0 {
+            var sampled = GenerateRequest()
+            sampled.n = c.numSamples
+            sampled.sampling = c.sampling
+            sampled.seed = c.seed
+            let out = try evaluating {
+                try BatchedGeneration(request: sampled, maxNewTokens: c.maxNewTokens, maxPromptLength: c.maxPromptLength, model: model,
+                                      perBatch: c.batchSize / c.numSamples)
+                    .run(model: model, prompts: prompts, shouldStop: shouldStop) { progress(prompts.count + $0, total) }
+            }
+            metrics.values += sampledMetrics(prompts.indices.map { out.group($0, n: c.numSamples) }, prompts: prompts, passK: c.effectivePassK)
+        }
+        return Result(count: prompts.count, correct: correct, texts: texts, metrics: dedupe(metrics.values))
+    }
 
+    /// A cancelled batch loop's error, named as the evaluation's.
+    static func evaluating<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as PonderError where e.code == .cancelled {
+            throw PonderError(.cancelled, "evaluation " + e.message)
+        }
+    }
+
+    /// Accuracy, format, reflection (paper and guarded), length and truncation of the greedy answers.
+    static func greedyMetrics(_ out: [Completion], prompts: [GRPOPrompt]) -> (values: [(String, JSONValue)], correct: [Bool?]) {
+        let texts = out.map(\.text)
+        let lengths = out.map { Double($0.tokenIDs.count) }
         var paperConfig = RewardConfig(), guardedConfig = RewardConfig()
         paperConfig.reflectionMode = .paper
         (guardedConfig.rewards, guardedConfig.rewardWeights) = (["reflection"], [1])
@@ -175,33 +180,27 @@ public enum Evaluation {
         let g = guardedScores.compactMap { $0["reflection"]?.value }
         metrics.append(("reflection_guarded", .double(g.isEmpty ? .nan : g.reduce(0, +) / Double(g.count))))
         metrics.append(("mean_length", .double(lengths.reduce(0, +) / Double(max(1, lengths.count)))))
-        metrics.append(("truncated_rate", .double(Double(greedyOut.filter { $0.finishReason == .length }.count) / Double(prompts.count))))
+        metrics.append(("truncated_rate", .double(Double(out.filter { $0.finishReason == .length }.count) / Double(prompts.count))))
+        return (metrics, correct)
+    }
 
-        if c.numSamples > 0 {
-            var sampled = GenerateRequest()
-            sampled.n = c.numSamples
-            sampled.maxTokens = c.maxNewTokens
-            sampled.sampling.temperature = Float(c.temperature)
-            sampled.sampling.topP = Float(c.topP)
-            sampled.seed = c.seed
-            let groups = try decode(sampled, perBatch: max(1, c.batchSize / c.numSamples))
-            var pass1 = 0.0, maj = 0.0, scoredPrompts = 0
-            var passAt = [Double](repeating: 0, count: c.effectivePassK.count)
-            for (group, prompt) in zip(groups, prompts) {
-                guard let ref = prompt.reference, let gold = Answers.goldAnswer(in: ref) else { continue }
-                scoredPrompts += 1
-                let answers = group.map { Answers.finalAnswer(in: $0.text) }
-                let right = answers.filter { $0?.equivalent(to: gold) ?? false }.count
-                pass1 += Double(right) / Double(group.count)
-                for (j, k) in c.effectivePassK.enumerated() { passAt[j] += passAtK(n: group.count, c: right, k: k) }
-                if let vote = majority(answers.compactMap { $0 }), vote.equivalent(to: gold) { maj += 1 }
-            }
-            let n = Double(max(1, scoredPrompts))
-            metrics.append(("pass@1", .double(pass1 / n)))
-            metrics.append(("maj@\(c.numSamples)", .double(maj / n)))
-            for (j, k) in c.effectivePassK.enumerated() { metrics.append(("pass@\(k)", .double(passAt[j] / n))) }
+    /// pass@1 (the mean over each problem's samples), maj@k and the unbiased pass@k.
+    static func sampledMetrics(_ groups: [ArraySlice<Completion>], prompts: [GRPOPrompt], passK: [Int]) -> [(String, JSONValue)] {
+        var pass1 = 0.0, maj = 0.0, scoredPrompts = 0, k = 0
+        var passAt = [Double](repeating: 0, count: passK.count)
+        for (group, prompt) in zip(groups, prompts) {
+            k = group.count
+            guard let ref = prompt.reference, let gold = Answers.goldAnswer(in: ref) else { continue }
+            scoredPrompts += 1
+            let answers = group.map { Answers.finalAnswer(in: $0.text) }
+            let right = answers.filter { $0?.equivalent(to: gold) ?? false }.count
+            pass1 += Double(right) / Double(group.count)
+            for (j, k) in passK.enumerated() { passAt[j] += passAtK(n: group.count, c: right, k: k) }
+            if let vote = majority(answers.compactMap { $0 }), vote.equivalent(to: gold) { maj += 1 }
         }
-        return Result(count: prompts.count, correct: correct, texts: texts, metrics: dedupe(metrics))
+        let n = Double(max(1, scoredPrompts))
+        return [("pass@1", .double(pass1 / n)), ("maj@\(k)", .double(maj / n))]
+            + passK.enumerated().map { ("pass@\($0.element)", .double(passAt[$0.offset] / n)) }
     }
 
     /// Later values of a repeated key win (pass@1 from pass_k and from the mean over samples agree).
@@ -265,46 +264,87 @@ public enum Evaluation {
     /// model's final turns (accuracy, format, reflection, as single-turn evaluation reports them)
     /// and the episodes' turns, environment reward and failures.
     public static func episodes(model: LlamaModel, prompts: [GRPOPrompt], environment e: EnvironmentConfig,
-                                factory: EnvironmentFactory, maxNewTokens: Int, maxPromptLength: Int, batch: Int = 32,
+                                factory: @escaping EnvironmentFactory, maxNewTokens: Int, maxPromptLength: Int, batch: Int = 32,
                                 shouldStop: () -> Bool = { false }, progress: (Int, Int) -> Void = { _, _ in }) throws -> [(String, JSONValue)] {
         guard !prompts.isEmpty else { throw PonderError.invalid("evaluation: no prompts") }
-        let budget = max(1, min(maxPromptLength, model.config.maxPositions - maxNewTokens))
-        let rewards = RewardSet(config: RewardConfig())
-        var texts: [String] = [], scored: [ScoredCompletion] = []
-        var turns = 0, errors = 0, envReward = 0.0, envScored = 0
         var req = GenerateRequest()
         req.sampling.temperature = 0
-        req.maxTokens = maxNewTokens
-        for start in stride(from: 0, to: prompts.count, by: batch) {
-            if shouldStop() { throw PonderError(.cancelled, "evaluation cancelled after \(start) of \(prompts.count) prompts") }
-            let chunk = Array(prompts[start..<min(prompts.count, start + batch)])
-            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: maxNewTokens, count: chunk.count)
-            // Seeded by the problem's index: the same episodes whatever the batch size.
-            let firsts = eps.reset(factory: factory, tasks: chunk.map(\.task), seeds: chunk.indices.map { UInt64(start + $0) }, groupSize: 1)
-            let ids = try chunk.enumerated().map { k, p in
-                try GRPOTrainer.tokens(of: firsts[k].map { p.asking($0) } ?? p, model: model, maxLength: budget)
-            }
-            let gen = try model.generate(prompts: ids, req, steering: eps.steering)
-            eps.finish(gen.completions)
-            for (k, p) in chunk.enumerated() {
-                let ep = eps.episodes[k]
-                texts.append(ep.finalTurn)
-                scored.append(rewards.score(RewardInput(completion: ep.finalTurn, reference: p.reference, prompt: p.text)))
-                turns += ep.turns
-                if ep.error != nil { errors += 1 }
-                if let r = ep.reward { envReward += r; envScored += 1 }
-            }
-            progress(start + chunk.count, prompts.count)
+        var batched = BatchedGeneration(request: req, maxNewTokens: maxNewTokens, maxPromptLength: maxPromptLength, model: model,
+                                        perBatch: batch)
+        // Seeded by the problem's index (the default): the same episodes whatever the batch size.
+        batched.environment = (e, factory)
+        let out = try evaluating {
+            try batched.run(model: model, prompts: prompts, shouldStop: shouldStop) { progress($0, prompts.count) }
         }
+        let eps = out.episodes ?? []
+        let rewards = RewardSet(config: RewardConfig())
+        let texts = out.finalTexts
+        let scored = zip(texts, prompts).map { rewards.score(RewardInput(completion: $0, reference: $1.reference, prompt: $1.text)) }
+        let envScores = eps.compactMap(\.reward)
         let n = Double(texts.count)
         return [("count", .int(Int64(texts.count)))] + rates(texts: texts, scored: scored) + [
-            ("turns_mean", .double(Double(turns) / n)), ("environment_errors", .int(Int64(errors))),
-            ("environment_reward", envScored > 0 ? .double(envReward / Double(envScored)) : .null),
+            ("turns_mean", .double(Double(eps.reduce(0) { $0 + $1.turns }) / n)),
+            ("environment_errors", .int(Int64(eps.filter { $0.error != nil }.count))),
+            ("environment_reward", envScores.isEmpty ? .null : .double(envScores.reduce(0, +) / Double(envScores.count))),
         ]
     }
+}
 
-    /// The exact text a prompt is decoded from (chat template applied), for the record.
-    public static func renderedPrompt(_ p: GRPOPrompt, model: LlamaModel) -> String {
-        model.tokenizer.chatTemplate.render(p.messages) ?? p.messages.map(\.content).joined(separator: "\n")
+/// An evaluation's report — what an eval stage writes as its eval.json and `ponder eval --json`
+/// prints: the settings, one row per model, each model against the one before it on the same
+/// problems, and each model's per-problem correctness. Rows count problems as `n`.
+public struct EvalReport {
+    public var settings: JSONValue
+    public private(set) var rows: [JSONValue] = []
+    public private(set) var details: [JSONValue] = []
+    var correctness: [(label: String, correct: [Bool?])] = []
+
+    public init(settings: JSONValue) { self.settings = settings }
+
+    /// Adds `label`'s result (the model at `path`), and with an environment its episode
+    /// metrics; returns the row.
+    @discardableResult
+    public mutating func add(_ r: Evaluation.Result, label: String, path: String, episodes: [(String, JSONValue)]? = nil) -> JSONValue {
+        let leading = ["accuracy", "format_rate", "reflection", "mean_length"]
+        var row: [(String, JSONValue)] = [("stage", .string(label)), ("model", .string(path))]
+        for key in leading { row.append((key, .double(r.metric(key) ?? .nan))) }
+        row.append(("n", .int(Int64(r.count))))
+        row += r.metrics.filter { !leading.contains($0.0) && $0.0 != "count" }
+        for (key, v) in episodes ?? [] where key != "count" && !key.hasPrefix("reflection/") {
+            row.append((key.hasPrefix("environment") || key == "turns_mean" ? key : "episode_" + key, v))
+        }
+        rows.append(.object(row))
+        details.append(.object([("model", .string(label)), ("path", .string(path)), ("metrics", .object(r.metrics)),
+                                ("correct", .array(r.correct.map { $0.map(JSONValue.bool) ?? .null }))]))
+        correctness.append((label, r.correct))
+        return .object(row)
+    }
+
+    /// Each model against the one before it: the accuracy change and its paired standard error,
+    /// so a gain can be told from the held-out set's sampling noise.
+    public var comparisons: [JSONValue] {
+        correctness.indices.dropFirst().compactMap { k in
+            let (from, a) = correctness[k - 1], (to, b) = correctness[k]
+            guard let c = Evaluation.pairedChange(from: a, to: b) else { return nil }
+            return .object([("from", .string(from)), ("to", .string(to)), ("accuracy_change", .double(c.mean)),
+                            ("paired_stderr", .double(c.stderr)), ("n", .int(Int64(c.n)))])
+        }
+    }
+
+    public var json: JSONValue {
+        .object([("settings", settings), ("rows", .array(rows)), ("comparisons", .array(comparisons)), ("details", .array(details))])
+    }
+
+    /// The first `limit` answers of `label` with their rewards (default reward options), as JSONL
+    /// lines for reading beside the numbers.
+    public static func sample(label: String, prompts: [GRPOPrompt], texts: [String], limit: Int = 20) -> String {
+        let rewards = RewardSet(config: RewardConfig())
+        var lines = ""
+        for (p, text) in zip(prompts, texts).prefix(limit) {
+            let s = rewards.score(RewardInput(completion: text, reference: p.reference, prompt: p.text))
+            lines += JSONValue.object([("model", .string(label)), ("prompt", .string(p.text)), ("reference", p.reference.map { .string($0) } ?? .null),
+                                       ("completion", .string(text)), ("rewards", s.json)]).serialized() + "\n"
+        }
+        return lines
     }
 }

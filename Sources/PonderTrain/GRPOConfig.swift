@@ -1,4 +1,5 @@
 import PonderBase
+import PonderEnvironments
 import PonderJSON
 import PonderModel
 import PonderRewards
@@ -110,18 +111,9 @@ public struct GRPOConfig: Sendable {
         promptsPerStep = t.int("prompts_per_step", in: 1...4096) ?? promptsPerStep
         numGenerations = t.int("num_generations", in: 2...1024) ?? numGenerations
         gradientAccumulationSteps = t.int("gradient_accumulation_steps", in: 1...4096) ?? gradientAccumulationSteps
-        maxCompletionLength = t.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
-        minCompletionLength = t.int("min_completion_length", in: 0...1_048_576) ?? minCompletionLength
-        if minCompletionLength > maxCompletionLength {
-            t.fail("min_completion_length", "\(minCompletionLength) is more than max_completion_length (\(maxCompletionLength))")
-        }
-        if let x = t.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(x) }
-        if let x = t.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(x) }
-        if let x = t.int("top_k", in: 0...10_000_000) { sampling.topK = x }
-        if let x = t.double("min_p", "a number in [0, 1]", valid: { $0 >= 0 && $0 <= 1 }) { sampling.minP = Float(x) }
-        if let x = t.double("repetition_penalty", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) {
-            sampling.repetitionPenalty = Float(x)
-        }
+        SamplingParams.readLengths(t, max: "max_completion_length", &maxCompletionLength, min: "min_completion_length", &minCompletionLength)
+        sampling.read(t)
+        sampling.requireSampling(t, because: "GRPO samples a group and scores it at logits / temperature")
         loss.beta = t.double("beta", "a number >= 0", valid: { $0 >= 0 }) ?? loss.beta
         loss.epsilonLow = t.double("epsilon", "a number in [0, 1)", valid: { $0 >= 0 && $0 < 1 }) ?? loss.epsilonLow
         loss.epsilonHigh = t.double("epsilon_high", "a positive number", valid: { $0 > 0 }) ?? loss.epsilonLow
@@ -177,9 +169,7 @@ public struct GRPOConfig: Sendable {
             ("gradient_accumulation_steps", .int(Int64(gradientAccumulationSteps))),
             ("max_completion_length", .int(Int64(maxCompletionLength))),
             ("min_completion_length", .int(Int64(minCompletionLength))),
-            ("temperature", .double(decimal(sampling.temperature))), ("top_p", .double(decimal(sampling.topP))),
-            ("top_k", .int(Int64(sampling.topK))), ("min_p", .double(decimal(sampling.minP))),
-            ("repetition_penalty", .double(decimal(sampling.repetitionPenalty))),
+        ] + sampling.json + [
             ("beta", .double(loss.beta)), ("epsilon", .double(loss.epsilonLow)), ("epsilon_high", .double(loss.epsilonHigh)),
             ("loss_type", .string(loss.lossType.rawValue)), ("importance_sampling_level", .string(loss.importanceSamplingLevel.rawValue)),
             ("use_bias_correction_kl", .bool(loss.useBiasCorrectionKL)), ("scale_rewards", .string(scaleRewards.rawValue)),

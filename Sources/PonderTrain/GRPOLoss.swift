@@ -188,6 +188,135 @@ public struct GRPOMicroBatchResult: Sendable {
     public var metrics: [(String, Double)]
 }
 
+/// What the loss counts over a micro-batch for TRL's metrics.
+struct GRPOLossStats {
+    var klSum = 0.0, low = 0.0, high = 0.0, region = 0.0, cispoClipped = 0.0
+    var lowSeq: [Double] = [], highSeq: [Double] = []
+
+    /// As TRL's global_masked_mean: per token, or per sequence when the ratio is per sequence.
+    func metrics(_ p: GRPOLossParams, sequences: Int, tokens: Double) -> [(String, Double)] {
+        var metrics: [(String, Double)] = []
+        if p.beta != 0 { metrics.append(("kl", klSum / max(1, tokens))) }
+        let count = p.importanceSamplingLevel == .sequence ? Double(sequences) : max(1, tokens)
+        if p.lossType == .cispo {
+            metrics.append(("cispo_clip_ratio", cispoClipped / count))
+        } else {
+            metrics.append(("clip_ratio/low_mean", low / count))
+            metrics.append(("clip_ratio/high_mean", high / count))
+            metrics.append(("clip_ratio/region_mean", region / count))
+            let lows = lowSeq.filter { !$0.isNaN }, highs = highSeq.filter { !$0.isNaN }
+            metrics.append(("clip_ratio/low_min", lows.min() ?? .nan))
+            metrics.append(("clip_ratio/high_max", highs.max() ?? .nan))
+        }
+        return metrics
+    }
+}
+
+/// One sequence as both terms of the loss see it.
+struct GRPOLossTerms {
+    let s: GRPOSequence
+    let p: GRPOLossParams
+    /// The weight of each unmasked token.
+    let w: Double
+    /// log π_θ − log π_old per token (0 without an old policy).
+    let lr: [Double]
+    /// Unmasked tokens (0 for a fully masked row) and at least 1.
+    let tokens: Double
+    let len: Double
+    let seqLogRatio: Double
+
+    init(_ s: GRPOSequence, _ p: GRPOLossParams, weight w: Double, tokens: Double) {
+        (self.s, self.p, self.w, self.tokens) = (s, p, w, tokens)
+        let t = s.logp.count
+        lr = (0..<t).map { i in s.oldLogp.map { Double(s.logp[i]) - Double($0[i]) } ?? 0 }
+        len = max(1, tokens)
+        let lr = lr
+        seqLogRatio = (0..<t).reduce(0.0) { $0 + (s.mask[$1] ? lr[$1] : 0) } / len
+    }
+
+    /// The KL term (k3 estimator), per token; with the bias correction weighted by the
+    /// importance ratio (per token, or the sequence's), through which it has a gradient too.
+    func kl(_ loss: inout Double, _ g: inout [Double], _ stats: inout GRPOLossStats) {
+        guard p.beta != 0, let ref = s.refLogp else { return }
+        var weighted = 0.0
+        for i in 0..<s.logp.count where s.mask[i] {
+            let d = Double(ref[i]) - Double(s.logp[i])
+            var kl = exp(d) - d - 1, dkl = 1 - exp(d)
+            if p.useBiasCorrectionKL {
+                let coef = exp(p.importanceSamplingLevel == .token ? lr[i] : seqLogRatio)
+                if p.importanceSamplingLevel == .token { dkl = dkl * coef + kl * coef } else { dkl *= coef }
+                weighted += kl * coef
+                kl *= coef
+            }
+            loss += w * p.beta * kl
+            g[i] += w * p.beta * dkl
+            stats.klSum += kl
+        }
+        if p.useBiasCorrectionKL && p.importanceSamplingLevel == .sequence {
+            for i in 0..<s.logp.count where s.mask[i] { g[i] += w * p.beta * weighted / len }
+        }
+    }
+
+    /// PPO's clipped objective at ratio `coef`: its loss, d loss / d log ratio, and which side clipped.
+    func clipped(_ coef: Double) -> (loss: Double, dLogRatio: Double, low: Bool, high: Bool) {
+        let a = s.advantage
+        let c2 = min(max(coef, 1 - p.epsilonLow), 1 + p.epsilonHigh)
+        let l1 = coef * a, l2 = c2 * a
+        let d1 = coef * a, d2 = (coef >= 1 - p.epsilonLow && coef <= 1 + p.epsilonHigh) ? coef * a : 0
+        // torch.minimum splits the gradient evenly between equal arguments.
+        let d = l1 < l2 ? d1 : l2 < l1 ? d2 : (d1 + d2) / 2
+        return (-min(l1, l2), -d, coef < 1 - p.epsilonLow && a < 0, coef > 1 + p.epsilonHigh && a > 0)
+    }
+
+    /// The policy term: a ratio per token, or one per sequence (GSPO); CISPO's capped weight.
+    func policy(_ loss: inout Double, _ g: inout [Double], _ stats: inout GRPOLossStats) {
+        let a = s.advantage, t = s.logp.count
+        switch (p.importanceSamplingLevel, p.lossType) {
+        case (.token, .cispo):
+            for i in 0..<t where s.mask[i] {
+                let coef = exp(lr[i]), c = min(coef, p.epsilonHigh)
+                loss += w * -c * a * Double(s.logp[i])
+                g[i] += w * -c * a
+                if coef > p.epsilonHigh && a > 0 { stats.cispoClipped += 1 }
+            }
+        case (.token, _):
+            var lo = 0.0, hi = 0.0
+            for i in 0..<t where s.mask[i] {
+                let r = clipped(exp(lr[i]))
+                loss += w * r.loss
+                g[i] += w * r.dLogRatio
+                if r.low { lo += 1 }
+                if r.high { hi += 1 }
+                if r.low || r.high { stats.region += 1 }
+            }
+            stats.low += lo
+            stats.high += hi
+            stats.lowSeq.append(lo / tokens)  // NaN for a fully masked row, as TRL's 0/0
+            stats.highSeq.append(hi / tokens)
+        case (.sequence, _):
+            let coef = exp(seqLogRatio)
+            let total = w * tokens  // Σ over the sequence's tokens of their weight
+            if p.lossType == .cispo {
+                let c = min(coef, p.epsilonHigh)
+                for i in 0..<t where s.mask[i] {
+                    loss += w * -c * a * Double(s.logp[i])
+                    g[i] += w * -c * a
+                }
+                if coef > p.epsilonHigh && a > 0 { stats.cispoClipped += 1 }
+            } else {
+                let r = clipped(coef)
+                loss += total * r.loss
+                for i in 0..<t where s.mask[i] { g[i] += total * r.dLogRatio / len }
+                stats.lowSeq.append(r.low ? 1 : 0)
+                stats.highSeq.append(r.high ? 1 : 0)
+                if r.low { stats.low += 1 }
+                if r.high { stats.high += 1 }
+                if r.low || r.high { stats.region += 1 }
+            }
+        }
+    }
+}
+
 /// The loss of one micro-batch of a step that has `microBatches` of them and `stepTokens`
 /// unmasked completion tokens in all (DAPO's and CISPO's normaliser).
 public func grpoMicroBatchLoss(_ seqs: [GRPOSequence], params p: GRPOLossParams, microBatches: Int,
@@ -210,107 +339,14 @@ public func grpoMicroBatchLoss(_ seqs: [GRPOSequence], params p: GRPOLossParams,
         case .dapo, .cispo: return 1 / Double(max(1, stepTokens))
         }
     }
-
     var loss = 0.0
-    var grads: [[Float]] = []
-    var klSum = 0.0, low = 0.0, high = 0.0, region = 0.0, cispoClipped = 0.0
-    var lowSeq: [Double] = [], highSeq: [Double] = []
-    for (b, s) in seqs.enumerated() {
-        let a = s.advantage, w = weight(b), t = s.logp.count
-        let lr = (0..<t).map { i in s.oldLogp.map { Double(s.logp[i]) - Double($0[i]) } ?? 0 }
-        var g = [Double](repeating: 0, count: t)
-        let len = max(1, lens[b])
-        let seqLogRatio = (0..<t).reduce(0.0) { $0 + (s.mask[$1] ? lr[$1] : 0) } / len
-        // The KL term (k3 estimator) is per token; with the bias correction it is weighted by
-        // the importance ratio (per token, or the sequence's), through which it has a gradient too.
-        if p.beta != 0, let ref = s.refLogp {
-            var weighted = 0.0
-            for i in 0..<t where s.mask[i] {
-                let d = Double(ref[i]) - Double(s.logp[i])
-                var kl = exp(d) - d - 1, dkl = 1 - exp(d)
-                if p.useBiasCorrectionKL {
-                    let coef = exp(p.importanceSamplingLevel == .token ? lr[i] : seqLogRatio)
-                    if p.importanceSamplingLevel == .token { dkl = dkl * coef + kl * coef } else { dkl *= coef }
-                    weighted += kl * coef
-                    kl *= coef
-                }
-                loss += w * p.beta * kl
-                g[i] += w * p.beta * dkl
-                klSum += kl
-            }
-            if p.useBiasCorrectionKL && p.importanceSamplingLevel == .sequence {
-                for i in 0..<t where s.mask[i] { g[i] += w * p.beta * weighted / len }
-            }
-        }
-        // The policy term: ratio per token, or one ratio per sequence (GSPO).
-        func clipped(_ coef: Double) -> (loss: Double, dLogRatio: Double, low: Bool, high: Bool) {
-            let c2 = min(max(coef, 1 - p.epsilonLow), 1 + p.epsilonHigh)
-            let l1 = coef * a, l2 = c2 * a
-            let d1 = coef * a, d2 = (coef >= 1 - p.epsilonLow && coef <= 1 + p.epsilonHigh) ? coef * a : 0
-            // torch.minimum splits the gradient evenly between equal arguments.
-            let d = l1 < l2 ? d1 : l2 < l1 ? d2 : (d1 + d2) / 2
-            return (-min(l1, l2), -d, coef < 1 - p.epsilonLow && a < 0, coef > 1 + p.epsilonHigh && a > 0)
-        }
-        switch (p.importanceSamplingLevel, p.lossType) {
-        case (.token, .cispo):
-            for i in 0..<t where s.mask[i] {
-                let coef = exp(lr[i]), c = min(coef, p.epsilonHigh)
-                loss += w * -c * a * Double(s.logp[i])
-                g[i] += w * -c * a
-                if coef > p.epsilonHigh && a > 0 { cispoClipped += 1 }
-            }
-        case (.token, _):
-            var lo = 0.0, hi = 0.0
-            for i in 0..<t where s.mask[i] {
-                let r = clipped(exp(lr[i]))
-                loss += w * r.loss
-                g[i] += w * r.dLogRatio
-                if r.low { lo += 1 }
-                if r.high { hi += 1 }
-                if r.low || r.high { region += 1 }
-            }
-            low += lo
-            high += hi
-            lowSeq.append(lo / lens[b])  // NaN for a fully masked row, as TRL's 0/0
-            highSeq.append(hi / lens[b])
-        case (.sequence, _):
-            let coef = exp(seqLogRatio)
-            let total = w * lens[b]  // Σ over the sequence's tokens of their weight
-            if p.lossType == .cispo {
-                let c = min(coef, p.epsilonHigh)
-                for i in 0..<t where s.mask[i] {
-                    loss += w * -c * a * Double(s.logp[i])
-                    g[i] += w * -c * a
-                }
-                if coef > p.epsilonHigh && a > 0 { cispoClipped += 1 }
-            } else {
-                let r = clipped(coef)
-                loss += total * r.loss
-                for i in 0..<t where s.mask[i] { g[i] += total * r.dLogRatio / len }
-                lowSeq.append(r.low ? 1 : 0)
-                highSeq.append(r.high ? 1 : 0)
-                if r.low { low += 1 }
-                if r.high { high += 1 }
-                if r.low || r.high { region += 1 }
-            }
-        }
-        grads.append(g.map { Float($0) })
+    var stats = GRPOLossStats()
+    let grads: [[Float]] = seqs.enumerated().map { b, s in
+        let terms = GRPOLossTerms(s, p, weight: weight(b), tokens: lens[b])
+        var g = [Double](repeating: 0, count: s.logp.count)
+        terms.kl(&loss, &g, &stats)
+        terms.policy(&loss, &g, &stats)
+        return g.map { Float($0) }
     }
-
-    // Metrics over this micro-batch, as TRL's global_masked_mean: per token, or per sequence
-    // when the ratio is per sequence.
-    var metrics: [(String, Double)] = []
-    if p.beta != 0 { metrics.append(("kl", klSum / max(1, batchTokens))) }
-    let count = p.importanceSamplingLevel == .sequence ? Double(seqs.count) : max(1, batchTokens)
-    if p.lossType == .cispo {
-        metrics.append(("cispo_clip_ratio", cispoClipped / count))
-    } else {
-        metrics.append(("clip_ratio/low_mean", low / count))
-        metrics.append(("clip_ratio/high_mean", high / count))
-        metrics.append(("clip_ratio/region_mean", region / count))
-        let lows = lowSeq.filter { !$0.isNaN }, highs = highSeq.filter { !$0.isNaN }
-        metrics.append(("clip_ratio/low_min", lows.min() ?? .nan))
-        metrics.append(("clip_ratio/high_max", highs.max() ?? .nan))
-    }
-    return GRPOMicroBatchResult(loss: loss, dLogp: grads, metrics: metrics)
+    return GRPOMicroBatchResult(loss: loss, dLogp: grads, metrics: stats.metrics(p, sequences: seqs.count, tokens: batchTokens))
 }

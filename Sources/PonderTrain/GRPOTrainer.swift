@@ -31,7 +31,7 @@ public final class GRPOTrainer: Trainer {
     var rollout: Rollout?
     var completionsFile: String?
     /// The caller's environment (setEnvironment), for a config's environment that is not built in.
-    var registeredEnvironment: EnvironmentFactory?
+    var registeredEnvironment: EnvironmentMaker?
     /// A prompt's token budget: max_prompt_length, within the context left by the completion.
     let maxPromptTokens: Int
 
@@ -55,7 +55,7 @@ public final class GRPOTrainer: Trainer {
         var sequences: [Sequence]
         var metrics: [(String, JSONValue)]
         /// The environment's episodes, one per completion (nil: single-turn).
-        var episodes: Episodes?
+        var episodes: [Episodes.Episode]?
     }
 
     public init(config: GRPOConfig) throws {
@@ -72,7 +72,7 @@ public final class GRPOTrainer: Trainer {
         }
         let maxPrompt = min(config.maxPromptLength, budget)
         maxPromptTokens = maxPrompt
-        promptIDs = try prompts.map { try GRPOTrainer.tokens(of: $0, model: model, maxLength: maxPrompt) }
+        promptIDs = try prompts.map { try model.promptTokens(.chat($0.messages), keepLast: maxPrompt) }
         // An environment's first observation replaces the prompt: it may be as long as allowed.
         let longest = (config.environment != nil ? maxPrompt : promptIDs.map(\.count).max() ?? 1) + config.maxCompletionLength
         let micro = config.promptsPerStep * config.numGenerations / config.gradientAccumulationSteps
@@ -82,12 +82,18 @@ public final class GRPOTrainer: Trainer {
         if let d = config.run.outputDir, config.logCompletionsSteps > 0 { completionsFile = d + "/completions.jsonl" }
     }
 
+    public func registerEnvironment(_ name: String, _ make: @escaping EnvironmentMaker) throws {
+        try setEnvironment(name, make(config.environment?.options ?? .null))
+    }
+
+    public func registerReward(_ name: String, _ f: @escaping CustomReward) throws { try setReward(name, f) }
+
     /// Registers the environment named by the config's environment.name (one not built in).
     public func setEnvironment(_ name: String, _ factory: @escaping EnvironmentFactory) throws {
         guard let e = config.environment else { throw PonderError.invalid("environment \"\(name)\": the config has no \"environment\"") }
         guard e.name == name else { throw PonderError.invalid("environment \"\(name)\": the config's environment is \"\(e.name)\"") }
         guard !BuiltinEnvironments.names.contains(name) else { throw PonderError.invalid("environment \"\(name)\" is built in") }
-        registeredEnvironment = factory
+        registeredEnvironment = { _ in factory }
     }
 
     /// Registers the function of a reward named in reward.custom.
@@ -96,17 +102,6 @@ public final class GRPOTrainer: Trainer {
             throw PonderError.invalid("reward \"\(name)\" is not declared in the config's reward.custom (\(config.customRewards))")
         }
         custom[name] = f
-    }
-
-    /// The prompt as the model sees it: its chat template with the assistant turn opened, the
-    /// last max_prompt_length tokens (TRL keeps the end too).
-    public static func tokens(of p: GRPOPrompt, model: LlamaModel, maxLength: Int) throws -> [Int32] {
-        let t = model.tokenizer
-        let text = t.chatTemplate.render(p.messages) ?? p.messages.map(\.content).joined(separator: "\n")
-        var ids = t.encode(text, parseSpecial: true)
-        guard !ids.isEmpty else { throw PonderError.invalid("data: a prompt encodes to no tokens") }
-        if ids.count > maxLength { ids.removeFirst(ids.count - maxLength) }
-        return ids
     }
 
     func rewardSet() throws -> RewardSet {
@@ -118,60 +113,82 @@ public final class GRPOTrainer: Trainer {
 
     // MARK: - Rollout
 
+    /// One rollout: sample → score → advantages → reference log-probs, then its metrics and
+    /// the completions log.
     func makeRollout() throws -> Rollout {
         let rewards = try rewardSet()
-        let g = config.numGenerations
-        let picked = (0..<config.promptsPerStep).map { _ in training.nextIndex() }
+        let stepPrompts = (0..<config.promptsPerStep).map { _ in prompts[training.nextIndex()] }
+        let t0 = monotonicSeconds()
+        let gen = try sample(stepPrompts)
+        let t1 = monotonicSeconds()
+        var seqs = sequences(gen)
+        let texts = gen.finalTexts
+        let adv = try score(&seqs, texts: texts, prompts: stepPrompts, episodes: gen.episodes, rewards: rewards)
+        // The paper's quantities, on every completion of the step, from the run's own scores
+        // (accuracy and format rates are those of the configured rewards, when it has them).
+        let rates = Evaluation.rates(texts: texts, scored: seqs.compactMap(\.scores))
+        if config.skipZeroStdGroups { seqs = seqs.filter { !adv.isStdZero[$0.index] } }
+        let t2 = monotonicSeconds()
+        try scoreReferences(&seqs)
+        let t3 = monotonicSeconds()
+        var metrics: [(String, JSONValue)] = adv.metrics.map { ($0.0, .double($0.1)) }
+        metrics += Self.lengthMetrics(gen.completions)
+        metrics += rates
+        if let eps = gen.episodes { metrics += Episodes.metrics(eps) }
+        let tokens = gen.completions.reduce(0) { $0 + $1.tokenIDs.count }
+        metrics += [("rollout_seconds", .double(t1 - t0)), ("reference_seconds", .double(t3 - t2)),
+                    ("rollout_tokens_per_second", .double(gen.decodeSeconds > 0 ? Double(tokens) / gen.decodeSeconds : 0))]
+        if let f = completionsFile, (training.step + 1) % config.logCompletionsSteps == 0 {
+            try logCompletions(seqs, prompts: stepPrompts, episodes: gen.episodes, to: f)
+        }
+        return Rollout(sequences: seqs, metrics: metrics, episodes: gen.episodes)
+    }
+
+    /// The step's prompts × G completions, seeded by (seed, step) and each prompt's place in the
+    /// step; with an environment, every member of a group starts from the same task and seed.
+    func sample(_ stepPrompts: [GRPOPrompt]) throws -> BatchedGeneration.Output {
         var req = GenerateRequest()
-        req.n = g
-        req.maxTokens = config.maxCompletionLength
+        req.n = config.numGenerations
         req.minTokens = config.minCompletionLength
         req.sampling = config.sampling
         // A function of (seed, step), so a resumed run samples what the uninterrupted one did.
         var rng = RandomGenerator(seed: training.config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(training.step))
         req.seed = rng.next() >> 1
-        let stepPrompts = picked.map { prompts[$0] }
-        var stepPromptIDs = picked.map { promptIDs[$0] }
-        var episodes: Episodes?
+        var batched = BatchedGeneration(request: req, maxNewTokens: config.maxCompletionLength, maxPromptLength: maxPromptTokens,
+                                        model: model, perBatch: stepPrompts.count)
         if let e = config.environment {
-            let factory = try e.factory(registered: registeredEnvironment)
-            let eps = Episodes(config: e, tokenizer: model.tokenizer, maxTokens: config.maxCompletionLength, count: picked.count * g)
-            // Every member of a group starts from the same task and seed: a shared baseline.
-            let seeds = picked.map { _ in rng.next() }
-            let firsts = eps.reset(factory: factory, tasks: stepPrompts.map(\.task), seeds: seeds, groupSize: g)
-            for (k, first) in firsts.enumerated() where first != nil && first != stepPrompts[k].text {
-                stepPromptIDs[k] = try GRPOTrainer.tokens(of: stepPrompts[k].asking(first!), model: model, maxLength: maxPromptTokens)
-            }
-            episodes = eps
+            batched.environment = (e, try e.factory(registered: registeredEnvironment))
+            batched.episodeSeeds = stepPrompts.map { _ in rng.next() }
         }
-        let t0 = monotonicSeconds()
-        let gen = try model.generate(prompts: stepPromptIDs, req, steering: episodes?.steering)
-        let t1 = monotonicSeconds()
-        episodes?.finish(gen.completions)
+        return try batched.run(model: model, prompts: stepPrompts)
+    }
 
-        var seqs: [Sequence] = []
-        for (i, c) in gen.completions.enumerated() {
-            let k = i / g
+    /// One training sequence per completion, with its loss mask.
+    func sequences(_ gen: BatchedGeneration.Output) -> [Sequence] {
+        gen.completions.enumerated().map { i, c in
+            let k = i / config.numGenerations
             // Truncated completions may be left out of the loss; the rest count every token,
             // their end-of-sequence token included (the model must learn to stop).
             let keep = !(config.maskTruncatedCompletions && c.finishReason == .length)
             var mask = Array(repeating: keep, count: c.tokenIDs.count)
             // An environment's tokens are not the model's: no loss, no normaliser, no KL.
-            for r in episodes?.episodes[i].contextRanges ?? [] {
+            for r in gen.episodes?[i].contextRanges ?? [] {
                 for j in r where j < mask.count { mask[j] = false }
             }
-            seqs.append(Sequence(prompt: k, index: i, promptIDs: stepPromptIDs[k], completion: c.tokenIDs, text: c.text,
-                                 finish: c.finishReason, mask: mask))
+            return Sequence(prompt: k, index: i, promptIDs: gen.promptIDs[k], completion: c.tokenIDs, text: c.text,
+                            finish: c.finishReason, mask: mask)
         }
-        // Rewards score the model's final turn (all of it for a single-turn rollout).
-        let scored = seqs.indices.map { episodes?.episodes[$0].finalTurn ?? seqs[$0].text }
+    }
+
+    /// Rewards of each sequence's scored text, then the group advantages (TRL's computation).
+    func score(_ seqs: inout [Sequence], texts: [String], prompts stepPrompts: [GRPOPrompt], episodes: [Episodes.Episode]?,
+               rewards: RewardSet) throws -> GroupAdvantages {
         for i in seqs.indices {
             let p = stepPrompts[seqs[i].prompt]
-            seqs[i].scores = rewards.score(RewardInput(completion: scored[i], reference: p.reference, prompt: p.text,
+            seqs[i].scores = rewards.score(RewardInput(completion: texts[i], reference: p.reference, prompt: p.text,
                                                        completionTokens: seqs[i].mask.filter { $0 }.count))
         }
         var names = config.reward.rewards, weights = config.reward.rewardWeights
-        let allScores = seqs.compactMap(\.scores)
         var matrix = seqs.map { s in names.map { s.scores?[$0]?.value ?? .nan } }
         if let eps = episodes, let e = config.environment {
             names.append("environment")
@@ -179,68 +196,59 @@ public final class GRPOTrainer: Trainer {
             for i in matrix.indices {
                 // A failed episode scores nothing: its advantage is 0 and its group's baseline
                 // is the others'.
-                matrix[i] = eps.episodes[i].error != nil ? matrix[i].map { _ in .nan } + [.nan]
-                    : matrix[i] + [eps.episodes[i].reward ?? .nan]
+                matrix[i] = eps[i].error != nil ? matrix[i].map { _ in .nan } + [.nan] : matrix[i] + [eps[i].reward ?? .nan]
             }
         }
-        let adv = try groupAdvantages(rewards: matrix, weights: weights, names: names, groupSize: g,
+        let adv = try groupAdvantages(rewards: matrix, weights: weights, names: names, groupSize: config.numGenerations,
                                       scale: config.scaleRewards, aggregation: config.aggregation)
         for i in seqs.indices { seqs[i].advantage = adv.advantages[i] }
-        if config.skipZeroStdGroups {
-            seqs = seqs.enumerated().filter { !adv.isStdZero[$0.offset] }.map(\.element)
-        }
+        return adv
+    }
 
-        // The old policy (μ > 1) and the reference, scored before any update of this rollout.
-        let t2 = monotonicSeconds()
+    /// The old policy's (μ > 1) and the reference's log-probabilities, before any update of
+    /// this rollout.
+    func scoreReferences(_ seqs: inout [Sequence]) throws {
         if config.numIterations > 1 {
             for range in microBatches(seqs.count) {
                 let lp = try scoreLogp(Array(seqs[range]), with: model)
                 for (j, i) in range.enumerated() { seqs[i].oldLogp = lp[j] }
             }
         }
-        if config.loss.beta != 0 {
-            let saved = model.adapters
-            if saved != nil { model.adapters = nil }
-            defer { if saved != nil { model.adapters = saved } }
-            for range in microBatches(seqs.count) {
-                let lp = try scoreLogp(Array(seqs[range]), with: reference ?? model)
-                for (j, i) in range.enumerated() { seqs[i].refLogp = lp[j] }
-            }
+        guard config.loss.beta != 0 else { return }
+        let saved = model.adapters
+        if saved != nil { model.adapters = nil }
+        defer { if saved != nil { model.adapters = saved } }
+        for range in microBatches(seqs.count) {
+            let lp = try scoreLogp(Array(seqs[range]), with: reference ?? model)
+            for (j, i) in range.enumerated() { seqs[i].refLogp = lp[j] }
         }
-        let t3 = monotonicSeconds()
+    }
 
-        var metrics: [(String, JSONValue)] = adv.metrics.map { ($0.0, .double($0.1)) }
-        let all = gen.completions
+    static func lengthMetrics(_ all: [Completion]) -> [(String, JSONValue)] {
         let lengths = all.map { Double($0.tokenIDs.count) }
         let terminated = all.filter { $0.finishReason != .length }.map { Double($0.tokenIDs.count) }
-        metrics += [
+        return [
             ("completions/mean_length", .double(lengths.reduce(0, +) / Double(max(1, lengths.count)))),
             ("completions/min_length", .double(lengths.min() ?? 0)),
             ("completions/max_length", .double(lengths.max() ?? 0)),
             ("completions/clipped_ratio", .double(Double(all.count - terminated.count) / Double(max(1, all.count)))),
             ("completions/mean_terminated_length", .double(terminated.isEmpty ? 0 : terminated.reduce(0, +) / Double(terminated.count))),
         ]
-        // The paper's quantities, on every completion of the step, from the run's own scores
-        // (accuracy and format rates are those of the configured rewards, when it has them).
-        metrics += Evaluation.rates(texts: scored, scored: allScores)
-        if let eps = episodes { metrics += eps.metrics }
-        metrics += [("rollout_seconds", .double(t1 - t0)), ("reference_seconds", .double(t3 - t2)),
-                    ("rollout_tokens_per_second", .double(gen.decodeSeconds > 0 ? lengths.reduce(0, +) / gen.decodeSeconds : 0))]
-        if let f = completionsFile, (training.step + 1) % config.logCompletionsSteps == 0 {
-            for s in seqs {
-                var fields: [(String, JSONValue)] = [("step", .int(Int64(training.step + 1))),
-                                                     ("prompt", .string(stepPrompts[s.prompt].text)),
-                                                     ("completion", .string(s.text)), ("advantage", .double(s.advantage))]
-                if let sc = s.scores { fields.append(("rewards", sc.json)) }
-                if let e = episodes?.episodes[s.index] {
-                    fields += [("turns", .int(Int64(e.turns))), ("ended", .string(e.ended)), ("environment_reward", e.reward.map { .double($0) } ?? .null)]
-                    if let err = e.error { fields.append(("environment_error", .string(err))) }
-                    if !e.info.isEmpty { fields.append(("environment_info", .array(e.info))) }
-                }
-                try appendLine(f, JSONValue.object(fields).serialized())
+    }
+
+    func logCompletions(_ seqs: [Sequence], prompts stepPrompts: [GRPOPrompt], episodes: [Episodes.Episode]?, to f: String) throws {
+        for s in seqs {
+            var fields: [(String, JSONValue)] = [("step", .int(Int64(training.step + 1))),
+                                                 ("prompt", .string(stepPrompts[s.prompt].text)),
+                                                 ("completion", .string(s.text)), ("advantage", .double(s.advantage))]
+            if let sc = s.scores { fields.append(("rewards", sc.json)) }
+            if let e = episodes?[s.index] {
+                fields += [("turns", .int(Int64(e.turns))), ("ended", .string(e.ended)), ("environment_reward", e.reward.map { .double($0) } ?? .null)]
+                if let err = e.error { fields.append(("environment_error", .string(err))) }
+                if !e.info.isEmpty { fields.append(("environment_info", .array(e.info))) }
             }
+            try appendLine(f, JSONValue.object(fields).serialized())
         }
-        return Rollout(sequences: seqs, metrics: metrics, episodes: episodes)
     }
 
     /// The step's sequences split into gradient_accumulation_steps contiguous micro-batches.

@@ -37,8 +37,8 @@ public struct RejectionSamplingConfig: Sendable {
     /// Every key, with its value ("prompts" and "output" as given: null when left out).
     public var json: [(String, JSONValue)] {
         [("system", systemOption(system)),
-         ("num_samples", .int(Int64(numSamples))), ("max_completion_length", .int(Int64(maxCompletionLength))),
-         ("temperature", .double(decimal(sampling.temperature))), ("top_p", .double(decimal(sampling.topP))),
+         ("num_samples", .int(Int64(numSamples))), ("max_completion_length", .int(Int64(maxCompletionLength)))]
+        + sampling.json + [
          ("seed", .int(Int64(seed))), ("min_reward", .double(minReward)), ("require", .array(require.map { .string($0) })),
          ("max_per_prompt", .int(Int64(maxPerPrompt))), ("max_prompt_length", .int(Int64(maxPromptLength))),
          ("reward", .object([("custom", .array(customRewards.map { .string($0) }))] + reward.json))]
@@ -52,10 +52,10 @@ public struct RejectionSamplingConfig: Sendable {
         if let p = DataSource(r, "prompts") { prompts = p } else if promptsRequired && !r.hasErrors { r.failHere("missing \"prompts\"") }
         if let s = r.string("system") { system = systemPrompt(s) }
         numSamples = r.int("num_samples", in: 1...1024) ?? numSamples
-        maxCompletionLength = r.int("max_completion_length", in: 1...1_048_576) ?? maxCompletionLength
-        if let t = r.double("temperature", "a number in (0, 100]", valid: { $0 > 0 && $0 <= 100 }) { sampling.temperature = Float(t) }
-        if let p = r.double("top_p", "a number in (0, 1]", valid: { $0 > 0 && $0 <= 1 }) { sampling.topP = Float(p) }
-        seed = UInt64(r.int("seed", in: 0...Int64(Int32.max)) ?? 0)
+        SamplingParams.readLength(r, "max_completion_length", &maxCompletionLength)
+        sampling.read(r)
+        sampling.requireSampling(r, because: "rejection sampling draws num_samples different completions (0 is greedy)")
+        seed = SamplingParams.readSeed(r) ?? seed
         minReward = r.double("min_reward", "a finite number", valid: { _ in true }) ?? minReward
         require = r.strings("require") ?? require
         maxPerPrompt = r.int("max_per_prompt", in: 0...1024) ?? maxPerPrompt
@@ -84,42 +84,32 @@ public enum RejectionSampling {
     public static func sample(model: LlamaModel, prompts: [GRPOPrompt], config c: RejectionSamplingConfig,
                               custom: [String: CustomReward] = [:]) throws -> Result {
         let rewards = RewardSet(config: c.reward, custom: custom)
-        let budget = max(1, min(c.maxPromptLength, model.config.maxPositions - c.maxCompletionLength))
         var req = GenerateRequest()
         req.n = c.numSamples
-        req.maxTokens = c.maxCompletionLength
         req.sampling = c.sampling
-        var out: [ChatExample] = []
-        var sampled = 0, promptsKept = 0
+        req.seed = c.seed
         // A few prompts per decode, so the batch has enough rows to keep the cores busy.
-        let perBatch = max(1, 32 / c.numSamples)
-        var start = 0
-        while start < prompts.count {
-            let chunk = Array(prompts[start..<min(prompts.count, start + perBatch)])
-            req.seed = c.seed &+ UInt64(start) &* 7919
-            let ids = try chunk.map { try GRPOTrainer.tokens(of: $0, model: model, maxLength: budget) }
-            let gen = try model.generate(prompts: ids, req)
-            for (k, p) in chunk.enumerated() {
-                var seen: Set<String> = []
-                var kept = 0
-                for j in 0..<c.numSamples {
-                    let completion = gen.completions[k * c.numSamples + j]
-                    sampled += 1
-                    // Only completions that ended on their own: a truncated one teaches rambling.
-                    guard completion.finishReason != .length, !seen.contains(completion.text) else { continue }
-                    let s = rewards.score(RewardInput(completion: completion.text, reference: p.reference, prompt: p.text,
-                                                      completionTokens: completion.tokenIDs.count))
-                    guard let total = s.total, total >= c.minReward,
-                          c.require.allSatisfy({ s[$0]?.value == 1 }) else { continue }
-                    seen.insert(completion.text)
-                    out.append(ChatExample(messages: p.messages + [.init(role: "assistant", content: completion.text)]))
-                    kept += 1
-                    if c.maxPerPrompt > 0 && kept >= c.maxPerPrompt { break }
-                }
-                if kept > 0 { promptsKept += 1 }
+        let gen = try BatchedGeneration(request: req, maxNewTokens: c.maxCompletionLength, maxPromptLength: c.maxPromptLength,
+                                        model: model, perBatch: 32 / c.numSamples).run(model: model, prompts: prompts)
+        var out: [ChatExample] = []
+        var promptsKept = 0
+        for (k, p) in prompts.enumerated() {
+            var seen: Set<String> = []
+            var kept = 0
+            for completion in gen.group(k, n: c.numSamples) {
+                // Only completions that ended on their own: a truncated one teaches rambling.
+                guard completion.finishReason != .length, !seen.contains(completion.text) else { continue }
+                let s = rewards.score(RewardInput(completion: completion.text, reference: p.reference, prompt: p.text,
+                                                  completionTokens: completion.tokenIDs.count))
+                guard let total = s.total, total >= c.minReward, c.require.allSatisfy({ s[$0]?.value == 1 }) else { continue }
+                seen.insert(completion.text)
+                out.append(ChatExample(messages: p.messages + [.init(role: "assistant", content: completion.text)]))
+                kept += 1
+                if c.maxPerPrompt > 0 && kept >= c.maxPerPrompt { break }
             }
-            start += perBatch
+            if kept > 0 { promptsKept += 1 }
         }
+        let sampled = gen.completions.count
         return Result(examples: out, sampled: sampled, promptsKept: promptsKept)
     }
 

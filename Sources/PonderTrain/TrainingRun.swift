@@ -1,7 +1,9 @@
 import PonderBase
+import PonderEnvironments
 import PonderJSON
 import PonderKernels
 import PonderModel
+import PonderRewards
 import PonderText
 
 /// Where a run's model comes from: a file/directory, or a seeded from-scratch shape.
@@ -309,6 +311,21 @@ public protocol Trainer: AnyObject {
     var hasEvaluation: Bool { get }
     /// eval_* metrics of the current weights; throws, naming the missing keys, without eval data.
     func evaluationMetrics() throws -> [(String, JSONValue)]
+    /// The function of a reward the config declares in reward.custom.
+    func registerReward(_ name: String, _ f: @escaping CustomReward) throws
+    /// The environment the config's environment.name names (one not built in), made with the
+    /// config's environment options.
+    func registerEnvironment(_ name: String, _ make: @escaping EnvironmentMaker) throws
+}
+
+extension Trainer {
+    public func registerReward(_ name: String, _ f: @escaping CustomReward) throws {
+        throw PonderError(.misuse, "trainer: only a \"grpo\" trainer takes rewards")
+    }
+
+    public func registerEnvironment(_ name: String, _ make: @escaping EnvironmentMaker) throws {
+        throw PonderError(.misuse, "trainer: only a \"grpo\" trainer takes an environment")
+    }
 }
 
 extension Trainer {
@@ -349,8 +366,6 @@ public func makeTrainer(json: JSONValue) throws -> any Trainer {
     }
 }
 
-/// A Float option as the decimal it was written as (0.02, not 0.019999999552965164).
-func decimal(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }
 
 func shuffle(_ a: inout [Int], _ rng: inout RandomGenerator) {
     guard a.count > 1 else { return }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import PonderC
+import PonderBase
 import PonderModel
 
 /// Bad input through the C ABI: each case returns its documented status and a message naming
@@ -25,6 +26,26 @@ final class CAPITests: XCTestCase {
         XCTAssertTrue(header.contains("#define PONDER_VERSION_MAJOR \(ponderVersionMajor)\n"))
         XCTAssertTrue(header.contains("#define PONDER_VERSION_MINOR \(ponderVersionMinor)\n"))
         XCTAssertTrue(header.contains("#define PONDER_VERSION_PATCH \(ponderVersionPatch)\n"))
+    }
+
+    /// The header's status enum is PonderError.Code, the one list: same names, same values, and
+    /// a string for each in ponder_status_string.
+    func testStatusEnumMatchesTheHeader() throws {
+        let header = try String(contentsOf: Fixtures.repo.appendingPathComponent("include/ponder.h"), encoding: .utf8)
+        var inHeader: [String: Int32] = [:]
+        for line in header.split(separator: "\n") {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("PONDER_ERR_"), let eq = t.firstIndex(of: "=") else { continue }
+            let name = t[t.index(t.startIndex, offsetBy: 11)..<eq].trimmingCharacters(in: .whitespaces)
+            let value = t[t.index(after: eq)...].prefix { $0 == " " || $0.isNumber }.trimmingCharacters(in: .whitespaces)
+            inHeader[name] = Int32(value)
+        }
+        let inSwift = Dictionary(uniqueKeysWithValues: PonderError.Code.allCases.map { ($0.name, $0.rawValue) })
+        XCTAssertEqual(inHeader, inSwift)
+        for c in PonderError.Code.allCases {
+            XCTAssertEqual(String(cString: ponder_status_string(c.rawValue)), c.summary)
+        }
+        XCTAssertEqual(String(cString: ponder_status_string(Int32(PonderError.Code.allCases.count + 1))), "unknown status")
     }
 
     func testLoadErrors() throws {

@@ -333,7 +333,7 @@ final class EnvironmentTests: XCTestCase {
         let tok = t.model.tokenizer
         var withContext = 0
         for s in r.sequences {
-            let e = r.episodes!.episodes[s.index]
+            let e = r.episodes![s.index]
             var expected = [Bool](repeating: true, count: s.completion.count)
             for range in e.contextRanges {
                 for j in range where j < expected.count { expected[j] = false }
@@ -386,10 +386,10 @@ final class EnvironmentTests: XCTestCase {
         let r = try XCTUnwrap(t.rollout)
         let eps = try XCTUnwrap(r.episodes)
         var failed = 0
-        for s in r.sequences where eps.episodes[s.index].error != nil {
+        for s in r.sequences where eps[s.index].error != nil {
             failed += 1
             XCTAssertEqual(s.advantage, 0)
-            XCTAssertEqual(eps.episodes[s.index].error, "step 1: boom")
+            XCTAssertEqual(eps[s.index].error, "step 1: boom")
         }
         XCTAssertEqual(Double(failed), value(m, "env/errors"))
         XCTAssertGreaterThan(failed, 0)

@@ -3,6 +3,7 @@ import XCTest
 import PonderBase
 @testable import PonderJSON
 @testable import PonderModel
+@testable import PonderEnvironments
 @testable import PonderPipeline
 @testable import PonderRewards
 @testable import PonderTrain

@@ -12,6 +12,17 @@ def test_version():
     assert ponder.library().ponder_version_number() == 100
 
 
+def test_status_names_match_the_header():
+    """The binding's status names are the header's enum (PonderError.Code is the one list;
+    CAPITests checks the header against it)."""
+    import pathlib
+    import re
+    header = (pathlib.Path(__file__).parents[2] / "include" / "ponder.h").read_text()
+    enum = {int(v): n for n, v in re.findall(r"PONDER_ERR_(\w+) = (\d+)", header)}
+    enum[0] = "OK"
+    assert ponder.STATUS_NAMES == enum
+
+
 def test_generate_and_stream(model):
     pieces = []
     r = model.generate("The capital of France is", max_tokens=12, temperature=0,
