@@ -257,6 +257,9 @@ def ensure_hf_dir(path: str) -> None:
 
 
 def run_engine(engine: str, a, env: dict, workdir: str) -> dict:
+    if engine == "baseline":
+        # Another build of libponder.so (an earlier commit), timed in the same run.
+        engine, env = "ponder", dict(env, PONDER_LIBRARY=a.baseline)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", engine, "--workdir", workdir,
            "--hf-dir", a.hf_dir, "--tokens", str(a.tokens), "--generations", str(a.generations),
            "--threads", str(a.threads), "--seed", str(a.seed), "--steps", str(a.steps)]
@@ -296,6 +299,8 @@ def main() -> int:
     ap.add_argument("--wait-idle", type=float, default=600.0, help="at most this many seconds (0: don't wait)")
     ap.add_argument("--timeout", type=float, default=900.0, help="per engine and round, seconds")
     ap.add_argument("--hf-dir", default=HF_DIR_DEFAULT, help="the HF model directory both engines load")
+    ap.add_argument("--baseline", metavar="LIB", help="also time Ponder with this libponder.so (e.g. an earlier "
+                    "commit's build), interleaved, and print Ponder / baseline")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "grpo.json"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -324,11 +329,12 @@ def main() -> int:
         print(f"[bench] WARNING: 1-min load still {idle['load1']:.2f} after {idle['waited_s']}s; measuring anyway",
               file=sys.stderr, flush=True)
 
-    runs: dict[str, list[dict]] = {e: [] for e in engines}
+    timed_engines = engines + (["baseline"] if a.baseline else [])
+    runs: dict[str, list[dict]] = {e: [] for e in timed_engines}
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="ponder-bench-grpo-") as workdir:
         for r in range(a.rounds):
-            for e in engines:
+            for e in timed_engines:
                 load1 = os.getloadavg()[0]
                 print(f"[bench] round {r + 1}/{a.rounds}: {e} (1-min load {load1:.2f}) ...", file=sys.stderr, flush=True)
                 res = run_engine(e, a, env, workdir)
@@ -409,6 +415,15 @@ def main() -> int:
     print()
     for n in notes + [f"FAILED: {f}" for f in failures]:
         print(f"- {n}")
+
+    if a.baseline:
+        base = best_step(runs["baseline"])[0]
+        print(f"\n| vs baseline ({a.baseline}) | Ponder | baseline | Ponder / baseline |\n|---|---|---|---|")
+        for label, key in rows[:4]:
+            v, b = (best["ponder"] or {}).get(key), (base or {}).get(key)
+            print(f"| {label} | {fmt(v)} | {fmt(b)} | {fmt(v / b) if v and b else '–'} |")
+        bpeak = max((x["peak_rss_kib"] for x in runs["baseline"] if "peak_rss_kib" in x), default=None)
+        print(f"| peak RSS, GiB | {fmt(rss[0])} | {fmt(bpeak * 1024 / GIB if bpeak else None)} | |")
 
     args_out = a.out
     os.makedirs(os.path.dirname(os.path.abspath(args_out)), exist_ok=True)

@@ -69,7 +69,8 @@ REFERENCE = {
     "targets": "Ponder decode >= llama.cpp decode (F32 GGUF); Ponder group >= 3x transformers group",
 }
 
-ENGINE_LABELS = {"ponder": "Ponder", "llamacpp": "llama.cpp", "transformers": "transformers"}
+ENGINE_LABELS = {"ponder": "Ponder", "llamacpp": "llama.cpp", "transformers": "transformers",
+                 "baseline": "Ponder (baseline library)"}
 SCENARIOS = ("prefill", "decode", "group")
 
 
@@ -489,7 +490,8 @@ def worker_transformers(a) -> dict:
     return res
 
 
-WORKERS = {"ponder": worker_ponder, "llamacpp": worker_llamacpp, "transformers": worker_transformers}
+WORKERS = {"ponder": worker_ponder, "llamacpp": worker_llamacpp, "transformers": worker_transformers,
+           "baseline": worker_ponder}
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,15 +503,20 @@ def run_worker(engine: str, a, rnd: int, prompt_ids=None) -> dict:
            "--max-tokens", str(a.max_tokens), "--group", str(a.group), "--repeats", str(a.repeats)]
     if not a.sequential_group or rnd > 0:  # the sequential llama.cpp group runs in round 1 only
         cmd.append("--no-sequential-group")
-    if engine == "ponder":
+    env = None
+    if engine in ("ponder", "baseline"):
         cmd += ["--ponder-driver", a.ponder_driver]
+    if engine == "baseline":
+        # Another build of libponder.so (an earlier commit), timed in the same run: "not slower
+        # than before" is a ratio taken on one machine state, not across days.
+        env = dict(os.environ, PONDER_LIBRARY=a.baseline)
     if prompt_ids:
         cmd += ["--prompt-ids", json.dumps(prompt_ids)]
     print(f"[bench] round {rnd + 1}/{a.rounds}: {ENGINE_LABELS[engine]} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
         with Meter() as m:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {a.timeout} s"}
     wall = time.perf_counter() - t0
@@ -643,6 +650,17 @@ def table(results: dict, a) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
+def baseline_table(results: dict, a) -> str:
+    """This build against --baseline's library, the same scenarios, best runs of the same rounds."""
+    get = lambda e, k: (results.get(e) or {}).get(k)
+    lines = [f"| tokens/s | Ponder | baseline ({a.baseline}) | Ponder / baseline |", "|---|---|---|---|"]
+    for s in SCENARIOS:
+        v, b = get("ponder", f"{s}_tps"), get("baseline", f"{s}_tps")
+        lines.append(f"| {s} | {fmt(v)} | {fmt(b)} | {fmt_ratio(v, b)} |")
+    same = get("ponder", "decode_ids") is not None and get("ponder", "decode_ids") == get("baseline", "decode_ids")
+    return "\n".join(lines) + f"\n\n- Greedy batch-1 token ids identical to the baseline's: {same}."
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engines", default="ponder,llamacpp,transformers")
@@ -658,6 +676,8 @@ def main() -> None:
                     help="auto: the ctypes binding (bindings/python) if importable, else ponder-cli")
     ap.add_argument("--wait-idle", type=int, default=0, metavar="SECONDS",
                     help="first wait up to SECONDS for the CPUs to be idle (<10%% busy for 6 s)")
+    ap.add_argument("--baseline", metavar="LIB", help="also time Ponder with this libponder.so (e.g. an earlier "
+                    "commit's build), interleaved; the table adds Ponder / baseline")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "inference.json"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-ids", help=argparse.SUPPRESS)
@@ -675,6 +695,8 @@ def main() -> None:
 
     t_start = time.perf_counter()
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    if a.baseline:
+        engines.append("baseline")
     for e in engines:
         if e not in WORKERS:
             sys.exit(f"unknown engine {e!r} (choose from {', '.join(WORKERS)})")
@@ -692,7 +714,7 @@ def main() -> None:
               "running; figures taken under load are flagged with *.", file=sys.stderr)
 
     # llama.cpp first so transformers can be fed exactly the same prompt token ids
-    order = sorted(engines, key=lambda e: {"llamacpp": 0, "ponder": 1, "transformers": 2}[e])
+    order = sorted(engines, key=lambda e: {"llamacpp": 0, "ponder": 1, "baseline": 2, "transformers": 3}[e])
     per_engine: dict = {e: [] for e in order}
     prompt_ids = None
     for rnd in range(a.rounds):
@@ -706,6 +728,8 @@ def main() -> None:
         r.pop("prompt_ids", None)
 
     md = table(results, a)
+    if a.baseline:
+        md += "\n\n" + baseline_table(results, a)
     print(md)
     report = {
         "model": "SmolLM2-135M-Instruct",

@@ -5,29 +5,12 @@ import PonderModel
 import PonderRewards
 import PonderText
 
-/// A "system" option as given: "paper" names the paper's prompt, anything else is the text.
-public func systemPrompt(_ option: String) -> String { option == "paper" ? paperSystemPrompt : option }
-
-/// A system prompt as a config writes it back ("paper" for the paper's; null for none).
-public func systemOption(_ prompt: String?) -> JSONValue { prompt.map { .string($0 == paperSystemPrompt ? "paper" : $0) } ?? .null }
-
-/// The paper's system prompt: reason in <think>, answer in <answer>, and reflect by verifying,
-/// backtracking, reasoning backward and setting subgoals.
-public let paperSystemPrompt = """
-    A conversation between User and Assistant. The user asks a math question, and the Assistant solves it. \
-    The Assistant first thinks about the reasoning process in the mind and then provides the user with the answer. \
-    While thinking, the Assistant reflects: it verifies intermediate results and checks for errors, backtracks when \
-    a method fails and tries another, reasons backward from the desired outcome, and sets subgoals to break the \
-    problem into steps. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> \
-    tags, respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>.
-    """
-
 /// The JSON a GRPO run takes (kind "grpo"): the keys every trainer shares (`run`), "data" (the
 /// prompts and their reference answers), "reward" (the reward set) and GRPO's keys in
 /// "training", named as TRL's GRPOConfig names them. Defaults are the paper's (G = 7,
 /// β = 0.04, loss "grpo", rewards accuracy + format + reflection weighted 1/1/1), not TRL's
 /// (loss "dapo", β = 0).
-public struct GRPOConfig: Sendable {
+public struct GRPOConfig: Sendable, TrainerKeys {
     public var run: TrainingRun.Config
     public var train: DataSource
     public var eval: DataSource?
@@ -70,14 +53,7 @@ public struct GRPOConfig: Sendable {
         run = TrainingRun.Config(root: r, training: t, kind: "grpo")
         let data = DataSource.read(r)
         (train, eval, system) = (data.train, data.eval, data.system)
-        if let d = data.data {
-            read(data: d)
-            d.rejectUnknownKeys()
-        }
-        if let t {
-            read(training: t)
-            t.rejectUnknownKeys()
-        }
+        readOwnKeys(data: data.data, training: t)
         loss.maxCompletionLength = maxCompletionLength
         if let w = r.object("reward") {
             read(reward: w)
@@ -182,99 +158,5 @@ public struct GRPOConfig: Sendable {
     /// The "reward" object, every option written out.
     public var rewardJSON: JSONValue {
         .object([("custom", .array(customRewards.map { .string($0) }))] + reward.json)
-    }
-}
-
-/// A GRPO prompt: the conversation up to the answer, and the reference the accuracy reward
-/// compares with (nil: no reference; accuracy then has no score).
-public struct GRPOPrompt: Sendable {
-    public var messages: [ChatTemplate.Message]
-    public var reference: String?
-    public init(messages: [ChatTemplate.Message], reference: String?) {
-        self.messages = messages
-        self.reference = reference
-    }
-
-    /// The user's question, as rewards and logs see the prompt.
-    public var text: String { messages.last { $0.role == "user" }?.content ?? messages.last?.content ?? "" }
-
-    /// What an environment's reset gets: {"prompt", "reference", "messages"}.
-    public var task: JSONValue {
-        .object([("prompt", .string(text)), ("reference", reference.map { .string($0) } ?? .null),
-                 ("messages", .array(messages.map { .object([("role", .string($0.role)), ("content", .string($0.content))]) }))])
-    }
-
-    /// The prompt with its question replaced by `question` (an environment's first observation).
-    public func asking(_ question: String) -> GRPOPrompt {
-        var p = self
-        if let last = p.messages.lastIndex(where: { $0.role == "user" }) {
-            p.messages[last].content = question
-        } else {
-            p.messages.append(.init(role: "user", content: question))
-        }
-        return p
-    }
-}
-
-extension DataSource {
-    /// Prompts with references: every example's conversation before its last assistant turn,
-    /// with that turn's final answer as the reference. JSONL lines may also be
-    /// {"prompt", "reference"} (or "solution", or "answer"), {"messages", "reference"}, or a bare
-    /// {"prompt"} / {"messages"} without an answer (no reference).
-    public func prompts(system: String?) throws -> [GRPOPrompt] {
-        if case let .jsonl(path, _) = self {
-            let bytes = try readFile(path)
-            var out: [GRPOPrompt] = []
-            var lineNo = 0
-            for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
-                lineNo += 1
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-                let w = "\(path):\(lineNo)"
-                let v = try line.withUnsafeBytes { try JSONValue.parse($0, what: w) }
-                let ref = v["reference"] ?? v["solution"] ?? (v["question"] == nil ? v["answer"] : nil)
-                // A bare {"prompt"} (or {"messages"} without an assistant turn) has no reference:
-                // accuracy then has no score, custom rewards get NULL.
-                let bare = ref == nil && v["completion"] == nil && v["question"] == nil
-                    && (v["prompt"] != nil || !(v["messages"]?.asArray ?? []).contains { $0["role"]?.asString == "assistant" })
-                if ref != nil || bare {
-                    let r = JSONReader(v, what: w)
-                    var messages: [ChatTemplate.Message] = system.map { [.init(role: "system", content: $0)] } ?? []
-                    if let p = r.string("prompt") {
-                        messages.append(.init(role: "user", content: p))
-                    } else if r.has("messages") {
-                        messages += Datasets.readMessages(r)
-                    } else {
-                        r.failHere("needs \"prompt\" or \"messages\" with its \"reference\"")
-                    }
-                    for k in ["reference", "solution", "answer"] { _ = r.value(k) }
-                    if let ref, ref.asString == nil { throw PonderError.invalid("\(w): the reference must be a string") }
-                    try r.finish()
-                    out.append(GRPOPrompt(messages: messages, reference: ref?.asString))
-                } else {
-                    out.append(GRPOPrompt(try Datasets.example(v, where: w, system: system)))
-                }
-                // A conversation that is empty, or only a system turn, gives the model nothing to answer.
-                if out.last!.messages.allSatisfy({ $0.role == "system" }) {
-                    throw PonderError.invalid("\(w): the prompt has no turn to answer (\"messages\" is empty or holds only a system message)")
-                }
-            }
-            guard !out.isEmpty else { throw PonderError.invalid("\(path): no prompts") }
-            return out
-        }
-        // Multi-turn traces are for SFT; as prompts, the generator gives the worked set's questions.
-        if case let .arithmetic(n, seed, split, ops, traces, maxOperand, _) = self, traces != .worked {
-            return try DataSource.arithmetic(count: n, seed: seed, split: split, ops: ops, maxOperand: maxOperand).prompts(system: system)
-        }
-        return try examples(system: system).map { GRPOPrompt($0) }
-    }
-}
-
-extension GRPOPrompt {
-    init(_ ex: ChatExample) {
-        let last = ex.messages.lastIndex { $0.role == "assistant" } ?? ex.messages.endIndex
-        messages = Array(ex.messages[..<last])
-        // The reference is the example's final answer ("<answer>42</answer>" → "42").
-        reference = last < ex.messages.endIndex
-            ? (Answers.finalAnswerText(in: ex.messages[last].content) ?? ex.messages[last].content) : nil
     }
 }

@@ -304,6 +304,26 @@ public final class TrainingRun {
 
 /// A trainer: its own data and loss on a shared TrainingRun. The C trainer handle, the CLI and
 /// the Python binding drive any trainer through this.
+/// A trainer config's own keys in the "data" and "training" objects, beside the shared ones.
+public protocol TrainerKeys {
+    mutating func read(data: JSONReader)
+    mutating func read(training: JSONReader)
+}
+
+extension TrainerKeys {
+    /// Reads this config's keys of both objects, then rejects what no reader took.
+    mutating func readOwnKeys(data d: JSONReader?, training t: JSONReader?) {
+        if let d {
+            read(data: d)
+            d.rejectUnknownKeys()
+        }
+        if let t {
+            read(training: t)
+            t.rejectUnknownKeys()
+        }
+    }
+}
+
 public protocol Trainer: AnyObject {
     var training: TrainingRun { get }
     /// One optimizer step (TrainingRun.step says what a failed one leaves behind).
