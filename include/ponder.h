@@ -387,6 +387,8 @@ ponder_status ponder_trainer_model(ponder_trainer *trainer, ponder_model **out_m
  * replaces its function. A step with a declared reward still unregistered fails with
  * PONDER_ERR_MISUSE (state unchanged). Returns MISUSE for a NULL or stale handle, a NULL fn, or
  * a trainer that is not "grpo"; INVALID_ARGUMENT for an undeclared name. */
+ponder_status ponder_trainer_register_reward(ponder_trainer *trainer, const char *name, ponder_reward_fn fn, void *user);
+/* The earlier name of ponder_trainer_register_reward (the same function, kept as an alias). */
 ponder_status ponder_trainer_set_reward(ponder_trainer *trainer, const char *name, ponder_reward_fn fn, void *user);
 
 /* ---- Agent environments: multi-turn GRPO ---------------------------------------------------- */
@@ -431,6 +433,8 @@ char *ponder_string_new(const char *s);
  * neither built in nor registered fails with PONDER_ERR_MISUSE (state unchanged). MISUSE for a
  * NULL or stale handle, a NULL env, reset or step, or a trainer that is not "grpo";
  * INVALID_ARGUMENT for a name that is not the config's or is built in. */
+ponder_status ponder_trainer_register_environment(ponder_trainer *trainer, const char *name, const ponder_environment *env);
+/* The earlier name of ponder_trainer_register_environment (kept as an alias). */
 ponder_status ponder_trainer_set_environment(ponder_trainer *trainer, const char *name, const ponder_environment *env);
 
 /* ---- Rewards (pure functions of the text: no model) --------------------------------------- */
@@ -566,14 +570,14 @@ typedef bool (*ponder_event_callback)(const char *event_json, void *user);
 ponder_status ponder_pipeline_set_event_callback(ponder_pipeline *pipeline, ponder_event_callback fn, void *user);
 
 /* The function of a custom reward declared in the config's "reward": {"custom": [...]} (or a
- * stage's): the same ponder_reward_fn as ponder_trainer_set_reward, called on the running thread
+ * stage's): the same ponder_reward_fn as ponder_trainer_register_reward, called on the running thread
  * for every completion a grpo (or rejection_sft) stage scores. Registering a name again replaces
  * it. INVALID_ARGUMENT for an undeclared name; MISUSE for a NULL fn or name, or while the
  * pipeline runs. */
 ponder_status ponder_pipeline_register_reward(ponder_pipeline *pipeline, const char *name, ponder_reward_fn fn, void *user);
 
 /* The environment a grpo stage names in its "environment": {"name"} (as
- * ponder_trainer_set_environment). A run with a stage to do whose environment is neither built
+ * ponder_trainer_register_environment). A run with a stage to do whose environment is neither built
  * in nor registered fails with PONDER_ERR_MISUSE before it starts. INVALID_ARGUMENT for a name no
  * stage names; MISUSE for a NULL env, reset, step or name, or while the pipeline runs. */
 ponder_status ponder_pipeline_register_environment(ponder_pipeline *pipeline, const char *name, const ponder_environment *env);

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 scripts/setup.sh
-swift build -c release
+scripts/build.sh
 cli=.build/release/ponder-cli
 if [ -f runs/quickstart/state.json ]; then
   $cli resume runs/quickstart

@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# Installs what Ponder needs on a fresh Debian machine with Swift, Python and apt:
-# system libraries (OpenBLAS, json-c), build tools, the Python test/oracle packages, the model.
+# What the main job needs on a fresh Debian machine with Swift, Python and apt, and nothing
+# else: the system libraries the library links (OpenBLAS, json-c), pkg-config for the build, and
+# the model (scripts/fetch_model.sh). The test oracles are scripts/setup_tests.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/opt/swift/usr/bin:$PATH"
-
 need=()
-# chromium: the report test renders report.html in a real headless browser.
-for p in libopenblas-dev libjson-c-dev pkg-config cmake ninja-build chromium; do
+for p in libopenblas-dev libjson-c-dev pkg-config; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,26 +13,4 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-pipq() { python3 -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "as the 'root' user" || true; }; }
-pipq pytest tokenizers gguf numpy safetensors math-verify
-# Reference oracles for the checkpoint tests (transformers, PEFT). The CPU build of torch is
-# what these machines carry; where it cannot be had, those tests skip (scripts/test.sh says so).
-pipq "torch==2.13.0+cpu" || echo "note: no CPU torch wheel here"
-if python3 -c "import torch" 2>/dev/null; then pipq transformers peft accelerate || true; fi
-# TRL is the oracle of the GRPO tests (scripts/trl_grpo_oracle.py); pinned, as its math is the reference.
-if python3 -c "import torch" 2>/dev/null; then pipq "trl==1.16.0" || true; fi
-# llama.cpp is the oracle of the GGUF writer's test (tests/python/test_checkpoints.py) and a peer in
-# bench/. PyPI has no wheel for it: pip builds it from source once (about 4 minutes on 2 idle
-# cores) and reuses the wheel from its cache afterwards. A failed build only leaves it missing;
-# with PONDER_REQUIRE_ORACLES=1 (CI) its test then fails rather than skips.
-python3 -c "import llama_cpp" 2>/dev/null || pipq "llama-cpp-python==0.3.36" || echo "note: llama-cpp-python did not build"
-pipq -e bindings/python
-# The tiny random models of Tests/Fixtures/tiny and transformers' outputs on them are generated
-# together, not committed (torch's initialisers differ across CPUs and builds).
-if { [ ! -f Tests/Fixtures/tiny/llama.gguf ] || [ ! -f Tests/Fixtures/tiny/reference.json ]; } \
-   && python3 -c "import torch, transformers" 2>/dev/null; then
-  python3 scripts/make_tiny_fixtures.py >/dev/null
-fi
-# The fuzzers' tiny model and weight seeds (numpy only, deterministic; not committed).
-[ -f Tests/Fuzz/regressions/safetensors/sampler-nonfinite-logits.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
 scripts/fetch_model.sh >/dev/null

@@ -1,3 +1,4 @@
+import CPonderCPU
 import PonderBase
 import PonderJSON
 import PonderModel
@@ -13,8 +14,17 @@ let models = HandleTable<LlamaModel>(kind: "model")
 
 /// Runs `body`, turning any thrown error into its status code and the thread's last error.
 @inline(__always)
+/// The CPU features the kernels were compiled for, checked before any of them can run: an older
+/// CPU gets a named error (PONDER_ERR_UNSUPPORTED) from every call rather than SIGILL.
+let cpuProblem: String? = {
+    let missing = String(cString: ponder_cpu_missing_features())
+    return missing.isEmpty ? nil : "this CPU lacks \(missing), which this build of Ponder was compiled for "
+        + "(x86-64 with AVX2 and FMA: Intel Haswell, AMD Excavator or newer)"
+}()
+
 func guarded(_ body: () throws -> Void) -> Int32 {
     do {
+        if let cpuProblem { throw PonderError(.unsupported, cpuProblem) }
         try body()
         return 0
     } catch let e as PonderError {

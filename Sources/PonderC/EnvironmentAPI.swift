@@ -108,13 +108,19 @@ public func ponder_string_new(_ s: UnsafePointer<CChar>?) -> UnsafeMutablePointe
     return strdup(s)
 }
 
-@_cdecl("ponder_trainer_set_environment")
-public func ponder_trainer_set_environment(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ env: UnsafeRawPointer?) -> Int32 {
+@_cdecl("ponder_trainer_register_environment")
+public func ponder_trainer_register_environment(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ env: UnsafeRawPointer?) -> Int32 {
     guarded {
         let tr = try trainers.get(t).trainer
         let n = try cString(name, "name")
         try tr.registerEnvironment(n, try CEnvironment(env).maker)
     }
+}
+
+/// The earlier name, kept for callers built against it.
+@_cdecl("ponder_trainer_set_environment")
+public func ponder_trainer_set_environment(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ env: UnsafeRawPointer?) -> Int32 {
+    ponder_trainer_register_environment(t, name, env)
 }
 
 @_cdecl("ponder_pipeline_register_environment")

@@ -106,13 +106,20 @@ func cReward(_ fn: RewardFnC, _ u: UserPointer) -> CustomReward {
     }
 }
 
-@_cdecl("ponder_trainer_set_reward")
-public func ponder_trainer_set_reward(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: RewardFnC?,
-                                      _ user: UnsafeMutableRawPointer?) -> Int32 {
+@_cdecl("ponder_trainer_register_reward")
+public func ponder_trainer_register_reward(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: RewardFnC?,
+                                           _ user: UnsafeMutableRawPointer?) -> Int32 {
     guarded {
         let tr = try trainers.get(t).trainer
         let n = try cString(name, "name")
         guard let fn else { throw PonderError(.misuse, "fn is NULL") }
         try tr.registerReward(n, cReward(fn, UserPointer(p: user)))
     }
+}
+
+/// The earlier name, kept for callers built against it.
+@_cdecl("ponder_trainer_set_reward")
+public func ponder_trainer_set_reward(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: RewardFnC?,
+                                      _ user: UnsafeMutableRawPointer?) -> Int32 {
+    ponder_trainer_register_reward(t, name, fn, user)
 }

@@ -11,59 +11,39 @@ import Glibc
 // `ponder run | validate | resume | eval | report`: the pipeline from the command line, on the
 // same Swift API the C ABI wraps (one reader of the config, one runner).
 
-let pipelineUsage = """
-  ponder run CONFIG.json            (the pipeline's stages; progress on stderr; Ctrl-C stops at the next step with a checkpoint)
-  ponder validate CONFIG.json [--json]   (every problem with its JSON path; exit 1 when there is any)
-  ponder resume RUN_DIR             (continue a stopped or killed run from its last checkpoint)
-  ponder eval --model PATH --data JSONL|arithmetic [--limit N] [--num-samples K] [--temperature T] [--top-p P]
-              [--pass-k 1,4] [--max-new-tokens N] [--seed S] [--system paper|TEXT] [--threads N] [--json]
-  ponder report RUN_DIR             (write RUN_DIR/report.html again)
-"""
-
-func pipelineCommand(_ args: [String]) {
-    switch args[1] {
+func pipelineCommand(_ p: Parsed) {
+    switch p.command.name {
     case "run":
-        guard args.count == 3 else { fail("usage: ponder run CONFIG.json") }
-        let json = readConfig(args[2])
-        let p: Pipeline
-        do { p = try Pipeline.create(json: json) } catch { fail("\(error)", code: 1) }
-        runPipeline(p)
+        let json = readJSONFile(p.positional[0], p)
+        do { runPipeline(try Pipeline.create(json: json)) } catch { p.fail(error) }
     case "resume":
-        guard args.count == 3 else { fail("usage: ponder resume RUN_DIR") }
-        let p: Pipeline
-        do { p = try Pipeline.resume(dir: args[2]) } catch { fail("\(error)", code: 1) }
-        runPipeline(p)
+        do { runPipeline(try Pipeline.resume(dir: p.positional[0])) } catch { p.fail(error) }
     case "validate":
-        guard args.count >= 3, args.count <= 4, args.count == 3 || args[3] == "--json" else { fail("usage: ponder validate CONFIG.json [--json]") }
+        let path = p.positional[0]
         var problems: [(path: String, message: String)]
         do {
-            problems = PipelineConfig.validate(try JSONValue.parse(file: args[2]))
+            problems = PipelineConfig.validate(try JSONValue.parse(file: path))
         } catch let e as PonderError {
             problems = [("<root>", e.message)]
         } catch { problems = [("<root>", "\(error)")] }
-        if args.count == 4 {
+        if p.json {
             print(PipelineConfig.errorsJSON(problems).serialized())
         } else if problems.isEmpty {
-            print("\(args[2]): valid")
+            print("\(path): valid")
         } else {
-            for p in problems { print("\(args[2]): \(p.path): \(p.message)") }
+            for q in problems { print("\(path): \(q.path): \(q.message)") }
         }
         exit(problems.isEmpty ? 0 : 1)
     case "eval":
-        evalCommand(Array(args.dropFirst(2)))
+        evalCommand(p)
     case "report":
-        guard args.count == 3 else { fail("usage: ponder report RUN_DIR") }
         do {
-            try Report.write(runDir: args[2])
-            print("\(args[2])/report.html")
-        } catch { fail("\(error)", code: 1) }
+            try Report.write(runDir: p.positional[0])
+            print("\(p.positional[0])/report.html")
+        } catch { p.fail(error) }
     default:
-        fail("unknown command \(args[1])")
+        usageError("unknown command \(p.command.name)")
     }
-}
-
-func readConfig(_ path: String) -> JSONValue {
-    do { return try JSONValue.parse(file: path) } catch { fail("\(error)", code: 1) }
 }
 
 // Ctrl-C: the handler only writes a byte to a pipe (async-signal-safe, whichever thread the
@@ -109,7 +89,8 @@ func runPipeline(_ p: Pipeline) {
             fputs(line + "\n", stderr)
         case "stage_start":
             let s = e["step"]?.asInt ?? 0
-            fputs("\(where_): \(e["type"]?.asString ?? "") stage, \(e["total_steps"]?.asInt ?? 0) steps" + (s > 0 ? ", resuming at step \(s)" : "") + "\n", stderr)
+            let total = e["total_steps"]?.asInt ?? 0
+            fputs("\(where_): \(e["type"]?.asString ?? "") stage" + (total > 0 ? ", \(total) steps" : "") + (s > 0 ? ", resuming at step \(s)" : "") + "\n", stderr)
         case "log":
             fputs("\(e["message"]?.asString ?? "")\n", stderr)
         case "eval":
@@ -153,53 +134,29 @@ func printEvalTable(_ rows: [JSONValue]) {
 
 /// `ponder eval`: the pipeline's evaluation of one model; the flags become an eval stage's keys,
 /// read by EvalConfig as a config's would be.
-func evalCommand(_ args: [String]) {
-    var model: String?, data: String?, system: String?, json = false, threads: Int?
-    var fields: [(String, JSONValue)] = []
-    let flags: [String: String] = ["--limit": "limit", "--num-samples": "num_samples", "--temperature": "temperature",
-                                   "--top-p": "top_p", "--max-new-tokens": "max_new_tokens", "--seed": "seed", "--batch-size": "batch_size"]
-    var i = 0
-    func value() -> String {
-        guard i + 1 < args.count else { fail("\(args[i]) needs a value") }
-        i += 1
-        return args[i]
+func evalCommand(_ p: Parsed) {
+    guard let model = p.model else { usageError("--model PATH is required", p.command) }
+    guard let data = p.own["--data"] else { usageError("--data JSONL|arithmetic is required", p.command) }
+    var fields = p.fields
+    if let k = p.own["--pass-k"] {
+        fields.append(("pass_k", .array(k.split(separator: ",").map { JSONValue.int(Int64($0) ?? -1) })))
     }
-    while i < args.count {
-        let a = args[i]
-        switch a {
-        case "--model": model = value()
-        case "--data": data = value()
-        case "--system": system = value()
-        case "--json": json = true
-        case "--threads":
-            guard let t = Int(value()) else { fail("--threads: expected an integer") }
-            threads = t
-        case "--pass-k":
-            let v = value()
-            fields.append(("pass_k", .array(v.split(separator: ",").map { JSONValue.int(Int64($0) ?? -1) })))
-        default:
-            guard let key = flags[a] else { fail("unknown option \(a)\n\(pipelineUsage)") }
-            let v = value()
-            do { fields.append((key, try JSONValue.parse(v, what: a))) } catch { fail("\(error)") }
-        }
-        i += 1
-    }
-    guard let model, let data else { fail("usage:\n\(pipelineUsage)") }
     let r = JSONReader(.object(fields))
     var config = EvalConfig()
     config.read(r)
     let source: DataSource = data == "arithmetic" ? .arithmetic(count: 1_000_000, seed: config.seed, split: .test) : .jsonl(data)
     do {
         try r.finish()
-        if let threads { setThreads(threads) }
+        if let threads = p.threads { setThreads(threads) }
         let m = try LlamaModel.load(path: model)
-        let sys = system.map(systemPrompt)
+        let sys = p.own["--system"].map(systemPrompt)
         let prompts = try config.prompts(source, system: sys)
         let t0 = monotonicSeconds()
         let result = try Evaluation.evaluate(model: m, prompts: prompts, config: config, progress: { done, total in
             fputs("eval: \(done)/\(total) prompts | ETA \(duration(etaSeconds(since: t0, done: done, total: total)))\n", stderr)
         })
-        if json {
+        for note in result.notes { fputs("note: \(p.message(note))\n", stderr) }
+        if p.json {
             // The document an eval stage writes as its eval.json, with this model as its one row.
             var report = EvalReport(settings: config.settings(source: source, system: sys,
                                                               promptExample: prompts.first.map { m.promptText($0.messages) }))
@@ -208,5 +165,5 @@ func evalCommand(_ args: [String]) {
         } else {
             for (k, v) in result.metrics { print("\(k): \(v.asDouble.map { fixed($0, 4) } ?? v.serialized())") }
         }
-    } catch { fail("\(error)", code: 1) }
+    } catch { p.fail(error) }
 }

@@ -9,29 +9,22 @@ import Glibc
 /// one JSON line out per input line, in order. A line that is not such an object (bad JSON, a
 /// blank line, a missing completion) is answered in its place by {"error": "line N: …"}, so
 /// outputs stay aligned with inputs; the exit status is then 1, after the last line.
-func scoreCommand(_ args: ArraySlice<String>) {
-    var fields: [(String, JSONValue)] = []
-    var it = args.makeIterator()
-    while let a = it.next() {
-        guard let v = it.next() else { fail("\(a) needs a value") }
-        let list = v.split(separator: ",").map { String($0) }
-        switch a {
-        case "--rewards": fields.append(("rewards", .array(list.map { .string($0) })))
-        case "--reward-weights":
-            fields.append(("reward_weights", .array(list.map { s in Double(s).map(JSONValue.double) ?? .string(s) })))
-        case "--reflection-mode": fields.append(("reflection_mode", .string(v)))
-        case "--format-mode": fields.append(("format_mode", .string(v)))
-        case "--options":
-            // Any other reward option as a JSON object, e.g. '{"max_completion_length": 512}'.
-            do {
-                guard case let .object(o) = try JSONValue.parse(v, what: "--options") else { fail("--options: expected a JSON object") }
-                fields += o
-            } catch { fail("\(error)") }
-        default: fail("unknown option \(a)\n\(usage)")
-        }
+func scoreCommand(_ p: Parsed) {
+    var fields = p.fields
+    func list(_ flag: String) -> [String]? { p.own[flag].map { $0.split(separator: ",").map(String.init) } }
+    if let names = list("--rewards") { fields.append(("rewards", .array(names.map { .string($0) }))) }
+    if let weights = list("--reward-weights") {
+        fields.append(("reward_weights", .array(weights.map { s in Double(s).map(JSONValue.double) ?? .string(s) })))
+    }
+    if let o = p.own["--options"] {
+        // Any other reward option as a JSON object, e.g. '{"max_completion_length": 512}'.
+        do {
+            guard case let .object(extra) = try JSONValue.parse(o, what: "--options") else { usageError("--options: expected a JSON object", p.command) }
+            fields += extra
+        } catch { usageError("\(error)", p.command) }
     }
     let rewards: RewardSet
-    do { rewards = RewardSet(config: try RewardConfig(json: .object(fields))) } catch { fail("\(error)") }
+    do { rewards = RewardSet(config: try RewardConfig(json: .object(fields))) } catch { p.fail(error) }
     var line: UnsafeMutablePointer<CChar>? = nil
     var capacity = 0
     var lineNo = 0

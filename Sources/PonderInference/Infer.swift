@@ -27,6 +27,8 @@ public struct InferResult {
     public var votes: JSONValue?
     public var promptTokens: Int
     public var prefillSeconds, decodeSeconds, scoringSeconds, totalSeconds: Double
+    /// What the request's defaults became (a max_tokens cut to the context).
+    public var notes: [String] = []
 
     /// Every token decoded: kept ones and those rolled back.
     public var tokensSpent: Int { candidates.reduce(0) { $0 + $1.completion.tokenIDs.count + $1.rolledBack } }
@@ -69,6 +71,7 @@ public struct InferResult {
             })),
         ]
         if let votes { f.append(("votes", votes)) }
+        if !notes.isEmpty { f.append(("notes", .array(notes.map { .string($0) }))) }
         if strategy == .reflect, candidates.indices.contains(selected) { f.append(("reflections", reflections(candidates[selected]))) }
         let kept = candidates.reduce(0) { $0 + $1.completion.tokenIDs.count }
         f += [
@@ -93,8 +96,8 @@ extension LlamaModel {
     /// built-in ones; `onToken` streams every sequence's text as it becomes final.
     public func infer(_ request: InferRequest, scorers: [Scorer] = [], onToken: TokenCallback? = nil) throws -> InferResult {
         let t0 = monotonicSeconds()
-        let req = request.generation
-        let prompt = try promptTokens(req)
+        let prompt = try promptTokens(request.generation)
+        let (req, note) = request.generation.fitted(context: config.maxPositions, promptTokens: prompt.count)
         let forcing = request.strategy == .reflect
             ? BudgetForcing(options: request.reflect, tokenizer: tokenizer, maxTokens: req.maxTokens, sequences: req.n) : nil
         let gen = try generate(prompts: [prompt], req, onToken: onToken, steering: forcing?.steering)
@@ -152,6 +155,6 @@ extension LlamaModel {
         let t2 = monotonicSeconds()
         return InferResult(strategy: request.strategy, candidates: candidates, selected: selected, answer: answer, votes: votes,
                            promptTokens: gen.promptTokens, prefillSeconds: gen.prefillSeconds, decodeSeconds: gen.decodeSeconds,
-                           scoringSeconds: t2 - t1, totalSeconds: t2 - t0)
+                           scoringSeconds: t2 - t1, totalSeconds: t2 - t0, notes: note.map { [$0] } ?? [])
     }
 }

@@ -1,4 +1,5 @@
 import COpenBLAS
+import CPonderCPU
 import PonderMatvec
 import PonderMatvec512
 #if canImport(Glibc)
@@ -122,19 +123,12 @@ public func fewRowsNSerial(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: Unsa
     }
 }
 
-/// Whether the CPU (and kernel) run AVX-512F; PONDER_NO_AVX512=1 forces the AVX2 kernels.
+/// Whether the CPU (and kernel) run AVX-512F, asked through cpuid as OpenBLAS asks: under
+/// valgrind, whose emulated CPU has no AVX-512, the AVX2 kernels run by themselves.
+/// PONDER_NO_AVX512=1 forces the AVX2 kernels.
 public let hasAVX512: Bool = {
     if let v = getenv("PONDER_NO_AVX512"), String(cString: v) == "1" { return false }
-    #if arch(x86_64)
-    guard let f = fopen("/proc/cpuinfo", "r") else { return false }
-    defer { fclose(f) }
-    var line = [CChar](repeating: 0, count: 8192)
-    while fgets(&line, Int32(line.count), f) != nil {
-        let s = String(cString: line)
-        if s.hasPrefix("flags") { return s.contains(" avx512f ") || s.hasSuffix(" avx512f\n") }
-    }
-    #endif
-    return false
+    return ponder_cpu_has_avx512f() != 0
 }()
 
 /// Threads OpenBLAS may use. Process-wide, as OpenBLAS itself is. Ponder keeps it at 1 (see

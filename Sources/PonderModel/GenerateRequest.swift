@@ -10,7 +10,11 @@ public struct GenerateRequest: Sendable {
     public var messages: [ChatTemplate.Message]?
     /// Wrap `prompt` as a user message in the model's chat template.
     public var chat = false
-    public var maxTokens = 256
+    public var maxTokens = GenerateRequest.defaultMaxTokens
+    /// max_tokens was given: a budget that does not fit the context is then an error, while the
+    /// default is cut to what the context leaves (`fitted`).
+    public var maxTokensGiven = false
+    public static let defaultMaxTokens = 256
     /// End-of-sequence tokens are not sampled before this many new tokens (vLLM's `min_tokens`,
     /// transformers' `min_new_tokens`); stop strings still end a sequence. Log-probabilities stay
     /// those of the unfiltered model, as with the other sampling filters.
@@ -63,6 +67,7 @@ public struct GenerateRequest: Sendable {
         if prompt != nil && messages != nil { r.fail("messages", "give either \"prompt\" or \"messages\", not both") }
         chat = r.bool("chat") ?? false
         SamplingParams.readLengths(r, max: "max_tokens", &maxTokens, min: "min_tokens", &minTokens, zeroAllowed: true)
+        maxTokensGiven = r.has("max_tokens")
         readSampling(r)
         // The same keys may also come grouped, as {"sampling": {"top_p": 0.9, ...}}.
         if let nested = r.object("sampling") {
@@ -76,6 +81,19 @@ public struct GenerateRequest: Sendable {
         for (i, s) in stop.enumerated() where s.isEmpty { r.fail("stop[\(i)]", "empty stop string") }
         n = r.int("n", in: 1...1024) ?? 1
         parseSpecial = r.bool("parse_special") ?? true
+    }
+}
+
+extension GenerateRequest {
+    /// The request with the default max_tokens cut to what a context of `context` tokens leaves
+    /// after a prompt of `promptTokens`, and the note that says so (nil: nothing was cut). A
+    /// given max_tokens is left as it is, to fail with its key if it does not fit.
+    public func fitted(context: Int, promptTokens: Int) -> (request: GenerateRequest, note: String?) {
+        guard !maxTokensGiven, promptTokens + maxTokens > context, context > promptTokens else { return (self, nil) }
+        var r = self
+        r.maxTokens = context - promptTokens
+        r.maxTokensGiven = true
+        return (r, "max_tokens: the default \(maxTokens) was cut to \(r.maxTokens), what the context (\(context) tokens) leaves after the prompt (\(promptTokens))")
     }
 }
 
@@ -97,6 +115,8 @@ public struct GenerateResult: Sendable {
     public var promptTokens: Int
     public var prefillSeconds: Double
     public var decodeSeconds: Double
+    /// What the request's defaults became (a max_tokens cut to the context), for the caller.
+    public var notes: [String] = []
 
     public var json: JSONValue {
         let generated = completions.reduce(0) { $0 + $1.tokenIDs.count }
@@ -114,7 +134,7 @@ public struct GenerateResult: Sendable {
                 ("prefill_tokens_per_second", .double(prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0)),
                 ("decode_tokens_per_second", .double(decodeSeconds > 0 ? Double(generated) / decodeSeconds : 0)),
             ])),
-        ])
+        ] + (notes.isEmpty ? [] : [("notes", .array(notes.map { .string($0) }))]))
     }
 }
 

@@ -19,17 +19,19 @@ extension LlamaModel {
     /// `steering` may rewind a sequence after any sampled token and force tokens; sequences then
     /// differ in length, and a forced token's logprob is 0 (it was not sampled). max_tokens
     /// bounds the tokens a sequence keeps, not those rolled back.
-    public func generate(prompts: [[Int32]], _ request: GenerateRequest, onToken: TokenCallback? = nil,
+    public func generate(prompts: [[Int32]], _ given: GenerateRequest, onToken: TokenCallback? = nil,
                          steering: Steering? = nil, seeds: [UInt64]? = nil) throws -> GenerateResult {
         let c = config
         guard !prompts.isEmpty, prompts.allSatisfy({ !$0.isEmpty }) else { throw PonderError.invalid("prompts: empty") }
         guard seeds == nil || seeds!.count == prompts.count else { throw PonderError(.internal, "generate: one seed per prompt") }
-        let n = request.n, total = prompts.count * n, maxNew = request.maxTokens
         let lens = prompts.map(\.count), maxP = lens.max() ?? 0
+        let (request, note) = given.fitted(context: c.maxPositions, promptTokens: maxP)
+        let n = request.n, total = prompts.count * n, maxNew = request.maxTokens
         guard maxP + maxNew <= c.maxPositions else {
             throw PonderError.invalid("max_tokens: prompt (\(maxP) tokens) + max_tokens (\(maxNew)) exceeds the context length \(c.maxPositions)")
         }
-        var result = GenerateResult(completions: [], promptTokens: lens.reduce(0, +), prefillSeconds: 0, decodeSeconds: 0)
+        var result = GenerateResult(completions: [], promptTokens: lens.reduce(0, +), prefillSeconds: 0, decodeSeconds: 0,
+                                    notes: note.map { [$0] } ?? [])
         if maxNew == 0 {
             result.completions = Array(repeating: Completion(text: "", tokenIDs: [], logprobs: [], finishReason: .length), count: total)
             return result

@@ -183,6 +183,12 @@ public final class Pipeline {
         try makeDirectories(stageDir(i))
         state.stages[i].status = "running"
         try saveState()
+        // A trainer stage says when it starts once it knows its steps (train); the others here,
+        // so every stage sends one stage_start and one stage_end.
+        if stage.type == .eval || stage.mode == .none {
+            _ = emit(["event": "stage_start", "stage": .string(stage.name), "stage_index": .int(Int64(i)),
+                      "type": .string(stage.type.rawValue), "step": 0, "total_steps": 0])
+        }
         if stage.type == .eval {
             try evaluate(i)
         } else if stage.mode == .none {
@@ -317,7 +323,8 @@ public final class Pipeline {
             }
             let episodes = try e.environment.map { en in
                 try Evaluation.episodes(model: model, prompts: prompts, environment: en,
-                                        factory: try en.factory(registered: environments[en.name]), maxNewTokens: e.maxNewTokens,
+                                        factory: try en.factory(registered: environments[en.name]),
+                                        maxNewTokens: try e.fitted(model: model, prompts: prompts).config.maxNewTokens,
                                         maxPromptLength: e.maxPromptLength, batch: e.batchSize, shouldStop: { stopped || self.stopRequested })
             }
             let row = report!.add(r, label: m.producer, path: m.path, episodes: episodes)

@@ -1,5 +1,8 @@
 import PonderBase
 import PonderJSON
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// report.html: one self-contained page (inline CSS and SVG, no script, no network) with the
 /// run's curves over its steps — reward per function, accuracy, reflection per dimension,
@@ -21,15 +24,15 @@ public enum Report {
         let stageNames = state?["stages"]?.asArray?.compactMap { $0["name"]?.asString } ?? []
         let evalRows = (try? JSONValue.parse(file: dir + "/eval.json"))?["rows"]?.asArray ?? []
 
-        // x: the position of a step in the whole run (stages one after another).
-        var boundaries: [(Double, String)] = []
-        var lastStage: Int64 = -1
+        // x: the position of a logged step in the whole run (stages one after another); each
+        // stage's segment is labelled with the stage's own step numbers.
+        var segments: [Segment] = []
         for (k, r) in rows.enumerated() {
-            let s = r["stage_index"]?.asInt ?? 0
-            if s != lastStage {
-                boundaries.append((Double(k + 1), r["stage"]?.asString ?? "stage \(s)"))
-                lastStage = s
+            let s = r["stage_index"]?.asInt ?? 0, step = Int(r["step"]?.asInt ?? Int64(k + 1))
+            if segments.last?.index != s {
+                segments.append(Segment(index: s, name: r["stage"]?.asString ?? "stage \(s)", steps: []))
             }
+            segments[segments.count - 1].steps.append((Double(k + 1), step))
         }
         func series(_ key: String, label: String? = nil) -> Series {
             Series(name: label ?? key, points: rows.enumerated().compactMap { k, r in
@@ -76,7 +79,7 @@ public enum Report {
             h += "<p id=\"changes\">Paired changes on the same problems: " + changes.map(escape).joined(separator: "; ") + "</p>\n"
         }
         h += "<h2>Training curves</h2>\n<div class=\"plots\">\n"
-        for p in plots { h += plot(id: p.id, title: p.title, series: p.series, boundaries: boundaries) }
+        for p in plots { h += plot(id: p.id, title: p.title, series: p.series, segments: segments) }
         h += "</div>\n<h2>Sampled completions</h2>\n<div id=\"completions\">\n"
         for c in sampleCompletions(dir: dir, stages: stageNames) {
             h += "<div class=\"completion\"><p class=\"meta\">\(escape(c.title))</p><pre>\(escape(c.text))</pre><p>rewards: \(escape(c.rewards))</p></div>\n"
@@ -116,11 +119,30 @@ public enum Report {
 
     static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
-    /// A line chart: one polyline per series, x the run's step, stage boundaries dashed.
-    static func plot(id: String, title: String, series all: [Series], boundaries: [(Double, String)]) -> String {
+    /// One stage's logged steps: (x position in the run, the stage's own step).
+    struct Segment {
+        var index: Int64
+        var name: String
+        var steps: [(x: Double, step: Int)]
+    }
+
+    /// Ticks at 1, 2 or 5 × 10^k within [lo, hi], about `count` of them.
+    static func niceTicks(_ lo: Double, _ hi: Double, count: Int) -> [Double] {
+        let raw = (hi - lo) / Double(max(1, count))
+        guard raw > 0, raw.isFinite else { return [lo] }
+        let mag = pow10(floor(log10(raw)))
+        let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
+        return stride(from: ceil(lo / step) * step, through: hi + step * 1e-9, by: step).map { $0 }
+    }
+
+    static func pow10(_ e: Double) -> Double { var p = 1.0; for _ in 0..<Int(abs(e)) { p *= 10 }; return e < 0 ? 1 / p : p }
+
+    /// A line chart: one polyline per series over the run's logged steps, a light grid, y ticks
+    /// at round values, each stage's segment with its own step numbers and its name (shortened
+    /// to fit), and a legend that says which series coincide (drawn dashed over each other).
+    static func plot(id: String, title: String, series all: [Series], segments: [Segment]) -> String {
         let series = all.filter { !$0.points.isEmpty }
-        // Room below the plot area for the x labels and two legend rows of three.
-        let (w, hgt, l, r, t, b) = (560.0, 264.0, 64.0, 12.0, 14.0, 54.0)
+        let (w, hgt, l, r, t, b) = (560.0, 284.0, 64.0, 12.0, 26.0, 62.0)
         var svg = "<figure><figcaption>\(escape(title))</figcaption>"
         svg += "<svg class=\"plot\" id=\"plot-\(id)\" data-series=\"\(series.count)\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" viewBox=\"0 0 \(Int(w)) \(Int(hgt))\">"
         svg += "<rect x=\"\(l)\" y=\"\(t)\" width=\"\(w - l - r)\" height=\"\(hgt - t - b)\" fill=\"#fff\" stroke=\"#999\"/>"
@@ -133,22 +155,45 @@ public enum Report {
         if y1 - y0 < 1e-12 { y0 -= 0.5; y1 += 0.5 }
         func px(_ x: Double) -> Double { l + (x - x0) / (x1 - x0) * (w - l - r) }
         func py(_ y: Double) -> Double { t + (1 - (y - y0) / (y1 - y0)) * (hgt - t - b) }
-        for (x, name) in boundaries where x >= x0 && x <= x1 {
-            svg += "<line x1=\"\(px(x))\" y1=\"\(t)\" x2=\"\(px(x))\" y2=\"\(hgt - b)\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>"
-            svg += "<text x=\"\(px(x) + 3)\" y=\"\(t + 11)\" font-size=\"10\" fill=\"#888\">\(escape(name))</text>"
+        // y: round values with a light grid line each.
+        let yt = niceTicks(y0, y1, count: 4)
+        let span = max(abs(y0), abs(y1)), tickStep = yt.count > 1 ? yt[1] - yt[0] : span
+        let digits = max(0, min(6, Int(-floor(log10(max(tickStep, 1e-9)))) + (tickStep < 1 ? 1 : 0)))
+        for v in yt {
+            svg += "<line class=\"grid\" x1=\"\(l)\" y1=\"\(fixed(py(v), 1))\" x2=\"\(w - r)\" y2=\"\(fixed(py(v), 1))\" stroke=\"#eee\"/>"
+            svg += "<text class=\"ytick\" x=\"\(l - 4)\" y=\"\(fixed(py(v) + 4, 1))\" font-size=\"10\" text-anchor=\"end\">\(fixed(v, digits))</text>"
         }
-        // Small quantities (KL) need more decimals than rates do.
-        let digits = max(abs(y0), abs(y1)) < 0.01 ? 6 : max(abs(y0), abs(y1)) < 10 ? 3 : 1
-        for v in [y0, (y0 + y1) / 2, y1] {
-            svg += "<text x=\"\(l - 4)\" y=\"\(py(v) + 4)\" font-size=\"10\" text-anchor=\"end\">\(fixed(v, digits))</text>"
+        // x: each stage in view from its first step, ticks in its own steps, its name above.
+        for seg in segments {
+            let inView = seg.steps.filter { $0.x >= x0 && $0.x <= x1 }
+            guard let first = inView.first, let last = inView.last else { continue }
+            let left = px(first.x), width = max(1, px(last.x) - left)
+            if first.x > x0 {
+                svg += "<line x1=\"\(fixed(left, 1))\" y1=\"\(t)\" x2=\"\(fixed(left, 1))\" y2=\"\(hgt - b)\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>"
+            }
+            let room = Int(max(width, 24) / 6)
+            let name = seg.name.count <= room ? seg.name : room >= 3 ? String(seg.name.prefix(room - 1)) + "…" : ""
+            if !name.isEmpty {
+                svg += "<text class=\"stage\" x=\"\(fixed(left + 2, 1))\" y=\"\(t - 6)\" font-size=\"10\" fill=\"#888\">\(escape(name))</text>"
+            }
+            let ticks = niceTicks(Double(first.step), Double(last.step), count: max(1, Int(width / 60)))
+            for tick in ticks {
+                guard let at = inView.first(where: { Double($0.step) >= tick }) else { continue }
+                let x = px(at.x)
+                svg += "<line class=\"grid\" x1=\"\(fixed(x, 1))\" y1=\"\(t)\" x2=\"\(fixed(x, 1))\" y2=\"\(hgt - b)\" stroke=\"#f2f2f2\"/>"
+                svg += "<text class=\"xtick\" x=\"\(fixed(x, 1))\" y=\"\(hgt - b + 12)\" font-size=\"10\" text-anchor=\"middle\">\(at.step)</text>"
+            }
         }
-        svg += "<text x=\"\(l)\" y=\"\(hgt - b + 13)\" font-size=\"10\">step \(Int(x0))</text>"
-        svg += "<text x=\"\(w - r)\" y=\"\(hgt - b + 13)\" font-size=\"10\" text-anchor=\"end\">\(Int(x1))</text>"
+        svg += "<text x=\"\(w - r)\" y=\"\(hgt - b + 24)\" font-size=\"10\" text-anchor=\"end\" fill=\"#666\">step (of each stage)</text>"
         for (k, s) in series.enumerated() {
             let c = colors[k % colors.count]
+            // A series equal to an earlier one would hide it: dashed, and the legend says so.
+            let same = series[..<k].first { $0.points.count == s.points.count && zip($0.points, s.points).allSatisfy { $0.0 == $1.0 && abs($0.1 - $1.1) < 1e-12 } }
             let pts = s.points.map { "\(fixed(px($0.0), 1)),\(fixed(py($0.1), 1))" }.joined(separator: " ")
-            svg += "<polyline class=\"series\" data-name=\"\(escape(s.name))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"1.5\" points=\"\(pts)\"/>"
-            svg += "<text x=\"\(l + Double(k % 3) * 160)\" y=\"\(hgt - b + 28 + Double(k / 3) * 14)\" font-size=\"10\" fill=\"\(c)\">■ \(escape(s.name))</text>"
+            let dash = same != nil ? " stroke-dasharray=\"5 4\"" : ""
+            svg += "<polyline class=\"series\" data-name=\"\(escape(s.name))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"1.5\"\(dash) points=\"\(pts)\"/>"
+            let label = s.name + (same.map { " (same as \($0.name))" } ?? "")
+            svg += "<text class=\"legend\" x=\"\(l + Double(k % 3) * 160)\" y=\"\(hgt - b + 38 + Double(k / 3) * 13)\" font-size=\"10\" fill=\"\(c)\">■ \(escape(label))</text>"
         }
         return svg + "</svg></figure>\n"
     }

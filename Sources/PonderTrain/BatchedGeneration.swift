@@ -42,6 +42,7 @@ struct BatchedGeneration {
     init(request: GenerateRequest, maxNewTokens: Int, maxPromptLength: Int, model: LlamaModel, perBatch: Int) {
         self.request = request
         self.request.maxTokens = maxNewTokens
+        self.request.maxTokensGiven = true
         maxPromptTokens = max(1, min(maxPromptLength, model.config.maxPositions - maxNewTokens))
         self.perBatch = max(1, perBatch)
     }

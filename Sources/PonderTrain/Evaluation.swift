@@ -12,7 +12,10 @@ public struct EvalConfig: Sendable, Equatable {
     public var limit = 0
     public var seed: UInt64 = 0
     /// Completion budget (tokens) of every answer, greedy or sampled.
-    public var maxNewTokens = 256
+    public var maxNewTokens = GenerateRequest.defaultMaxTokens
+    /// max_new_tokens was given (a budget that does not fit is then an error); the default is
+    /// cut to what the context leaves after the longest prompt (`fitted`).
+    public var maxNewTokensGiven = false
     public var maxPromptLength = 512
     /// Samples per problem for pass@1, maj@k and pass@k (0: greedy only).
     public var numSamples = 0
@@ -32,6 +35,7 @@ public struct EvalConfig: Sendable, Equatable {
         limit = r.int("limit", in: 0...10_000_000) ?? limit
         seed = SamplingParams.readSeed(r) ?? seed
         SamplingParams.readLength(r, "max_new_tokens", &maxNewTokens)
+        maxNewTokensGiven = maxNewTokensGiven || r.has("max_new_tokens")
         maxPromptLength = r.int("max_prompt_length", in: 1...1_048_576) ?? maxPromptLength
         numSamples = r.int("num_samples", in: 0...1024) ?? numSamples
         sampling.read(r)
@@ -50,6 +54,19 @@ public struct EvalConfig: Sendable, Equatable {
         }
         batchSize = r.int("batch_size", in: 1...4096) ?? batchSize
         if let e = r.object("environment") { environment = EnvironmentConfig.read(e) }
+    }
+
+    /// This config with the default max_new_tokens cut to what `model`'s context leaves after the
+    /// longest of `prompts`, and the note that says so (nil: nothing was cut).
+    public func fitted(model: LlamaModel, prompts: [GRPOPrompt]) throws -> (config: EvalConfig, note: String?) {
+        let context = model.config.maxPositions
+        guard !maxNewTokensGiven else { return (self, nil) }
+        let longest = try prompts.map { try model.promptTokens(.chat($0.messages), keepLast: maxPromptLength).count }.max() ?? 0
+        guard longest + maxNewTokens > context, context > longest else { return (self, nil) }
+        var c = self
+        c.maxNewTokens = context - longest
+        c.maxNewTokensGiven = true
+        return (c, "max_new_tokens: the default \(maxNewTokens) was cut to \(c.maxNewTokens), what the context (\(context) tokens) leaves after the longest prompt (\(longest))")
     }
 
     /// pass_k as used: given, or [1, num_samples].
@@ -104,6 +121,8 @@ public enum Evaluation {
         public var correct: [Bool?]
         public var texts: [String]
         public var metrics: [(String, JSONValue)]
+        /// What the config's defaults became (a max_new_tokens cut to the context).
+        public var notes: [String] = []
 
         /// Accuracy over the prompts that have a reference (its standard error is in `metrics`).
         public var accuracy: Double { Double(correct.compactMap { $0 }.filter { $0 }.count) / Double(max(1, correct.compactMap { $0 }.count)) }
@@ -123,9 +142,10 @@ public enum Evaluation {
 
     /// The full evaluation. `shouldStop` is asked between batches (true: PonderError(.cancelled));
     /// `progress(done, total)` is told after each batch of greedy or sampled decoding.
-    public static func evaluate(model: LlamaModel, prompts: [GRPOPrompt], config c: EvalConfig,
+    public static func evaluate(model: LlamaModel, prompts: [GRPOPrompt], config given: EvalConfig,
                                 shouldStop: () -> Bool = { false }, progress: (Int, Int) -> Void = { _, _ in }) throws -> Result {
         guard !prompts.isEmpty else { throw PonderError.invalid("evaluation: no prompts") }
+        let (c, note) = try given.fitted(model: model, prompts: prompts)
         let total = prompts.count * (c.numSamples > 0 ? 2 : 1)
         var greedy = GenerateRequest()
         greedy.sampling.temperature = 0
@@ -150,7 +170,7 @@ public enum Evaluation {
             }
             metrics.values += sampledMetrics(prompts.indices.map { out.group($0, n: c.numSamples) }, prompts: prompts, passK: c.effectivePassK)
         }
-        return Result(count: prompts.count, correct: correct, texts: texts, metrics: dedupe(metrics.values))
+        return Result(count: prompts.count, correct: correct, texts: texts, metrics: dedupe(metrics.values), notes: note.map { [$0] } ?? [])
     }
 
     /// A cancelled batch loop's error, named as the evaluation's.
@@ -315,7 +335,8 @@ public struct EvalReport {
         }
         rows.append(.object(row))
         details.append(.object([("model", .string(label)), ("path", .string(path)), ("metrics", .object(r.metrics)),
-                                ("correct", .array(r.correct.map { $0.map(JSONValue.bool) ?? .null }))]))
+                                ("correct", .array(r.correct.map { $0.map(JSONValue.bool) ?? .null }))]
+                               + (r.notes.isEmpty ? [] : [("notes", .array(r.notes.map { .string($0) }))])))
         correctness.append((label, r.correct))
         return .object(row)
     }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 export PATH="/opt/swift/usr/bin:$PATH"
 # The fuzzers' tiny model and weight seeds are generated, not committed (deterministic).
 [ -f Tests/Fuzz/regressions/safetensors/sampler-nonfinite-logits.safetensors ] || python3 scripts/make_fuzz_seeds.py >/dev/null
-swift build -c release --product ponder 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+scripts/build.sh --product ponder 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
 mkdir -p .build/hostile
 cc -std=c11 -O1 -g -Wall -Wextra -Werror -Iinclude -o .build/hostile/hostile tests/c/hostile.c \
   -L.build/release -lponder -Wl,-rpath,"$PWD/.build/release" -lpthread

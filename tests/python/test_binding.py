@@ -116,3 +116,79 @@ def test_closed_model_is_misuse():
     with pytest.raises(ponder.PonderError) as e:
         m.tokenize("x")
     assert e.value.status_name == "MISUSE"
+
+
+def test_ids_are_range_checked(model):
+    """An id past the C API's int32 is an error naming it, never a wrapped id."""
+    for bad in ([2**40], [2**32 + 28120], [-2**31 - 1]):
+        with pytest.raises(ponder.InvalidArgument, match=r"ids\[0\]"):
+            model.detokenize(bad)
+    with pytest.raises(ponder.InvalidArgument, match=r"ids\[1\]"):
+        model.detokenize([1, "2"])
+    assert model.detokenize(model.tokenize("hello")) == "hello"
+
+
+def test_errors_are_subclassed_by_status(model):
+    with pytest.raises(ponder.InvalidArgument) as e:
+        model.generate(prompt="hi", temperature="hot")
+    assert e.value.status == 1 and isinstance(e.value, ponder.PonderError) and isinstance(e.value, ValueError)
+    with pytest.raises(ponder.IOFailure) as e:
+        ponder.Model.load("/nonexistent/model.gguf")
+    assert e.value.status == 3 and isinstance(e.value, OSError)
+    with pytest.raises(ponder.ParseError):
+        model.generate(prompt="hi", n=float("nan"))
+
+
+def test_public_api_is_listed_and_documented():
+    """__all__ names every public class and function, and each has a docstring, as does each
+    public method."""
+    import inspect
+    public = {n for n, v in vars(ponder).items() if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
+              and getattr(v, "__module__", "") == "ponder"}
+    assert public <= set(ponder.__all__), public - set(ponder.__all__)
+    undocumented = []
+    for name in ponder.__all__:
+        obj = getattr(ponder, name)
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        if not inspect.getdoc(obj):
+            undocumented.append(name)
+        if inspect.isclass(obj):
+            for k, v in vars(obj).items():
+                f = v.__func__ if isinstance(v, (classmethod, staticmethod)) else v
+                if (not k.startswith("_") or k in ("__iter__", "__next__")) and inspect.isfunction(f) and not f.__doc__:
+                    undocumented.append(f"{name}.{k}")
+    assert not undocumented, undocumented
+
+
+def test_stream_yields_what_generate_returns(model):
+    req = dict(max_tokens=24, temperature=0.8, seed=7, chat=True)
+    whole = model.generate("Count to five.", **req)
+    s = model.stream("Count to five.", **req)
+    pieces = list(s)
+    assert all(isinstance(p, ponder.Piece) and p.sequence == 0 for p in pieces)
+    assert "".join(p.text for p in pieces) == whole["completions"][0]["text"]
+    assert [p.token for p in pieces] == whole["completions"][0]["token_ids"][:len(pieces)]
+    assert s.result["completions"][0]["text"] == whole["completions"][0]["text"]
+    # Leaving early cancels; the model stays usable.
+    s = model.stream("Count to five.", max_tokens=64, temperature=0)
+    next(iter(s))
+    s.close()
+    assert model.generate("2+2=", max_tokens=2, temperature=0)["completions"]
+
+
+def test_default_max_tokens_fits_a_short_context(tmp_path):
+    """The default max_tokens (256) is cut to what a 64-token context leaves, and the result
+    says so; an explicit value that does not fit stays an error."""
+    sys_path = __import__("sys").path
+    sys_path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from pipeline_runs import ROOT  # noqa: F401
+    cfg = {"kind": "sft", "model": {"scratch": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "context_length": 64}},
+           "data": {"train": {"generate": "arithmetic", "count": 4}}, "training": {"max_steps": 1}}
+    with ponder.Trainer(cfg) as t:
+        m = t.model()
+        r = m.generate("What is 2 + 3?")
+        assert r["notes"] and "max_tokens" in r["notes"][0]
+        assert len(r["completions"][0]["token_ids"]) <= 64
+        with pytest.raises(ponder.InvalidArgument, match="max_tokens"):
+            m.generate("What is 2 + 3?", max_tokens=256)

@@ -116,7 +116,7 @@ def test_gguf_matches_safetensors_and_llama_cpp(tmp_path):
     np.testing.assert_array_equal(k, permute(hf["model.layers.1.self_attn.k_proj.weight"], n_kv))
     np.testing.assert_array_equal(np.array(tensors["blk.1.ffn_down.weight"].data).reshape(48, 96),
                                   hf["model.layers.1.mlp.down_proj.weight"])
-    llama_cpp = need("llama_cpp")  # scripts/setup.sh builds llama-cpp-python
+    llama_cpp = need("llama_cpp")  # scripts/setup_tests.sh builds llama-cpp-python
     llm = llama_cpp.Llama(str(tmp_path / "m.gguf"), n_ctx=128, verbose=False, n_threads=2)
     prompt = "What is 5 + 6?"
     ours = m.generate(prompt=prompt, max_tokens=16, temperature=0, parse_special=False)["completions"][0]

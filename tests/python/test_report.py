@@ -20,7 +20,7 @@ def chromium():
         if path:
             return path
     if os.environ.get("CI") == "true":
-        pytest.fail("chromium is missing (scripts/setup.sh installs it): the report test cannot be skipped in CI")
+        pytest.fail("chromium is missing (scripts/setup_tests.sh installs it): the report test cannot be skipped in CI")
     pytest.skip("chromium missing (apt-get install -y chromium)")
 
 
@@ -79,6 +79,17 @@ def test_report_renders_plots_and_table(tmp_path):
     assert len(kl_points) == sum(1 for r in rows if "kl" in r)
     loss_points = re.search(r'id="plot-loss".*?<polyline[^>]*points="([^"]+)"', dom, re.S).group(1).split()
     assert len(loss_points) == len(rows)
+    # Each stage's steps are labelled with the stage's own numbers (not the run-wide position),
+    # on a light grid with round y ticks.
+    loss_svg = re.search(r'id="plot-loss".*?</svg>', dom, re.S).group(0)
+    xticks = [int(x) for x in re.findall(r'class="xtick"[^>]*>(\d+)<', loss_svg)]
+    longest_stage = max(r["step"] for r in rows)
+    assert xticks and max(xticks) <= longest_stage < len(rows), (xticks, longest_stage)
+    assert loss_svg.count('class="grid"') >= 4 and len(re.findall(r'class="ytick"', loss_svg)) >= 2
+    stage_labels = re.findall(r'class="stage" x="([\d.]+)"[^>]*>([^<]+)<', loss_svg)
+    assert len(stage_labels) == 3, stage_labels  # pretrain, sft, grpo
+    for (xa, na), (xb, _) in zip(stage_labels, stage_labels[1:]):
+        assert float(xa) + 6 * len(na) <= float(xb) + 1, f"stage labels overlap: {stage_labels}"
     # The evaluation table: one row per eval.json row, in order, with its numbers.
     evals = json.load(open(os.path.join(run, "eval.json")))["rows"]
     table = re.search(r'<table id="eval">(.*?)</table>', dom, re.S).group(1)

@@ -11,11 +11,22 @@ import ctypes
 import ctypes.util
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
-__all__ = ["PonderError", "Model", "Trainer", "library", "version", "score"]
+try:
+    from typing import TypedDict
+except ImportError:  # Python < 3.8
+    TypedDict = dict  # type: ignore
 
-# ponder_status values, as in ponder.h
+__all__ = [
+    "PonderError", "InvalidArgument", "ParseError", "IOFailure", "FormatError", "Unsupported", "OutOfMemory",
+    "Cancelled", "BufferTooSmall", "Misuse", "InternalError", "LibraryNotFound",
+    "Model", "Trainer", "Pipeline", "Piece", "Stream", "library", "version", "score", "default_config",
+    "validate_config", "STATUS_NAMES",
+    "Completion", "GenerateResult", "InferCandidate", "InferResult", "ScoreResult", "ENVIRONMENT", "SCORER",
+]
+
+# ponder_status values, as in ponder.h (tests check them against the header)
 STATUS_NAMES = {
     0: "OK", 1: "INVALID_ARGUMENT", 2: "PARSE", 3: "IO", 4: "FORMAT", 5: "UNSUPPORTED",
     6: "OUT_OF_MEMORY", 7: "CANCELLED", 8: "BUFFER_TOO_SMALL", 9: "MISUSE", 10: "INTERNAL",
@@ -23,13 +34,132 @@ STATUS_NAMES = {
 
 
 class PonderError(Exception):
-    """A failed Ponder call: .status (int), .status_name, and the library's message."""
+    """A failed Ponder call: .status (int), .status_name, and the library's message. Raised as
+    the subclass of its status (InvalidArgument, ParseError, ...), so callers can catch one family."""
+
+    status = 0
+
+    def __new__(cls, status: int = 0, message: str = "", *args: Any) -> "PonderError":
+        # PonderError(status, message) gives the subclass of that status.
+        if cls is PonderError and status in _ERRORS:
+            cls = _ERRORS[status]
+        return super().__new__(cls)
 
     def __init__(self, status: int, message: str):
         self.status = status
         self.status_name = STATUS_NAMES.get(status, str(status))
         self.message = message
         super().__init__(f"{self.status_name}: {message}")
+
+
+class InvalidArgument(PonderError, ValueError):
+    """PONDER_ERR_INVALID_ARGUMENT: a value out of range, of the wrong type, or unknown."""
+
+
+class ParseError(PonderError, ValueError):
+    """PONDER_ERR_PARSE: malformed JSON or invalid UTF-8 (the message has the byte offset)."""
+
+
+class IOFailure(PonderError, OSError):
+    """PONDER_ERR_IO: a file could not be opened, read or written."""
+
+
+class FormatError(PonderError, ValueError):
+    """PONDER_ERR_FORMAT: a model or tokenizer file is corrupt or inconsistent."""
+
+
+class Unsupported(PonderError):
+    """PONDER_ERR_UNSUPPORTED: a valid input uses something Ponder does not implement."""
+
+
+class OutOfMemory(PonderError):
+    """PONDER_ERR_OUT_OF_MEMORY."""
+
+
+class Cancelled(PonderError):
+    """PONDER_ERR_CANCELLED: a callback returned False (or the run was cancelled)."""
+
+
+class BufferTooSmall(PonderError):
+    """PONDER_ERR_BUFFER_TOO_SMALL (the binding sizes its buffers itself; seen only from raw calls)."""
+
+
+class Misuse(PonderError):
+    """PONDER_ERR_MISUSE: a closed handle, a call in the wrong state, a missing callback."""
+
+
+class InternalError(PonderError):
+    """PONDER_ERR_INTERNAL: a bug in Ponder; please report the message."""
+
+
+class LibraryNotFound(PonderError, OSError):
+    """libponder.so could not be loaded; the message names every place tried."""
+
+    def __init__(self, message: str):
+        PonderError.__init__(self, 0, message)
+        self.status_name = "LIBRARY_NOT_FOUND"
+        self.args = (f"LIBRARY_NOT_FOUND: {message}",)
+
+
+_ERRORS = {1: InvalidArgument, 2: ParseError, 3: IOFailure, 4: FormatError, 5: Unsupported, 6: OutOfMemory,
+           7: Cancelled, 8: BufferTooSmall, 9: Misuse, 10: InternalError}
+
+
+class Completion(TypedDict):
+    """One generated sequence."""
+    text: str
+    token_ids: List[int]
+    logprobs: List[float]
+    finish_reason: str
+
+
+class GenerateResult(TypedDict, total=False):
+    """Model.generate's result (ponder_generate's JSON)."""
+    completions: List[Completion]
+    prompt_tokens: int
+    timings: Dict[str, float]
+    notes: List[str]
+
+
+class InferCandidate(TypedDict, total=False):
+    """One sample of an inference request, with its answer and scores."""
+    text: str
+    answer: Optional[str]
+    scores: Dict[str, Optional[float]]
+    total: Optional[float]
+    mean_logprob: Optional[float]
+    completion_tokens: int
+    finish_reason: str
+    token_ids: List[int]
+
+
+class InferResult(TypedDict, total=False):
+    """Model.infer's result (ponder_infer's JSON)."""
+    strategy: str
+    answer: Optional[str]
+    selected: int
+    candidates: List[InferCandidate]
+    votes: Any
+    reflections: Any
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_spent: int
+    timings: Dict[str, float]
+    notes: List[str]
+
+
+class ScoreResult(TypedDict):
+    """score()'s result for one item."""
+    rewards: Dict[str, Optional[float]]
+    total: Optional[float]
+    reasons: Dict[str, str]
+
+
+class Piece(NamedTuple):
+    """A streamed piece of text: the sequence it belongs to, the token that completed it."""
+    sequence: int
+    token: int
+    text: str
 
 
 def _candidates() -> List[str]:
@@ -53,7 +183,7 @@ def _load() -> ctypes.CDLL:
             return ctypes.CDLL(path)
         except OSError as e:  # try the next place
             errors.append(f"{path}: {e}")
-    raise OSError("libponder.so not found; set PONDER_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
+    raise LibraryNotFound("libponder.so could not be loaded; set PONDER_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
 
 
 _lib: Optional[ctypes.CDLL] = None
@@ -118,12 +248,14 @@ def library() -> ctypes.CDLL:
     lib.ponder_trainer_model.argtypes = [ctypes.c_void_p, vpp]
     lib.ponder_score.argtypes = [ctypes.c_char_p, vpp]
     lib.ponder_score.restype = ctypes.c_int
-    lib.ponder_trainer_set_reward.argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
-    lib.ponder_trainer_set_reward.restype = ctypes.c_int
+    for f in ("ponder_trainer_register_reward", "ponder_trainer_set_reward"):
+        getattr(lib, f).argtypes = [ctypes.c_void_p, ctypes.c_char_p, REWARD_FN, ctypes.c_void_p]
+        getattr(lib, f).restype = ctypes.c_int
     lib.ponder_string_new.argtypes = [ctypes.c_char_p]
     lib.ponder_string_new.restype = ctypes.c_void_p
-    lib.ponder_trainer_set_environment.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ENVIRONMENT)]
-    lib.ponder_trainer_set_environment.restype = ctypes.c_int
+    for f in ("ponder_trainer_register_environment", "ponder_trainer_set_environment"):
+        getattr(lib, f).argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ENVIRONMENT)]
+        getattr(lib, f).restype = ctypes.c_int
     lib.ponder_infer.argtypes = [ctypes.c_void_p, ctypes.c_char_p, vpp]
     lib.ponder_infer_ex.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(SCORER), ctypes.c_size_t, vpp]
     lib.ponder_infer_stream.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(SCORER), ctypes.c_size_t,
@@ -139,6 +271,7 @@ def library() -> ctypes.CDLL:
 
 
 def version() -> str:
+    """The library's version string, e.g. "0.1.0"."""
     return library().ponder_version().decode()
 
 
@@ -276,14 +409,17 @@ class _Handle:
         self._handle = handle
 
     def close(self) -> None:
+        """Frees the library handle now (later calls raise Misuse); also done on garbage collection."""
         if self._handle is not None and self._handle.value:
             getattr(library(), self._free)(self._handle)
         self._handle = None
 
     def __enter__(self):
+        """The handle itself; closed when the with-block ends."""
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        """Closes the handle."""
         self.close()
 
     def __del__(self) -> None:
@@ -305,6 +441,8 @@ class Model(_Handle):
 
     @classmethod
     def load(cls, path: str, threads: Optional[int] = None, **options: Any) -> "Model":
+        """Loads a GGUF file or a Hugging Face directory; options as ponder_model_load's JSON
+        (adapter, threads, ...)."""
         opts: Dict[str, Any] = {"path": path, **options}
         if threads is not None:
             opts["threads"] = threads
@@ -320,11 +458,13 @@ class Model(_Handle):
         _check(library().ponder_model_save(self._h, json.dumps(opts).encode()))
 
     def info(self) -> Dict[str, Any]:
+        """Shape and tokenizer facts (ponder_model_info): vocab_size, context_length, chat_template, ..."""
         out = ctypes.c_void_p()
         _check(library().ponder_model_info(self._h, ctypes.byref(out)))
         return json.loads(_take_string(out))
 
     def tokenize(self, text: str, parse_special: bool = True) -> List[int]:
+        """Token ids of `text`; parse_special turns special-token text ("<|im_end|>") into its token."""
         lib = library()
         data = _encode(text, "text")
         n = ctypes.c_size_t()
@@ -336,7 +476,14 @@ class Model(_Handle):
         return list(buf[: n.value])
 
     def detokenize(self, ids: Sequence[int]) -> str:
+        """The text of token ids. An id that is not an int in the C ABI's int32 range raises
+        InvalidArgument naming it (never a silent wrap); ids outside the vocabulary do too."""
         ids = list(ids)
+        for i, t in enumerate(ids):
+            if isinstance(t, bool) or not isinstance(t, int):
+                raise InvalidArgument(1, f"ids[{i}]: expected an int, got {type(t).__name__}")
+            if not -2**31 <= t < 2**31:
+                raise InvalidArgument(1, f"ids[{i}]: token id {t} is outside the int32 range of the C API")
         arr = (ctypes.c_int32 * max(1, len(ids)))(*ids)
         out = ctypes.c_void_p()
         n = ctypes.c_size_t()
@@ -372,6 +519,18 @@ class Model(_Handle):
                 raise failure[0]
             _check(status)
         return json.loads(_take_string(out))
+
+    def stream(self, prompt: Optional[str] = None, **request: Any) -> "Stream":
+        """generate() as an iterator of Piece(sequence, token, text), in order, as the text
+        becomes final; the result (GenerateResult) is .result once the iterator is exhausted.
+        Leaving the loop early (break, close()) cancels the generation.
+
+            for piece in model.stream("What is 7*6?", chat=True, max_tokens=64):
+                print(piece.text, end="", flush=True)
+        """
+        if prompt is not None:
+            request["prompt"] = prompt
+        return Stream(self, request)
 
     def infer(self, prompt: Optional[str] = None, *, strategy: str = "single",
               scorers: Optional[Dict[str, Any]] = None,
@@ -416,6 +575,68 @@ class Model(_Handle):
         return json.loads(_take_string(out))
 
 
+class Stream:
+    """Model.stream's iterator: generation runs on a worker thread, pieces cross a queue."""
+
+    _END = object()
+
+    def __init__(self, model: Model, request: Dict[str, Any]):
+        import queue
+        import threading
+        self.result: Optional[GenerateResult] = None
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=256)
+        self._stop = threading.Event()
+        self._error: Optional[BaseException] = None
+
+        def on_token(seq: int, tok: int, text: str) -> bool:
+            if self._stop.is_set():
+                return False
+            self._queue.put(Piece(seq, tok, text))
+            return not self._stop.is_set()
+
+        def work() -> None:
+            try:
+                self.result = model.generate(on_token=on_token, **request)
+            except BaseException as e:  # handed to the consumer
+                self._error = e
+            finally:
+                self._queue.put(Stream._END)
+
+        self._thread = threading.Thread(target=work, name="ponder-stream", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[Piece]:
+        """The pieces, in order."""
+        return self
+
+    def __next__(self) -> Piece:
+        """The next piece; StopIteration at the end, or the generation's error."""
+        item = self._queue.get()
+        if item is Stream._END:
+            self._thread.join()
+            if self._error is not None and not (self._stop.is_set() and isinstance(self._error, Cancelled)):
+                e, self._error = self._error, None
+                raise e
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Cancels the generation (if still running) and waits for it to stop."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except Exception:
+                pass
+        self._thread.join()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Trainer(_Handle):
     """A training run of config["kind"] ("sft", the default, or "grpo": keys as in ponder.h:
     model, lora, data, training, output, threads; GRPO adds reward). Not thread-safe."""
@@ -428,20 +649,28 @@ class Trainer(_Handle):
         self._rewards: Dict[str, Any] = {}
         self._reward_errors: List[BaseException] = []
 
-    def set_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
+    def register_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
         """Registers a custom reward of a "grpo" trainer, declared in config["reward"]["custom"]:
         fn(prompt, completion, reference) -> score, or None for no score. An exception inside
         fn counts as no score for that completion and is re-raised after the step."""
         cb = _reward_callback(fn, self._reward_errors)
         self._rewards[name] = cb  # kept alive as long as the trainer may call it
-        _check(library().ponder_trainer_set_reward(self._h, name.encode(), cb, None))
+        _check(library().ponder_trainer_register_reward(self._h, _encode(name, "name"), cb, None))
 
-    def set_environment(self, name: str, factory: Callable[..., Any]) -> None:
+    def register_environment(self, name: str, factory: Callable[..., Any]) -> None:
         """Registers the environment config["environment"]["name"] names (one not built in):
         a class (or callable) with reset(seed, task) and step(action), as _Environment says."""
         env = _Environment(factory, self._reward_errors)
         self._rewards["environment:" + name] = env  # kept alive as long as the trainer may call it
-        _check(library().ponder_trainer_set_environment(self._h, _encode(name, "name"), ctypes.byref(env.struct)))
+        _check(library().ponder_trainer_register_environment(self._h, _encode(name, "name"), ctypes.byref(env.struct)))
+
+    def set_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
+        """The earlier name of register_reward (kept as an alias)."""
+        self.register_reward(name, fn)
+
+    def set_environment(self, name: str, factory: Callable[..., Any]) -> None:
+        """The earlier name of register_environment (kept as an alias)."""
+        self.register_environment(name, factory)
 
     def _raise_reward_errors(self) -> None:
         if self._reward_errors:
@@ -450,6 +679,7 @@ class Trainer(_Handle):
             raise e
 
     def step(self) -> Dict[str, Any]:
+        """One optimizer step; its metrics ({"step", "loss", "learning_rate", ...})."""
         out = ctypes.c_void_p()
         status = library().ponder_trainer_step(self._h, ctypes.byref(out))
         self._raise_reward_errors()
@@ -478,16 +708,19 @@ class Trainer(_Handle):
         return json.loads(_take_string(out))
 
     def evaluate(self) -> Dict[str, Any]:
+        """eval_* metrics of the current weights on the config's eval data."""
         out = ctypes.c_void_p()
         _check(library().ponder_trainer_evaluate(self._h, ctypes.byref(out)))
         return json.loads(_take_string(out))
 
     def save(self, directory: str) -> str:
+        """Saves a checkpoint under `directory`; returns its path."""
         out = ctypes.c_void_p()
         _check(library().ponder_trainer_save(self._h, directory.encode(), ctypes.byref(out)))
         return _take_string(out)
 
     def model(self) -> Model:
+        """The model being trained, as a Model handle (generate from it between steps)."""
         handle = ctypes.c_void_p()
         _check(library().ponder_trainer_model(self._h, ctypes.byref(handle)))
         return Model(handle)
@@ -496,7 +729,6 @@ class Trainer(_Handle):
 # ---- Pipelines (ponder.h, "Pipelines") ------------------------------------------------------
 
 EVENT_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_void_p)
-__all__ += ["Pipeline", "default_config", "validate_config"]
 
 
 def _pipeline_library() -> ctypes.CDLL:
@@ -574,6 +806,7 @@ class Pipeline(_Handle):
 
     @classmethod
     def resume(cls, run_dir: str, *, on_event: Optional[Callable[[Dict[str, Any]], Optional[bool]]] = None) -> "Pipeline":
+        """The pipeline of a run directory, to continue from its last checkpoint."""
         handle = ctypes.c_void_p()
         _check(_pipeline_library().ponder_pipeline_resume(_encode(run_dir, "run_dir"), ctypes.byref(handle)))
         return cls(on_event=on_event, _handle=handle)
@@ -644,6 +877,7 @@ class Pipeline(_Handle):
         self._blocking(lambda: _pipeline_library().ponder_pipeline_run(h))
 
     def run_stage(self, index: int) -> None:
+        """Runs stage `index` alone (blocking; Ctrl-C cancels with a checkpoint)."""
         h = self._h
         self._blocking(lambda: _pipeline_library().ponder_pipeline_run_stage(h, index))
 
@@ -652,6 +886,7 @@ class Pipeline(_Handle):
         _check(_pipeline_library().ponder_pipeline_cancel(self._h))
 
     def status(self) -> Dict[str, Any]:
+        """{"state", "stage", "step", "total_steps", "eta_seconds", "stages", ...} (safe from any thread)."""
         out = ctypes.c_void_p()
         _check(_pipeline_library().ponder_pipeline_status(self._h, ctypes.byref(out)))
         return json.loads(_take_string(out))
