@@ -17,12 +17,30 @@
  *    no-op; nothing ever traps or aborts.
  *  - JSON numbers are 64-bit: NaN, Infinity, an integer beyond 64 bits or a number that
  *    overflows a double is PONDER_ERR_PARSE with its byte offset.
+ *  - The library is compiled for x86-64 with AVX2 and FMA. On a CPU without them every call
+ *    that returns a status returns PONDER_ERR_UNSUPPORTED, naming the missing features, before
+ *    anything else runs (never SIGILL). AVX-512 kernels are used where cpuid reports AVX-512F
+ *    (valgrind's emulated CPU does not: under valgrind the AVX2 kernels run).
+ *  - Lengths a request leaves at their defaults (max_tokens, max_new_tokens: 256) are cut to
+ *    what the model's context leaves after the prompt, and the result's "notes" say so; a
+ *    length given explicitly that does not fit is PONDER_ERR_INVALID_ARGUMENT naming it.
  *  - Model files are read only if they are regular files (a FIFO or device is PONDER_ERR_IO,
  *    at once); every size and offset in them is checked against the file before anything is
  *    allocated for it (PONDER_ERR_FORMAT names the tensor or byte offset).
  *  - Callbacks are a function pointer plus a `void *user` passed back unchanged. A callback
  *    that returns bool (tokens, training metrics) returns false to cancel, everywhere: the call
  *    then returns PONDER_ERR_CANCELLED and no result; each function says what state it leaves.
+ *  - Inside a callback (a token callback, a trainer's metrics callback, a reward or environment
+ *    callback, a pipeline's event callback) these may be called: ponder_tokenize,
+ *    ponder_detokenize, ponder_model_info, ponder_generate*, ponder_infer* on any model
+ *    (generation on the trainer's own model is allowed between its updates, which is when
+ *    rewards and environments run), ponder_score, ponder_pipeline_status and
+ *    ponder_pipeline_cancel, ponder_last_error, ponder_status_string, ponder_string_new and
+ *    ponder_string_free, and any call on another handle. The handle whose call is running may
+ *    not be re-entered: ponder_trainer_step / run / evaluate / save / register_* on that trainer
+ *    and ponder_pipeline_run / run_stage / register_* on that pipeline return PONDER_ERR_MISUSE
+ *    and change nothing (the same answer a second thread gets while a call runs). Freeing the
+ *    running handle from its own callback cancels the run (pipelines) or fails the next call.
  *
  * Threading: a ponder_model is immutable once loaded (except through a trainer, below). ponder_tokenize, ponder_detokenize,
  * ponder_model_info, ponder_generate* and ponder_infer* may be called on the same model from several threads
@@ -30,7 +48,7 @@
  * the same handle from other threads: a call already running keeps the model alive until it
  * returns, but a call that starts after the free gets PONDER_ERR_MISUSE. The thread count
  * ("threads" in the load options) is process-wide. A ponder_trainer is used
- * by one thread at a time.
+ * by one thread at a time: a call made while another call on it runs returns PONDER_ERR_MISUSE.
  */
 #ifndef PONDER_H
 #define PONDER_H

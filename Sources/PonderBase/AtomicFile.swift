@@ -11,6 +11,7 @@ public final class AtomicFile {
     var written = 0
 
     public init(path: String) throws {
+        try checkPath(path)
         self.path = path
         tmp = path + ".tmp-\(getpid())"
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -73,6 +74,7 @@ public func syncDirectory(of path: String) {
 
 /// mkdir -p
 public func makeDirectories(_ path: String) throws {
+    try checkPath(path)
     var cur = path.hasPrefix("/") ? "" : "."
     for part in path.split(separator: "/") {
         cur += "/" + part

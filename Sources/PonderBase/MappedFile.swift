@@ -11,6 +11,7 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
 
     public init(path: String) throws {
+        try checkPath(path)
         self.path = path
         // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
         // Only regular files are mapped; the flag has no effect on them.
@@ -63,4 +64,22 @@ public func monotonicSeconds() -> Double {
 /// the one ETA of every progress report. 0 before the first unit is done.
 public func etaSeconds(since start: Double, done: Int, total: Int) -> Double {
     done > 0 ? (monotonicSeconds() - start) / Double(done) * Double(max(0, total - done)) : 0
+}
+
+/// A path bound for the file system: one with a NUL byte would name the file before the NUL (a
+/// C string ends there), so it is refused, with the NUL shown, wherever a path is opened,
+/// created or listed.
+public func checkPath(_ path: String) throws {
+    guard path.utf8.contains(0) else { return }
+    let shown = path.replacingNULs()
+    throw PonderError(.invalidArgument, "path \"\(shown)\" contains a NUL byte (U+0000): no file can be named so")
+}
+
+extension String {
+    /// The string with each NUL written as \u0000, for messages.
+    public func replacingNULs() -> String {
+        var out = ""
+        for c in unicodeScalars { if c == "\0" { out += "\\u0000" } else { out.unicodeScalars.append(c) } }
+        return out
+    }
 }

@@ -44,6 +44,10 @@ public struct PonderError: Error, CustomStringConvertible, Sendable {
 
     public let code: Code
     public let message: String
+    /// Where in a JSON document the problem is, and what it is there, when a layer below the
+    /// config readers found it (a repeated key): validation reports it at that path.
+    public var jsonPath: String?
+    public var detail: String?
 
     public init(_ code: Code, _ message: String) {
         self.code = code

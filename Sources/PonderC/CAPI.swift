@@ -106,15 +106,18 @@ public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar
         guard textLen < UInt(Int32.max) else { throw PonderError.invalid("text_len: \(textLen) out of range (at most \(Int32.max - 1) bytes)") }
         let s = try cString(text, "text", length: Int(textLen))
         let tokens = m.tokenizer.encode(s, parseSpecial: parseSpecial)
-        nIDs.pointee = UInt(tokens.count)
+        // The one failure that writes an output is BUFFER_TOO_SMALL (n_ids: the size needed);
+        // every other leaves them untouched, as the header promises.
         guard UInt(tokens.count) <= capacity else {
+            nIDs.pointee = UInt(tokens.count)
             throw PonderError(.bufferTooSmall, "ids: capacity \(capacity) < \(tokens.count) tokens (n_ids holds the size needed)")
         }
         guard let ids else {
-            if tokens.isEmpty { return }
+            if tokens.isEmpty { nIDs.pointee = 0; return }
             throw PonderError(.misuse, "ids is NULL with capacity \(capacity)")
         }
         for (i, t) in tokens.enumerated() { ids[i] = t }
+        nIDs.pointee = UInt(tokens.count)
     }
 }
 

@@ -111,9 +111,10 @@ public func ponder_string_new(_ s: UnsafePointer<CChar>?) -> UnsafeMutablePointe
 @_cdecl("ponder_trainer_register_environment")
 public func ponder_trainer_register_environment(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ env: UnsafeRawPointer?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t).trainer
+        let box = try trainers.get(t)
         let n = try cString(name, "name")
-        try tr.registerEnvironment(n, try CEnvironment(env).maker)
+        let maker = try CEnvironment(env).maker
+        try box.exclusive("ponder_trainer_register_environment") { try $0.registerEnvironment(n, maker) }
     }
 }
 

@@ -22,8 +22,8 @@ public func ponder_pipeline_validate(_ config: UnsafePointer<CChar>?, _ out: Uns
         let problems: [(path: String, message: String)]
         do {
             problems = PipelineConfig.validate(try parseJSON(config, "config_json"))
-        } catch let e as PonderError where e.code == .parse {
-            problems = [("<root>", e.message)]
+        } catch let e as PonderError where e.code == .parse || e.jsonPath != nil {
+            problems = [(e.jsonPath ?? "<root>", e.detail ?? e.message)]
         }
         out.pointee = try cStringCopy(PipelineConfig.errorsJSON(problems).serialized())
     }

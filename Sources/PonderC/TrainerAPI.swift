@@ -10,7 +10,23 @@ import PonderTrain
 /// boxed because HandleTable holds class instances and `any Trainer` is not one.
 final class TrainerBox {
     let trainer: any Trainer
+    private var busy = false
+    private let lock = Lock()
     init(_ trainer: any Trainer) { self.trainer = trainer }
+
+    /// Runs `body` as the trainer's one call in progress. A second call while it runs — from one
+    /// of the trainer's own callbacks (a reward stepping the trainer) or from another thread —
+    /// is MISUSE, never a nested step.
+    func exclusive<T>(_ what: String, _ body: (any Trainer) throws -> T) throws -> T {
+        try lock.locked {
+            if busy {
+                throw PonderError(.misuse, "\(what): the trainer is inside another call (re-entered from its own callback, or used from two threads at once)")
+            }
+            busy = true
+        }
+        defer { lock.locked { busy = false } }
+        return try body(trainer)
+    }
 }
 
 let trainers = HandleTable<TrainerBox>(kind: "trainer")
@@ -29,11 +45,12 @@ public func ponder_trainer_free(_ t: OpaquePointer?) { trainers.remove(t) }
 @_cdecl("ponder_trainer_step")
 public func ponder_trainer_step(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t).trainer
-        let r = tr.training
-        guard r.step < r.totalSteps else { throw PonderError(.misuse, "training is finished (\(r.totalSteps) steps)") }
-        let m = try tr.trainStep()
-        if let out { out.pointee = try cStringCopy(m.json.serialized()) }
+        try trainers.get(t).exclusive("ponder_trainer_step") { tr in
+            let r = tr.training
+            guard r.step < r.totalSteps else { throw PonderError(.misuse, "training is finished (\(r.totalSteps) steps)") }
+            let m = try tr.trainStep()
+            if let out { out.pointee = try cStringCopy(m.json.serialized()) }
+        }
     }
 }
 
@@ -43,14 +60,15 @@ public typealias MetricsCallbackC = @convention(c) (UnsafePointer<CChar>?, Unsaf
 public func ponder_trainer_run(_ t: OpaquePointer?, _ cb: MetricsCallbackC?, _ user: UnsafeMutableRawPointer?,
                                _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t).trainer
-        let last = try tr.run { m in cb.map { f in m.json.serialized().withCString { f($0, user) } } ?? true }
-        if let out {
-            let r = tr.training
-            var f: [(String, JSONValue)] = [("global_step", .int(Int64(r.step))), ("total_steps", .int(Int64(r.totalSteps)))]
-            if let last { f.append(("last", last.json)) }
-            if let d = r.config.outputDir, let c = Checkpoints.latest(in: d) { f.append(("checkpoint", .string(c))) }
-            out.pointee = try cStringCopy(JSONValue.object(f).serialized())
+        try trainers.get(t).exclusive("ponder_trainer_run") { tr in
+            let last = try tr.run { m in cb.map { f in m.json.serialized().withCString { f($0, user) } } ?? true }
+            if let out {
+                let r = tr.training
+                var f: [(String, JSONValue)] = [("global_step", .int(Int64(r.step))), ("total_steps", .int(Int64(r.totalSteps)))]
+                if let last { f.append(("last", last.json)) }
+                if let d = r.config.outputDir, let c = Checkpoints.latest(in: d) { f.append(("checkpoint", .string(c))) }
+                out.pointee = try cStringCopy(JSONValue.object(f).serialized())
+            }
         }
     }
 }
@@ -59,9 +77,10 @@ public func ponder_trainer_run(_ t: OpaquePointer?, _ cb: MetricsCallbackC?, _ u
 public func ponder_trainer_evaluate(_ t: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
         let out = try output(out, "out_json")
-        let tr = try trainers.get(t).trainer
-        let metrics = try tr.evaluationMetrics()
-        out.pointee = try cStringCopy(JSONValue.object([("step", .int(Int64(tr.training.step)))] + metrics).serialized())
+        try trainers.get(t).exclusive("ponder_trainer_evaluate") { tr in
+            let metrics = try tr.evaluationMetrics()
+            out.pointee = try cStringCopy(JSONValue.object([("step", .int(Int64(tr.training.step)))] + metrics).serialized())
+        }
     }
 }
 
@@ -69,10 +88,12 @@ public func ponder_trainer_evaluate(_ t: OpaquePointer?, _ out: UnsafeMutablePoi
 public func ponder_trainer_save(_ t: OpaquePointer?, _ dir: UnsafePointer<CChar>?,
                                 _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t).trainer
+        let box = try trainers.get(t)
         let d = try cString(dir, "dir")
-        let path = try tr.training.save(to: d)
-        if let out { out.pointee = try cStringCopy(path) }
+        try box.exclusive("ponder_trainer_save") { tr in
+            let path = try tr.training.save(to: d)
+            if let out { out.pointee = try cStringCopy(path) }
+        }
     }
 }
 
@@ -110,10 +131,10 @@ func cReward(_ fn: RewardFnC, _ u: UserPointer) -> CustomReward {
 public func ponder_trainer_register_reward(_ t: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: RewardFnC?,
                                            _ user: UnsafeMutableRawPointer?) -> Int32 {
     guarded {
-        let tr = try trainers.get(t).trainer
+        let box = try trainers.get(t)
         let n = try cString(name, "name")
         guard let fn else { throw PonderError(.misuse, "fn is NULL") }
-        try tr.registerReward(n, cReward(fn, UserPointer(p: user)))
+        try box.exclusive("ponder_trainer_register_reward") { try $0.registerReward(n, cReward(fn, UserPointer(p: user))) }
     }
 }
 

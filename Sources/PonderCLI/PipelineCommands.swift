@@ -24,7 +24,7 @@ func pipelineCommand(_ p: Parsed) {
         do {
             problems = PipelineConfig.validate(try JSONValue.parse(file: path))
         } catch let e as PonderError {
-            problems = [("<root>", e.message)]
+            problems = [(e.jsonPath ?? "<root>", e.detail ?? e.message)]
         } catch { problems = [("<root>", "\(error)")] }
         if p.json {
             print(PipelineConfig.errorsJSON(problems).serialized())

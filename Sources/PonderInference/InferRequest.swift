@@ -1,5 +1,6 @@
 import PonderBase
 import PonderJSON
+import PonderRewards
 import PonderModel
 
 /// How an answer is chosen (the request's "strategy").
@@ -87,7 +88,9 @@ public struct InferRequest {
         }
         if let w = r.object("scorer_weights") {
             for k in scorerWeights.indices {
-                if let d = w.double(scorerWeights[k].name, "a finite number", valid: { _ in true }) { scorerWeights[k].weight = d }
+                if let d = w.double(scorerWeights[k].name, "a number in [-1e6, 1e6]", valid: { abs($0) <= maxRewardWeight }) {
+                    scorerWeights[k].weight = d
+                }
             }
             w.rejectUnknownKeys()
         }

@@ -58,6 +58,14 @@ public final class JSONReader {
         return s
     }
 
+    /// A string that names a file or directory: one with a NUL byte fails here, at its key
+    /// (the file system would read only the part before the NUL).
+    public func path(_ key: String) -> String? {
+        guard let s = string(key) else { return nil }
+        if s.utf8.contains(0) { fail(key, "contains a NUL byte (U+0000): no file can be named so"); return nil }
+        return s
+    }
+
     public func bool(_ key: String) -> Bool? {
         guard let v = value(key) else { return nil }
         guard case let .bool(b) = v else { fail(key, "expected a boolean, got \(v.typeName)"); return nil }

@@ -95,6 +95,7 @@ extension JSONValue {
             throw PonderError(.parse, "\(what): invalid JSON at byte offset \(i): trailing characters after the value")
         }
         try checkNumbers(bytes, what: what)
+        try checkDuplicateKeys(bytes, what: what)
         return convert(obj)
     }
 
@@ -161,6 +162,84 @@ extension JSONValue {
                 throw fail(start, "number \(text) is out of range")
             }
         }
+    }
+
+    /// json-c keeps the last of two equal keys in an object without a word, so a config that
+    /// gives "beta" twice would run with one of them silently. One pass over the (already
+    /// validated) text rejects a repeated key with its path and both byte offsets.
+    static func checkDuplicateKeys(_ b: UnsafeRawBufferPointer, what: String) throws {
+        enum Level { case object(keys: [String: Int], key: String?, expectKey: Bool), array(index: Int) }
+        var stack: [Level] = []
+        func path(_ last: String?) -> String {
+            var p = ""
+            for level in stack.dropLast() {
+                switch level {
+                case let .object(_, key, _): p += (p.isEmpty ? "" : ".") + (key ?? "")
+                case let .array(index): p += "[\(index)]"
+                }
+            }
+            if let last { p += (p.isEmpty ? "" : ".") + last }
+            return p.isEmpty ? "<root>" : p
+        }
+        var i = 0
+        let n = b.count
+        while i < n {
+            switch b[i] {
+            case 0x7B: stack.append(.object(keys: [:], key: nil, expectKey: true)); i += 1
+            case 0x5B: stack.append(.array(index: 0)); i += 1
+            case 0x7D, 0x5D: _ = stack.popLast(); i += 1
+            case 0x2C:
+                switch stack.last {
+                case let .object(keys, key, _)?: stack[stack.count - 1] = .object(keys: keys, key: key, expectKey: true)
+                case let .array(index)?: stack[stack.count - 1] = .array(index: index + 1)
+                case nil: break
+                }
+                i += 1
+            case 0x22:
+                let start = i
+                i += 1
+                while i < n && b[i] != 0x22 { i += b[i] == 0x5C ? 2 : 1 }
+                let raw = UnsafeRawBufferPointer(rebasing: b[(start + 1)..<min(i, n)])
+                i += 1
+                guard case .object(var keys, _, true)? = stack.last else { continue }
+                let key = unescapeKey(raw)
+                if let first = keys[key] {
+                    let detail = "given twice (byte offsets \(first) and \(start)); a key may appear once per object"
+                    var e = PonderError(.invalidArgument, "\(what): \(path(key)): \(detail)")
+                    (e.jsonPath, e.detail) = (path(key), detail)
+                    throw e
+                }
+                keys[key] = start
+                stack[stack.count - 1] = .object(keys: keys, key: key, expectKey: false)
+            default: i += 1
+            }
+        }
+    }
+
+    /// A JSON string's content (json-c validated its escapes) as the key it names.
+    static func unescapeKey(_ raw: UnsafeRawBufferPointer) -> String {
+        guard raw.contains(0x5C) else { return String(decoding: raw, as: UTF8.self) }
+        var out: [UInt8] = []
+        var units: [UInt16] = []
+        func flushUnits() {
+            if !units.isEmpty { out += Array(String(decoding: units, as: UTF16.self).utf8); units = [] }
+        }
+        var i = 0
+        while i < raw.count {
+            guard raw[i] == 0x5C, i + 1 < raw.count else { flushUnits(); out.append(raw[i]); i += 1; continue }
+            let e = raw[i + 1]
+            if e == 0x75, i + 6 <= raw.count, let u = UInt16(String(decoding: UnsafeRawBufferPointer(rebasing: raw[(i + 2)..<(i + 6)]), as: UTF8.self), radix: 16) {
+                units.append(u)
+                i += 6
+                continue
+            }
+            flushUnits()
+            let map: [UInt8: UInt8] = [0x62: 0x08, 0x66: 0x0C, 0x6E: 0x0A, 0x72: 0x0D, 0x74: 0x09]
+            out.append(map[e] ?? e)
+            i += 2
+        }
+        flushUnits()
+        return String(decoding: out, as: UTF8.self)
     }
 
     private static func isLiteralNull(_ bytes: UnsafeRawBufferPointer) -> Bool {

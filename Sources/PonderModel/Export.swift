@@ -18,7 +18,7 @@ public struct ExportOptions: Sendable {
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
-        let p = r.string("path")
+        let p = r.path("path")
         if p == nil && !r.has("path") { r.failHere("missing \"path\"") }
         var f: Format = (p?.hasSuffix(".gguf") ?? false) ? .gguf : .safetensors
         if let s = r.string("format") {

@@ -18,10 +18,10 @@ public struct ModelOptions: Sendable {
 
     public init(json: JSONValue) throws {
         let r = JSONReader(json)
-        let p = r.string("path")
+        let p = r.path("path")
         if p == nil && !r.has("path") { r.failHere("missing \"path\" (a .gguf file or a Hugging Face model directory)") }
         threads = r.int("threads", in: 1...256)
-        adapter = r.string("adapter")
+        adapter = r.path("adapter")
         try r.finish()
         path = p ?? ""
     }

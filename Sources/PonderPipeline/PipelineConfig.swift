@@ -105,7 +105,7 @@ public struct PipelineConfig: Sendable {
         }
         outputDir = ""
         if let o = r.object("output") {
-            if let d = o.string("dir"), !d.isEmpty { outputDir = d } else if !o.hasErrors { o.fail("dir", "required: the run directory") }
+            if let d = o.path("dir"), !d.isEmpty { outputDir = d } else if !o.hasErrors { o.fail("dir", "required: the run directory") }
             saveSteps = o.int("save_steps", in: 0...100_000_000) ?? saveSteps
             saveTotalLimit = o.int("save_total_limit", in: 1...1000) ?? saveTotalLimit
             o.rejectUnknownKeys()

@@ -75,7 +75,10 @@ public struct RewardConfig: Sendable, Equatable {
         if let ws = r.array("reward_weights") {
             var out: [Double] = []
             for (i, w) in ws.enumerated() {
-                guard let d = w.asDouble, d.isFinite else { r.fail("reward_weights[\(i)]", "expected a finite number, got \(w.typeName)"); continue }
+                guard let d = w.asDouble, abs(d) <= maxRewardWeight else {
+                    r.fail("reward_weights[\(i)]", "expected a number in [-1e6, 1e6], got \(w.serialized())")
+                    continue
+                }
                 out.append(d)
             }
             if ws.count != rewards.count {
@@ -103,3 +106,8 @@ public struct RewardConfig: Sendable, Equatable {
         if let d = r.double("repetition_max_penalty", "a number <= 0", valid: { $0 <= 0 }) { repetitionMaxPenalty = d }
     }
 }
+
+/// The largest weight a reward, scorer or environment may have: any weight × a score in
+/// [-1, 1] summed over a few rewards stays finite and meaningful (1.7e308 made every total
+/// overflow to infinity and so "no score").
+public let maxRewardWeight = 1e6

@@ -41,10 +41,14 @@ public enum DataSource: Sendable, Equatable {
 
     public init?(_ r: JSONReader, _ key: String) {
         guard let v = r.value(key) else { return nil }
-        if let s = v.asString { self = .jsonl(s); return }
+        if let s = v.asString {
+            if s.utf8.contains(0) { r.fail(key, "contains a NUL byte (U+0000): no file can be named so"); return nil }
+            self = .jsonl(s)
+            return
+        }
         guard let g = r.object(key) else { return nil }
         if g.has("path") {
-            let path = g.string("path")
+            let path = g.path("path")
             var traces = Datasets.ArithmeticTraces.worked
             if let t = g.string("traces") {
                 if t == "worked" || t == "tool" { traces = Datasets.ArithmeticTraces(rawValue: t)! } else {

@@ -67,7 +67,7 @@ public struct RejectionSamplingConfig: Sendable {
         for (i, name) in require.enumerated() where !reward.rewards.contains(name) {
             r.fail("require[\(i)]", "\"\(name)\" is not one of the rewards (\(reward.rewards.joined(separator: ", ")))")
         }
-        output = r.string("output")
+        output = r.path("output")
         r.rejectUnknownKeys()
     }
 }

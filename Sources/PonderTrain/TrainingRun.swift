@@ -13,7 +13,7 @@ public enum ModelSpec: Sendable {
 
     /// {"path": "..."} or {"scratch": {"hidden_size": 64, ...}} (byte-level tokenizer).
     public init(reader r: JSONReader) {
-        if let p = r.string("path") {
+        if let p = r.path("path") {
             self = .path(p)
         } else if let s = r.object("scratch") {
             let tok = (try? Tokenizer.byteLevel().vocabSize) ?? 259
@@ -188,7 +188,7 @@ public final class TrainingRun {
 
         /// The keys of an "output" object (the caller rejects unknown keys).
         public mutating func read(output o: JSONReader) {
-            outputDir = o.string("dir")
+            outputDir = o.path("dir")
             saveSteps = o.int("save_steps", in: 0...100_000_000) ?? saveSteps
             saveTotalLimit = o.int("save_total_limit", in: 1...1000) ?? saveTotalLimit
             resume = o.bool("resume") ?? resume

@@ -381,9 +381,13 @@ static void case_tokenize(void) {
     CHECK(ponder_tokenize(m, NULL, 0, true, ids, 64, &n), MISUSE | OK);
     CHECK(ponder_tokenize(m, NULL, 5, true, ids, 64, &n), MISUSE);
     CHECK(ponder_tokenize(m, "hi", 2, true, ids, 64, NULL), MISUSE);
+    n = 77;
     CHECK(ponder_tokenize(m, "hello", 5, true, NULL, 64, &n), MISUSE);
+    CHECK(ponder_tokenize(m, "hello", 5, true, NULL, SIZE_MAX, &n), MISUSE);
     CHECK(ponder_tokenize(m, "hi", SIZE_MAX, true, ids, 64, &n), INVALID | MISUSE);
     CHECK(ponder_tokenize(m, "hi", (size_t)INT64_MAX + 7, true, ids, 64, &n), INVALID | MISUSE);
+    /* Every failure but BUFFER_TOO_SMALL leaves n_ids untouched (the header's promise). */
+    EXPECT(n == 77, "n_ids written by a failing call (%zu)", n);
     /* Sizing call: capacity 0 and ids NULL report the count. */
     n = 0;
     CHECK(ponder_tokenize(m, "12 + 7 = 19", 11, true, NULL, 0, &n), SMALL);

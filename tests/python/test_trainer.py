@@ -95,3 +95,27 @@ def test_grpo_min_completion_length(tmp_path):
         lengths[minimum] = (m["completions/min_length"], m["completions/mean_length"])
     assert lengths[16] == (16, 16)
     assert lengths[0][0] < 16, lengths
+
+
+def test_a_reward_that_reenters_its_trainer_is_refused(tmp_path):
+    """ponder_trainer_step from inside the trainer's own reward callback is MISUSE (it ran a
+    nested step before); calls the header allows inside a callback still work there."""
+    cfg = grpo_config(tmp_path)
+    cfg["training"]["max_steps"] = 3
+    t = ponder.Trainer(cfg)
+    refused, allowed = [], []
+
+    def vowels(prompt, completion, reference):
+        for call in (t.step, t.evaluate, lambda: t.save(str(tmp_path / "inside")), lambda: t.register_reward("vowels", vowels)):
+            try:
+                call()
+            except ponder.Misuse as e:
+                refused.append(str(e))
+        allowed.append(ponder.score([completion], rewards=["format"])[0]["total"] is not None)
+        return 0.0
+
+    t.register_reward("vowels", vowels)
+    assert t.step()["step"] == 1
+    assert len(refused) == 4 * 6 and all("inside another call" in r for r in refused), refused[:2]
+    assert allowed and all(allowed)
+    assert t.step()["step"] == 2, "the trainer goes on normally after refusing"

@@ -654,15 +654,17 @@ class Trainer(_Handle):
         fn(prompt, completion, reference) -> score, or None for no score. An exception inside
         fn counts as no score for that completion and is re-raised after the step."""
         cb = _reward_callback(fn, self._reward_errors)
-        self._rewards[name] = cb  # kept alive as long as the trainer may call it
         _check(library().ponder_trainer_register_reward(self._h, _encode(name, "name"), cb, None))
+        # Kept alive as long as the trainer may call it; replaced only once the library took
+        # the new one (a refused registration leaves the old one in use).
+        self._rewards[name] = cb
 
     def register_environment(self, name: str, factory: Callable[..., Any]) -> None:
         """Registers the environment config["environment"]["name"] names (one not built in):
         a class (or callable) with reset(seed, task) and step(action), as _Environment says."""
         env = _Environment(factory, self._reward_errors)
-        self._rewards["environment:" + name] = env  # kept alive as long as the trainer may call it
         _check(library().ponder_trainer_register_environment(self._h, _encode(name, "name"), ctypes.byref(env.struct)))
+        self._rewards["environment:" + name] = env  # alive as long as the trainer may call it
 
     def set_reward(self, name: str, fn: Callable[[str, str, Optional[str]], Optional[float]]) -> None:
         """The earlier name of register_reward (kept as an alias)."""
@@ -829,15 +831,15 @@ class Pipeline(_Handle):
         """A custom reward declared in the config's reward.custom: fn(prompt, completion,
         reference) -> score, or None for no score."""
         cb = _reward_callback(fn, self._errors)
-        self._rewards[name] = cb  # alive as long as the pipeline may call it
         _check(_pipeline_library().ponder_pipeline_register_reward(self._h, _encode(name, "name"), cb, None))
+        self._rewards[name] = cb  # alive as long as the pipeline may call it
 
     def register_environment(self, name: str, factory: Callable[..., Any]) -> None:
         """The environment a grpo stage's "environment": {"name"} names (one not built in): a
         class (or callable) with reset(seed, task) and step(action), as Trainer.set_environment."""
         env = _Environment(factory, self._errors)
-        self._rewards["environment:" + name] = env  # alive as long as the pipeline may call it
         _check(_pipeline_library().ponder_pipeline_register_environment(self._h, _encode(name, "name"), ctypes.byref(env.struct)))
+        self._rewards["environment:" + name] = env  # alive as long as the pipeline may call it
 
     def _blocking(self, call: Callable[[], int]) -> None:
         import threading

@@ -1,0 +1,56 @@
+"""Issue 24's classes: inputs that used to load or pass with status 0 but were wrong, each now
+an error that names its key, path or byte offset."""
+import json
+import os
+
+import pytest
+
+import ponder
+from conftest import MODEL
+
+
+def test_duplicate_keys_are_rejected_with_their_path(model):
+    import ctypes
+    out = ctypes.c_void_p()
+    with pytest.raises(ponder.InvalidArgument, match=r"max_tokens: given twice"):
+        ponder._check(ponder.library().ponder_generate(model._h, b'{"prompt": "hi", "max_tokens": 2, "max_tokens": 9}',
+                                                      ctypes.byref(out)))
+    errors = ponder.validate_config('{"model": {"path": "m"}, "stages": [{"type": "grpo", "beta": 0.1, "beta": 0.2}]}')
+    assert errors == [{"path": "stages[0].beta", "message": errors[0]["message"]}] and "given twice" in errors[0]["message"], errors
+    # Escaped spellings of one key are the same key.
+    with pytest.raises(ponder.InvalidArgument, match=r"items\[0\]\.completion: given twice"):
+        ponder._check(ponder.library().ponder_score(b'{"items": [{"completion": "x", "compl\\u0065tion": "y"}]}', ctypes.byref(out)))
+
+
+def test_null_prompt_is_a_type_error(model):
+    with pytest.raises(ponder.InvalidArgument, match=r"prompt: expected a string, got null"):
+        import ctypes
+        out = ctypes.c_void_p()
+        ponder._check(ponder.library().ponder_generate(model._h, b'{"prompt": null, "max_tokens": 2}', ctypes.byref(out)))
+
+
+def test_weights_are_bounded():
+    with pytest.raises(ponder.InvalidArgument, match=r"reward_weights\[0\]"):
+        ponder.score(["<think>1</think><answer>1</answer>"], rewards=["format"], reward_weights=[1.7e308])
+    r = ponder.score(["<think>1</think><answer>1</answer>"], rewards=["format"], reward_weights=[1e6])
+    assert r[0]["total"] is not None
+
+
+def test_nul_in_a_path_is_refused(tmp_path):
+    with pytest.raises(ponder.InvalidArgument, match="NUL"):
+        ponder.Model.load(MODEL + "\u0000ignored")
+    (tmp_path / "m").mkdir()
+    cfg = {"kind": "sft", "model": {"scratch": {"hidden_size": 16, "num_layers": 1, "num_heads": 2}},
+           "data": {"train": {"generate": "arithmetic", "count": 4}}, "training": {"max_steps": 1},
+           "output": {"dir": str(tmp_path / "out\u0000x")}}
+    with pytest.raises(ponder.InvalidArgument, match=r"output\.dir: contains a NUL"):
+        ponder.Trainer(cfg)
+    assert not os.path.exists(tmp_path / "out")
+    cfg["output"]["dir"] = str(tmp_path / "ok")
+    cfg["data"]["train"] = str(tmp_path / "data.jsonl") + "\u0000.txt"
+    with pytest.raises(ponder.InvalidArgument, match=r"data\.train: contains a NUL"):
+        ponder.Trainer(cfg)
+    with ponder.Trainer(dict(cfg, data={"train": {"generate": "arithmetic", "count": 4}})) as t:
+        with pytest.raises(ponder.InvalidArgument, match="NUL"):
+            t.model().save(str(tmp_path / "saved\u0000x"))
+        assert not os.path.exists(tmp_path / "saved")
