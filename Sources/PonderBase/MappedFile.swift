@@ -22,7 +22,7 @@ public final class MappedFile: @unchecked Sendable {
         guard fstat(fd, &st) == 0 else { throw PonderError(.io, "\(path): cannot stat") }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw PonderError(.io, "\(path): is a directory") }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw PonderError(.io, "\(path): not a regular file (a FIFO, device or socket cannot be read as a model)")
+            throw PonderError(.io, "\(path): not a regular file (a FIFO, device, socket or directory cannot be read as one)")
         }
         let size = Int(st.st_size)
         if size == 0 {
@@ -82,4 +82,32 @@ extension String {
         for c in unicodeScalars { if c == "\0" { out += "\\u0000" } else { out.unicodeScalars.append(c) } }
         return out
     }
+}
+
+/// What a path must be before a run relies on it.
+public enum PathKind {
+    /// A regular, readable file (data, a GGUF model).
+    case file
+    /// A regular file, or a model folder (a directory with config.json).
+    case model
+}
+
+/// Why `path` cannot serve as `kind` (nil: it can): missing, a directory, a FIFO or device (which
+/// would block or never end), unreadable. Validation reports it at the key that names the path,
+/// before anything runs.
+public func unusablePath(_ path: String, as kind: PathKind) -> String? {
+    if path.utf8.contains(0) { return "contains a NUL byte (U+0000): no file can be named so" }
+    var st = stat()
+    guard stat(path, &st) == 0 else { return "no such file or directory: \(path)" }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG:
+        break
+    case S_IFDIR:
+        guard kind == .model else { return "\(path) is a directory, not a file" }
+        guard access(path + "/config.json", R_OK) == 0 else { return "\(path) is a directory without config.json: not a model folder" }
+        return nil
+    default:
+        return "\(path) is not a regular file (a FIFO, device or socket would block or never end)"
+    }
+    return access(path, R_OK) == 0 ? nil : "\(path) is not readable"
 }

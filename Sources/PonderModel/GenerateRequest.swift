@@ -65,8 +65,8 @@ public struct GenerateRequest: Sendable {
         }
         if !r.has("prompt") && !r.has("messages") { r.failHere("needs \"prompt\" (a string) or \"messages\" (an array)") }
         // Null counts as absent for optional keys; the prompt is what the request is about.
-        if r.has("prompt") && prompt == nil && messages == nil { r.fail("prompt", "expected a string, got null") }
-        if r.has("messages") && messages == nil && prompt == nil { r.fail("messages", "expected an array, got null") }
+        if r.has("prompt") && r.value("prompt") == nil && messages == nil { r.fail("prompt", "expected a string, got null") }
+        if r.has("messages") && r.value("messages") == nil && prompt == nil { r.fail("messages", "expected an array, got null") }
         if prompt != nil && messages != nil { r.fail("messages", "give either \"prompt\" or \"messages\", not both") }
         chat = r.bool("chat") ?? false
         SamplingParams.readLengths(r, max: "max_tokens", &maxTokens, min: "min_tokens", &minTokens, zeroAllowed: true)

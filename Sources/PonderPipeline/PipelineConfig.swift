@@ -82,12 +82,12 @@ public struct PipelineConfig: Sendable {
     init(reader r: JSONReader, checkFiles: Bool) {
         func source(_ o: JSONReader, _ key: String) -> DataSource? {
             let s = DataSource(o, key)
-            if checkFiles, case let .jsonl(p, _)? = s, !fileExists(p) { o.fail(key, "no such file: \(p)") }
+            if checkFiles, case let .jsonl(p, _)? = s, let why = unusablePath(p, as: .file) { o.fail(key, why) }
             return s
         }
         if let m = r.object("model") {
             model = ModelSpec(reader: m)
-            if checkFiles, case let .path(p) = model, !p.isEmpty, !fileExists(p) { m.fail("path", "no such file or directory: \(p)") }
+            if checkFiles, case let .path(p) = model, !p.isEmpty, let why = unusablePath(p, as: .model) { m.fail("path", why) }
         } else {
             r.failHere("missing \"model\" ({\"path\": ...} or {\"scratch\": {...}})")
             model = .path("")
@@ -236,7 +236,7 @@ public struct PipelineConfig: Sendable {
             rc.reward = reward
             rc.customRewards = customRewards
         }
-        if case let .jsonl(p, _)? = stage.rejectionPrompts, !fileExists(p) { rj.fail("prompts", "no such file: \(p)") }
+        if case let .jsonl(p, _)? = stage.rejectionPrompts, let why = unusablePath(p, as: .file) { rj.fail("prompts", why) }
         stage.rejection = rc
         if stage.data != nil { s.fail("data", "a rejection_sft stage trains on its samples: the prompts are rejection.prompts") }
         var c = SFTConfig(run: run, train: .arithmetic(count: 1, seed: 0, split: .train), eval: nil, system: nil)

@@ -167,6 +167,20 @@ public enum Answers {
         return trimmed(reference)
     }
 
+    /// The deepest nesting of brackets ({, (, [) the answer parser judges exactly: \frac, \sqrt
+    /// and parentheses nested deeper get no accuracy score (tested level by level in RewardTests).
+    public static let maxNesting = 12
+
+    /// The deepest nesting of {, ( and [ in `text`.
+    public static func nestingDepth(_ text: String) -> Int {
+        var depth = 0, deepest = 0
+        for ch in text.utf8 {
+            if ch == 0x7B || ch == 0x28 || ch == 0x5B { depth += 1; deepest = max(deepest, depth) }
+            if ch == 0x7D || ch == 0x29 || ch == 0x5D { depth = max(0, depth - 1) }
+        }
+        return deepest
+    }
+
     /// The parsed final answer of a completion (nil: it has none).
     public static func finalAnswer(in completion: String) -> ParsedAnswer? {
         guard let text = finalAnswerText(in: completion) else { return nil }

@@ -37,6 +37,40 @@ final class RewardTests: XCTestCase {
         XCTAssertEqual(Answers.goldAnswerText(in: "The answer is $\\boxed{\\dfrac{1}{2}}$."), "\\dfrac{1}{2}")
     }
 
+    /// Nested \frac, \sqrt and parentheses: up to Answers.maxNesting levels every verdict is
+    /// right against both the right and the wrong reference; deeper, no score, never a verdict.
+    func testDeepNestingIsJudgedRightOrNotAtAll() throws {
+        func frac(_ d: Int) -> String { (0..<d).reduce("2") { s, _ in "\\frac{1}{\(s)}" } }
+        for d in 1...120 {
+            let answer = "<think>x</think><answer>$\(frac(d))$</answer>"
+            let right = d % 2 == 0 ? "2" : "\\frac{1}{2}", wrong = d % 2 == 0 ? "\\frac{1}{2}" : "2"
+            let a = try score(answer, "$\(right)$")["accuracy"], b = try score(answer, "$\(wrong)$")["accuracy"]
+            if d <= Answers.maxNesting {
+                XCTAssertEqual(a?.value, 1, "depth \(d) against its value")
+                XCTAssertEqual(b?.value, 0, "depth \(d) against the other value")
+            } else {
+                XCTAssertNil(a?.value, "depth \(d)")
+                XCTAssertNil(b?.value, "depth \(d)")
+                XCTAssertEqual(a?.reason, "answer_too_deep")
+            }
+            // The same nesting as a reference.
+            let asReference = try score("<answer>2</answer>", "$\(frac(d))$")["accuracy"]
+            if d > Answers.maxNesting { XCTAssertEqual(asReference?.reason, "reference_too_deep") } else {
+                XCTAssertEqual(asReference?.value, d % 2 == 0 ? 1 : 0, "reference of depth \(d)")
+            }
+        }
+        for d in [1, 5, Answers.maxNesting, Answers.maxNesting + 1, 40] {
+            let parens = String(repeating: "(", count: d) + "7" + String(repeating: ")", count: d)
+            let sqrt = (0..<d).reduce("49") { s, _ in "\\sqrt{\(s)}" }
+            for (text, value) in [(parens, "7"), (sqrt, d == 1 ? "7" : nil)] {
+                let s = try score("<answer>$\(text)$</answer>", "$\(value ?? "123456")$")["accuracy"]
+                if d > Answers.maxNesting { XCTAssertNil(s?.value, "\(text)") } else if value != nil { XCTAssertEqual(s?.value, 1, "\(text)") } else {
+                    XCTAssertEqual(s?.value, 0, "\(text)")
+                }
+            }
+        }
+    }
+
     func testNormalisationAndEquivalence() {
         let same: [(String, String)] = [
             ("1,234", "1234"), ("$1,234", "1234"), ("\\$1,234.00", "1234"), ("1{,}234", "1234"), ("1\\,234", "1234"),

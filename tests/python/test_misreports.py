@@ -54,3 +54,25 @@ def test_nul_in_a_path_is_refused(tmp_path):
         with pytest.raises(ponder.InvalidArgument, match="NUL"):
             t.model().save(str(tmp_path / "saved\u0000x"))
         assert not os.path.exists(tmp_path / "saved")
+
+
+def test_validation_checks_every_path_it_names(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "dir").mkdir()
+    base = json.loads(json.dumps(ponder.default_config()))
+    base["model"] = {"path": MODEL}
+    base["output"]["dir"] = str(tmp_path / "run")
+    base["data"]["eval"] = {"generate": "arithmetic", "count": 4, "split": "test"}
+    for bad, why in ((str(fifo), "not a regular file"), (str(tmp_path / "dir"), "is a directory"), ("/dev/zero", "not a regular file"),
+                     (str(tmp_path / "missing.jsonl"), "no such file")):
+        cfg = dict(base, data=dict(base["data"], train=bad))
+        errors = ponder.validate_config(cfg)
+        assert [e["path"] for e in errors] == ["data.train"] and why in errors[0]["message"], (bad, errors)
+        with pytest.raises(ponder.InvalidArgument, match="data.train"):
+            ponder.Pipeline(cfg)
+    cfg = dict(base, model={"path": str(fifo)}, data=dict(base["data"], train={"generate": "arithmetic", "count": 4}))
+    errors = ponder.validate_config(cfg)
+    assert [e["path"] for e in errors] == ["model.path"] and "not a regular file" in errors[0]["message"], errors
+    cfg["model"] = {"path": str(tmp_path / "dir")}
+    assert "without config.json" in ponder.validate_config(cfg)[0]["message"]
