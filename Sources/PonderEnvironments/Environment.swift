@@ -127,7 +127,7 @@ public struct EnvironmentConfig: Sendable, Equatable {
         }
         var c = EnvironmentConfig(name: name)
         c.maxTurns = e.int("max_turns", in: 1...1000) ?? c.maxTurns
-        c.rewardWeight = e.double("reward_weight", "a number in [-1e6, 1e6]", valid: { abs($0) <= maxRewardWeight }) ?? c.rewardWeight
+        c.rewardWeight = e.double("reward_weight", "a finite number in [-1e6, 1e6]", valid: { abs($0) <= maxRewardWeight }) ?? c.rewardWeight
         if let role = e.string("role") {
             if roles.contains(role) { c.role = role } else {
                 e.fail("role", "expected \"user\", \"tool\" or \"system\", got \"\(role.prefix(40))\"")

@@ -88,7 +88,7 @@ public struct InferRequest {
         }
         if let w = r.object("scorer_weights") {
             for k in scorerWeights.indices {
-                if let d = w.double(scorerWeights[k].name, "a number in [-1e6, 1e6]", valid: { abs($0) <= maxRewardWeight }) {
+                if let d = w.double(scorerWeights[k].name, "a finite number in [-1e6, 1e6]", valid: { abs($0) <= maxRewardWeight }) {
                     scorerWeights[k].weight = d
                 }
             }

@@ -152,6 +152,7 @@ extension LlamaModel {
         f.append(("eos_token_id", id(t.eos)))
         f.append(("pre_tokenizer", .string(t.pre.rawValue)))
         f.append(("chat_template", .string(template)))
+        if !t.notes.isEmpty { f.append(("notes", .array(t.notes.map { .string($0) }))) }
         return .object(f)
     }
 }

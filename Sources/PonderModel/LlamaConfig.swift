@@ -67,6 +67,16 @@ public struct LlamaConfig: Equatable, Sendable {
             throw PonderError(.unsupported, "\(what): model_type \"\(arch)\" (llama, qwen2, mistral are supported)")
         }
         let heads = try int("num_attention_heads")
+        func bool(_ k: String) throws -> Bool {
+            guard let x = v[k], x != .null else { return false }
+            guard case let .bool(b) = x else { throw PonderError.format("\(what): \(k) must be true or false, got \(x.serialized())") }
+            return b
+        }
+        // Fields that would change the model's meaning if ignored.
+        if let f = v["partial_rotary_factor"], f != .null, f.asDouble != 1 {
+            throw PonderError(.unsupported, "\(what): partial_rotary_factor \(f.serialized()): rotary embeddings over part of a head are not supported")
+        }
+        let tied = try bool("tie_word_embeddings"), bias = try bool("attention_bias")
         self.init(vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"),
                   intermediateSize: try int("intermediate_size"), numLayers: try int("num_hidden_layers"),
                   numHeads: heads, numKVHeads: try int("num_key_value_heads", heads),
@@ -75,8 +85,8 @@ public struct LlamaConfig: Equatable, Sendable {
                   ropeTheta: Float(v["rope_theta"]?.asDouble ?? v["rope_parameters"]?["rope_theta"]?.asDouble ?? 10000),
                   rmsNormEps: Float(v["rms_norm_eps"]?.asDouble ?? 1e-6),
                   maxPositions: try int("max_position_embeddings", 2048),
-                  tieWordEmbeddings: v["tie_word_embeddings"] == .bool(true),
-                  attentionBias: arch == "qwen2" || v["attention_bias"] == .bool(true))
+                  tieWordEmbeddings: tied,
+                  attentionBias: arch == "qwen2" || bias)
         let ropeType = v["rope_scaling"]?["rope_type"]?.asString ?? v["rope_parameters"]?["rope_type"]?.asString ?? "default"
         if ropeType != "default" {
             throw PonderError(.unsupported, "\(what): rope_scaling is not supported yet")
@@ -99,10 +109,20 @@ public struct LlamaConfig: Equatable, Sendable {
         let hidden = try int("embedding_length")
         let heads = try int("attention.head_count")
         let vocab = f["\(arch).vocab_size"]?.int ?? f["tokenizer.ggml.tokens"]?.arrayCount ?? 0
+        // The head size and what rotates: Ponder's attention rotates whole heads whose keys and
+        // values have one size; a file that says otherwise is refused by name, not run wrong.
+        let keyLength = f["\(arch).attention.key_length"]?.int, ropeDims = f["\(arch).rope.dimension_count"]?.int
+        let headDim = keyLength ?? ropeDims ?? (heads > 0 ? hidden / heads : 0)
+        if let r = ropeDims, r != headDim {
+            throw PonderError(.unsupported, "\(what): \(arch).rope.dimension_count \(r) differs from the head size \(headDim): rotary embeddings over part of a head are not supported")
+        }
+        if let vl = f["\(arch).attention.value_length"]?.int, vl != headDim {
+            throw PonderError(.unsupported, "\(what): \(arch).attention.value_length \(vl) differs from the key length \(headDim): heads with values of another size are not supported")
+        }
         self.init(vocabSize: vocab, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
                   numLayers: try int("block_count"), numHeads: heads,
                   numKVHeads: try int("attention.head_count_kv", heads),
-                  headDim: f["\(arch).attention.key_length"]?.int ?? f["\(arch).rope.dimension_count"]?.int,
+                  headDim: keyLength ?? ropeDims,
                   ropeTheta: Float(f["\(arch).rope.freq_base"]?.double ?? 10000),
                   rmsNormEps: Float(f["\(arch).attention.layer_norm_rms_epsilon"]?.double ?? 1e-5),
                   maxPositions: try int("context_length", 2048),

@@ -153,5 +153,12 @@ extension Tokenizer {
                       addBOS: f["tokenizer.ggml.add_bos_token"]?.bool ?? false,
                       ignoreMerges: pre == .llama3,
                       chatTemplate: ChatTemplate(jinja: f["tokenizer.chat_template"]?.string))
+        // Ponder pads with its own rows and never reads a padding id: one outside the vocabulary
+        // is noted, not fatal (BOS and EOS, which it uses, are checked by the initialiser).
+        for key in ["tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.seperator_token_id"] {
+            if let v = f[key]?.int, v < 0 || v >= tokens.count {
+                notes.append("\(key) \(v) is outside the vocabulary (\(tokens.count) tokens); Ponder does not use it, so it is ignored")
+            }
+        }
     }
 }

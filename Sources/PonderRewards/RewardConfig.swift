@@ -76,7 +76,7 @@ public struct RewardConfig: Sendable, Equatable {
             var out: [Double] = []
             for (i, w) in ws.enumerated() {
                 guard let d = w.asDouble, abs(d) <= maxRewardWeight else {
-                    r.fail("reward_weights[\(i)]", "expected a number in [-1e6, 1e6], got \(w.serialized())")
+                    r.fail("reward_weights[\(i)]", "expected a finite number in [-1e6, 1e6], got \(w.serialized())")
                     continue
                 }
                 out.append(d)

@@ -33,9 +33,24 @@ extension Tokenizer {
             maxID = max(maxID, Int64(id))
         }
         guard maxID >= 0 else { throw PonderError.format("\(path): empty vocabulary") }
-        var tokens = [String](repeating: "", count: Int(maxID) + 1)
-        for (tok, v) in vocabFields { tokens[Int(v.asInt ?? 0)] = tok }
-        for (id, content, _) in added { tokens[Int(id)] = content }
+        // One id, one string: a second vocabulary entry with an id taken would make that id
+        // detokenize to one string while the other tokenizes to it too (the round trip breaks).
+        // An added token may repeat a vocabulary entry with the same id and string (HF files
+        // list their special tokens in both), never give a taken id another string.
+        var tokens = [String?](repeating: nil, count: Int(maxID) + 1)
+        for (tok, v) in vocabFields {
+            let id = Int(v.asInt ?? 0)
+            if let other = tokens[id] {
+                throw PonderError.format("\(path): model.vocab gives id \(id) to both \"\(other.prefix(40))\" and \"\(tok.prefix(40))\"")
+            }
+            tokens[id] = tok
+        }
+        for (i, (id, content, _)) in added.enumerated() {
+            if let other = tokens[Int(id)], other != content {
+                throw PonderError.format("\(path): added_tokens[\(i)] gives id \(id) the string \"\(content.prefix(40))\", which is \"\(other.prefix(40))\" elsewhere")
+            }
+            tokens[Int(id)] = content
+        }
 
         var merges: [String] = []
         for (i, m) in (model["merges"]?.asArray ?? []).enumerated() {
@@ -57,8 +72,8 @@ extension Tokenizer {
             bosText = cfg["bos_token"]?.asString ?? cfg["bos_token"]?["content"]?.asString
             eosText = cfg["eos_token"]?.asString ?? cfg["eos_token"]?["content"]?.asString
         }
-        let index = Dictionary(tokens.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { a, _ in a })
-        return try Tokenizer(tokens: tokens, merges: merges, special: Set(added.filter { $0.2 }.map(\.0)), pre: pre,
+        let index = Dictionary(tokens.enumerated().compactMap { i, t in t.map { ($0, Int32(i)) } }, uniquingKeysWith: { a, _ in a })
+        return try Tokenizer(tokens: tokens.map { $0 ?? "" }, merges: merges, special: Set(added.filter { $0.2 }.map(\.0)), pre: pre,
                              bos: bosText.flatMap { index[$0] }, eos: eosText.flatMap { index[$0] },
                              ignoreMerges: model["ignore_merges"] == .bool(true),
                              chatTemplate: ChatTemplate(jinja: template))

@@ -17,6 +17,9 @@ public final class Tokenizer: @unchecked Sendable {
     public let addBOS: Bool
     public let ignoreMerges: Bool
     public let chatTemplate: ChatTemplate
+    /// Metadata the file has that Ponder ignores, each with why (ponder_model_info's "notes"):
+    /// special-token ids it does not use, as llama.cpp warns and goes on.
+    public var notes: [String] = []
 
     public let tokens: [String]
     /// Merge rules in rank order, as given (for writing tokenizer.json / GGUF back out).

@@ -76,3 +76,72 @@ def test_validation_checks_every_path_it_names(tmp_path):
     assert [e["path"] for e in errors] == ["model.path"] and "not a regular file" in errors[0]["message"], errors
     cfg["model"] = {"path": str(tmp_path / "dir")}
     assert "without config.json" in ponder.validate_config(cfg)[0]["message"]
+
+
+FUZZ_MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "Tests", "Fuzz", "model")
+
+
+def hf_copy(tmp_path, name):
+    import shutil
+    d = tmp_path / name
+    shutil.copytree(FUZZ_MODEL, d, ignore=shutil.ignore_patterns("adapter"))
+    return d
+
+
+def test_corrupt_tokenizer_and_config_are_refused(tmp_path):
+    d = hf_copy(tmp_path, "dup_id")
+    tj = json.loads((d / "tokenizer.json").read_text())
+    vocab = tj["model"]["vocab"]
+    a, b = list(vocab)[10], list(vocab)[11]
+    vocab[b] = vocab[a]  # two strings, one id
+    (d / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(ponder.FormatError, match="gives id"):
+        ponder.Model.load(str(d))
+
+    d = hf_copy(tmp_path, "added_conflict")
+    tj = json.loads((d / "tokenizer.json").read_text())
+    tj.setdefault("added_tokens", []).append({"id": 5, "content": "<not-token-5>", "special": True})
+    (d / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(ponder.FormatError, match=r"added_tokens\[\d+\] gives id 5"):
+        ponder.Model.load(str(d))
+
+    d = hf_copy(tmp_path, "tie_string")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["tie_word_embeddings"] = "yes"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ponder.FormatError, match="tie_word_embeddings must be true or false"):
+        ponder.Model.load(str(d))
+
+
+def patch_gguf_u32(path, key, value):
+    """Sets a uint32 metadata value of a GGUF file in place (key, type 4, value follow each other)."""
+    import struct
+    data = bytearray(open(path, "rb").read())
+    k = key.encode()
+    at = data.find(struct.pack("<Q", len(k)) + k)
+    assert at > 0, key
+    p = at + 8 + len(k)
+    assert struct.unpack("<I", data[p:p + 4])[0] == 4, "not a uint32"
+    data[p + 4:p + 8] = struct.pack("<I", value)
+    open(path, "wb").write(bytes(data))
+
+
+def test_gguf_metadata_is_checked_or_noted(tmp_path):
+    src = ponder.Model.load(FUZZ_MODEL)
+    gguf = str(tmp_path / "m.gguf")
+    src.save(gguf, format="gguf")
+    head = src.info()["head_dim"]
+    for key, value, match in (("llama.rope.dimension_count", head // 2, "rope.dimension_count"),
+                              ("llama.attention.value_length", head * 2, "value_length")):
+        bad = str(tmp_path / (key + ".gguf"))
+        open(bad, "wb").write(open(gguf, "rb").read())
+        patch_gguf_u32(bad, key, value)
+        with pytest.raises(ponder.Unsupported, match=match):
+            ponder.Model.load(bad)
+    pad = str(tmp_path / "pad.gguf")
+    open(pad, "wb").write(open(gguf, "rb").read())
+    patch_gguf_u32(pad, "tokenizer.ggml.padding_token_id", 0xFFFFFFFF)
+    with ponder.Model.load(pad) as m:
+        notes = m.info()["notes"]
+        assert any("padding_token_id 4294967295" in n for n in notes), notes
+        assert m.generate("12+7=", max_tokens=2, temperature=0)["completions"]
