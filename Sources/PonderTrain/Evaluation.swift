@@ -135,6 +135,7 @@ public enum Evaluation {
                            batch: Int = 32) throws -> Result {
         var c = EvalConfig()
         c.maxNewTokens = maxTokens
+        c.maxNewTokensGiven = true
         c.maxPromptLength = maxPromptLength
         c.batchSize = batch
         return try evaluate(model: model, prompts: prompts, config: c)
