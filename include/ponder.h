@@ -139,6 +139,14 @@ ponder_status ponder_model_save(const ponder_model *model, const char *options_j
 ponder_status ponder_tokenize(const ponder_model *model, const char *text, size_t text_len, bool parse_special,
                               int32_t *ids, size_t capacity, size_t *n_ids);
 
+/* How many bytes of `text` the model's vocabulary cannot spell: ponder_tokenize leaves them
+ * out (SmolLM2's vocabulary has no token for some control characters, such as 0x04), as Hugging
+ * Face tokenizers does, so its ids stand for a text that differs from the input when this is
+ * not 0. Generation results say the same in "prompt_dropped_bytes" and "notes". *out_dropped
+ * receives the count; errors as ponder_tokenize's (MISUSE for a NULL out_dropped). */
+ponder_status ponder_tokenize_dropped(const ponder_model *model, const char *text, size_t text_len, bool parse_special,
+                                      size_t *out_dropped);
+
 /* The text of n_ids ids (special tokens rendered as their text). An id outside the
  * vocabulary is PONDER_ERR_INVALID_ARGUMENT naming its index. Byte sequences that are not
  * valid UTF-8 become U+FFFD. *out_text (NUL-terminated) must be freed with

@@ -121,6 +121,18 @@ public func ponder_tokenize(_ model: OpaquePointer?, _ text: UnsafePointer<CChar
     }
 }
 
+@_cdecl("ponder_tokenize_dropped")
+public func ponder_tokenize_dropped(_ model: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ textLen: UInt, _ parseSpecial: Bool,
+                                    _ outDropped: UnsafeMutablePointer<UInt>?) -> Int32 {
+    guarded {
+        let out = try output(outDropped, "out_dropped")
+        let m = try models.get(model)
+        guard textLen < UInt(Int32.max) else { throw PonderError.invalid("text_len: \(textLen) out of range (at most \(Int32.max - 1) bytes)") }
+        let s = try cString(text, "text", length: Int(textLen))
+        out.pointee = UInt(m.tokenizer.droppedBytes(s, parseSpecial: parseSpecial))
+    }
+}
+
 @_cdecl("ponder_detokenize")
 public func ponder_detokenize(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ n: UInt,
                               _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,

@@ -155,6 +155,7 @@ extension LlamaModel {
         let t2 = monotonicSeconds()
         return InferResult(strategy: request.strategy, candidates: candidates, selected: selected, answer: answer, votes: votes,
                            promptTokens: gen.promptTokens, prefillSeconds: gen.prefillSeconds, decodeSeconds: gen.decodeSeconds,
-                           scoringSeconds: t2 - t1, totalSeconds: t2 - t0, notes: note.map { [$0] } ?? [])
+                           scoringSeconds: t2 - t1, totalSeconds: t2 - t0,
+                           notes: (note.map { [$0] } ?? []) + (droppedBytesNote(request.generation).map { [$0.note] } ?? []))
     }
 }

@@ -120,6 +120,8 @@ public struct GenerateResult: Sendable {
     public var decodeSeconds: Double
     /// What the request's defaults became (a max_tokens cut to the context), for the caller.
     public var notes: [String] = []
+    /// Bytes of the prompt its vocabulary cannot spell (left out of its ids; 0: none).
+    public var promptDroppedBytes = 0
 
     public var json: JSONValue {
         let generated = completions.reduce(0) { $0 + $1.tokenIDs.count }
@@ -137,7 +139,8 @@ public struct GenerateResult: Sendable {
                 ("prefill_tokens_per_second", .double(prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0)),
                 ("decode_tokens_per_second", .double(decodeSeconds > 0 ? Double(generated) / decodeSeconds : 0)),
             ])),
-        ] + (notes.isEmpty ? [] : [("notes", .array(notes.map { .string($0) }))]))
+        ] + (promptDroppedBytes > 0 ? [("prompt_dropped_bytes", .int(Int64(promptDroppedBytes)))] : [])
+          + (notes.isEmpty ? [] : [("notes", .array(notes.map { .string($0) }))]))
     }
 }
 

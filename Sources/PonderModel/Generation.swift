@@ -7,7 +7,12 @@ extension LlamaModel {
     /// sequences then decode together as one batch of rows, each attending to the shared
     /// prompt cache and its own cache.
     public func generate(_ request: GenerateRequest, onToken: TokenCallback? = nil) throws -> GenerateResult {
-        try generate(prompts: [try promptTokens(request)], request, onToken: onToken)
+        var result = try generate(prompts: [try promptTokens(request)], request, onToken: onToken)
+        if let d = droppedBytesNote(request) {
+            result.promptDroppedBytes = d.count
+            result.notes.append(d.note)
+        }
+        return result
     }
 
     /// Generates `request.n` completions of each of `prompts` (token ids) in one batch: every

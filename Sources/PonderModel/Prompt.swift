@@ -46,6 +46,20 @@ extension LlamaModel {
         return out
     }
 
+    /// The note a result carries when the prompt has bytes this vocabulary cannot spell (they
+    /// are left out of its ids, as the reference tokenizer leaves them out); nil when none.
+    public func droppedBytesNote(_ request: GenerateRequest) -> (count: Int, note: String)? {
+        let text: String
+        if let messages = request.messages ?? (request.chat ? [.init(role: "user", content: request.prompt ?? "")] : nil) {
+            text = promptText(messages)
+        } else {
+            text = request.prompt ?? ""
+        }
+        let n = tokenizer.droppedBytes(text, parseSpecial: request.parseSpecial)
+        guard n > 0 else { return nil }
+        return (n, "prompt: \(n) byte\(n == 1 ? "" : "s") (e.g. control characters) ha\(n == 1 ? "s" : "ve") no token in this vocabulary and \(n == 1 ? "was" : "were") left out, as Hugging Face tokenizers leaves them out: the ids stand for a slightly different text")
+    }
+
     /// The prompt's token ids as `request` describes them (chat template applied if asked).
     public func promptTokens(_ request: GenerateRequest) throws -> [Int32] {
         if let messages = request.messages ?? (request.chat ? [.init(role: "user", content: request.prompt ?? "")] : nil) {

@@ -129,6 +129,20 @@ public final class Tokenizer: @unchecked Sendable {
     /// Token ids of `text`. With `parseSpecial`, special-token strings in the text (e.g.
     /// "<|im_start|>") become their single ids; otherwise they are tokenized as plain text.
     public func encode(_ text: String, parseSpecial: Bool = true, addBOS: Bool? = nil) -> [Int32] {
+        var dropped = 0
+        return encode(text, parseSpecial: parseSpecial, addBOS: addBOS, dropped: &dropped)
+    }
+
+    /// Bytes of `text` that the vocabulary cannot spell (no token for the byte, e.g. control
+    /// characters in SmolLM2's): encoding leaves them out, as HF `tokenizers` does for a BPE
+    /// without an unknown token, so the ids stand for a text that differs from the input.
+    public func droppedBytes(_ text: String, parseSpecial: Bool = true) -> Int {
+        var dropped = 0
+        _ = encode(text, parseSpecial: parseSpecial, addBOS: false, dropped: &dropped)
+        return dropped
+    }
+
+    func encode(_ text: String, parseSpecial: Bool, addBOS: Bool?, dropped: inout Int) -> [Int32] {
         var out: [Int32] = []
         if addBOS ?? self.addBOS, let bos { out.append(bos) }
         var text = text
@@ -137,7 +151,7 @@ public final class Tokenizer: @unchecked Sendable {
             var i = 0
             while i < bytes.count {
                 if parseSpecial, let sp = specialAt(bytes, i) {
-                    if start < i { encodeOrdinary(UnsafeBufferPointer(rebasing: bytes[start..<i]), into: &out) }
+                    if start < i { encodeOrdinary(UnsafeBufferPointer(rebasing: bytes[start..<i]), into: &out, dropped: &dropped) }
                     out.append(sp.id)
                     i += sp.text.utf8.count
                     start = i
@@ -145,7 +159,7 @@ public final class Tokenizer: @unchecked Sendable {
                     i += 1
                 }
             }
-            if start < bytes.count { encodeOrdinary(UnsafeBufferPointer(rebasing: bytes[start..<bytes.count]), into: &out) }
+            if start < bytes.count { encodeOrdinary(UnsafeBufferPointer(rebasing: bytes[start..<bytes.count]), into: &out, dropped: &dropped) }
         }
         return out
     }
@@ -158,7 +172,7 @@ public final class Tokenizer: @unchecked Sendable {
         return nil
     }
 
-    private func encodeOrdinary(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+    private func encodeOrdinary(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32], dropped: inout Int) {
         let text = String(decoding: bytes, as: UTF8.self)
         let scalars = Array(text.unicodeScalars)
         var byteOffset = [Int](repeating: 0, count: scalars.count + 1)
@@ -168,7 +182,9 @@ public final class Tokenizer: @unchecked Sendable {
             let piece = UnsafeBufferPointer(rebasing: bytes[byteOffset[r.lowerBound]..<byteOffset[r.upperBound]])
             if ignoreMerges, let whole = wholeToken(piece) { out.append(whole); return }
             symbols.removeAll(keepingCapacity: true)
-            for b in piece where byteIDs[Int(b)] >= 0 { symbols.append(byteIDs[Int(b)]) }
+            for b in piece {
+                if byteIDs[Int(b)] >= 0 { symbols.append(byteIDs[Int(b)]) } else { dropped += 1 }
+            }
             bpe(&symbols)
             out.append(contentsOf: symbols)
         }

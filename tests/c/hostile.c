@@ -388,6 +388,15 @@ static void case_tokenize(void) {
     CHECK(ponder_tokenize(m, "hi", (size_t)INT64_MAX + 7, true, ids, 64, &n), INVALID | MISUSE);
     /* Every failure but BUFFER_TOO_SMALL leaves n_ids untouched (the header's promise). */
     EXPECT(n == 77, "n_ids written by a failing call (%zu)", n);
+    size_t dropped = 77;
+    CHECK(ponder_tokenize_dropped(NULL, "hi", 2, true, &dropped), MISUSE);
+    CHECK(ponder_tokenize_dropped(m, "hi", 2, true, NULL), MISUSE);
+    CHECK(ponder_tokenize_dropped(m, NULL, 5, true, &dropped), MISUSE);
+    CHECK(ponder_tokenize_dropped(m, "hi", SIZE_MAX, true, &dropped), INVALID | MISUSE);
+    CHECK(ponder_tokenize_dropped(m, "\xff", 1, true, &dropped), PARSE);
+    EXPECT(dropped == 77, "out_dropped written by a failing call (%zu)", dropped);
+    CHECK(ponder_tokenize_dropped(m, "a\x04b", 3, true, &dropped), OK);
+    EXPECT(dropped <= 1, "one control byte counted as %zu", dropped);
     /* Sizing call: capacity 0 and ids NULL report the count. */
     n = 0;
     CHECK(ponder_tokenize(m, "12 + 7 = 19", 11, true, NULL, 0, &n), SMALL);

@@ -145,3 +145,15 @@ def test_gguf_metadata_is_checked_or_noted(tmp_path):
         notes = m.info()["notes"]
         assert any("padding_token_id 4294967295" in n for n in notes), notes
         assert m.generate("12+7=", max_tokens=2, temperature=0)["completions"]
+
+
+def test_bytes_the_vocabulary_cannot_spell_are_reported(model):
+    """SmolLM2 has no token for some control characters: the ids still match the reference
+    tokenizer (the bytes are left out), and the caller is told how many were left out."""
+    text = "a\x04b\x06c\x13"
+    assert model.dropped_bytes("plain text") == 0
+    assert model.dropped_bytes(text) == 3
+    assert model.detokenize(model.tokenize(text)) == "abc"
+    r = model.generate(text, max_tokens=2, temperature=0)
+    assert r["prompt_dropped_bytes"] == 3 and any("3 bytes" in n for n in r["notes"]), r.get("notes")
+    assert "prompt_dropped_bytes" not in model.generate("abc", max_tokens=2, temperature=0)

@@ -231,6 +231,9 @@ def library() -> ctypes.CDLL:
     lib.ponder_model_info.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.ponder_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_bool,
                                     ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+    lib.ponder_tokenize_dropped.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_bool,
+                                            ctypes.POINTER(ctypes.c_size_t)]
+    lib.ponder_tokenize_dropped.restype = ctypes.c_int
     lib.ponder_detokenize.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
                                       ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
     lib.ponder_generate.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
@@ -463,8 +466,17 @@ class Model(_Handle):
         _check(library().ponder_model_info(self._h, ctypes.byref(out)))
         return json.loads(_take_string(out))
 
+    def dropped_bytes(self, text: str, parse_special: bool = True) -> int:
+        """How many bytes of `text` this vocabulary cannot spell: tokenize() leaves them out (as
+        Hugging Face tokenizers does), so when this is not 0 its ids stand for another text."""
+        data = _encode(text, "text")
+        n = ctypes.c_size_t()
+        _check(library().ponder_tokenize_dropped(self._h, data, len(data), parse_special, ctypes.byref(n)))
+        return n.value
+
     def tokenize(self, text: str, parse_special: bool = True) -> List[int]:
-        """Token ids of `text`; parse_special turns special-token text ("<|im_end|>") into its token."""
+        """Token ids of `text`; parse_special turns special-token text ("<|im_end|>") into its token.
+        Bytes the vocabulary cannot spell are left out (dropped_bytes() counts them)."""
         lib = library()
         data = _encode(text, "text")
         n = ctypes.c_size_t()
