@@ -20,16 +20,23 @@ final class GRPOTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func config(_ extra: String = "", training: String = "", reward: String = "", lora: Bool = false) -> String {
-        """
+        // A key given in `training` or `reward` replaces the default one (a config names each key once).
+        func fields(_ defaults: [(String, String)], _ given: String) -> String {
+            let kept = defaults.filter { !given.contains("\"\($0.0)\":") }.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ")
+            return kept.isEmpty ? String(given.drop { $0 == "," || $0 == " " }) : kept + given
+        }
+        let training = fields([("prompts_per_step", "2"), ("num_generations", "4"), ("max_completion_length", "24"),
+                               ("gradient_accumulation_steps", "2"), ("learning_rate", "1e-3"), ("max_steps", "3"), ("seed", "5")], training)
+        let reward = fields([("rewards", "[\"accuracy\", \"format\", \"reflection\"]")], reward)
+        return """
         {"kind": "grpo",
          "model": {"scratch": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 2, "num_heads": 2,
                                "num_kv_heads": 1, "context_length": 96, "seed": 3}},
          \(lora ? "\"lora\": {\"r\": 4, \"alpha\": 8, \"target_modules\": [\"q_proj\", \"v_proj\"]}," : "")
          "data": {"train": {"generate": "arithmetic", "count": 64, "seed": 1},
                   "eval": {"generate": "arithmetic", "count": 6, "seed": 2, "split": "test"}},
-         "reward": {"rewards": ["accuracy", "format", "reflection"]\(reward)},
-         "training": {"prompts_per_step": 2, "num_generations": 4, "max_completion_length": 24, "gradient_accumulation_steps": 2,
-                      "learning_rate": 1e-3, "max_steps": 3, "seed": 5\(training)},
+         "reward": {\(reward)},
+         "training": {\(training)},
          "threads": 2\(extra)}
         """
     }

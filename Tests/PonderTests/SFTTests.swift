@@ -10,12 +10,15 @@ final class SFTTests: XCTestCase {
 
     static func config(_ extra: String = "", lora: String? = nil, steps: Int = 150, lr: Double = 3e-3, dir: String? = nil,
                        model: String = scratch, schedule: String = "constant", data: String = #"{"generate": "arithmetic", "count": 16, "seed": 3}"#) throws -> SFTConfig {
+        // A key given in `extra` replaces the default one (a config names each key once).
+        let training = [("batch_size", "4"), ("max_steps", "\(steps)"), ("learning_rate", "\(lr)"), ("lr_scheduler_type", "\"\(schedule)\""),
+                        ("max_grad_norm", "1.0"), ("seed", "7")].filter { !extra.contains("\"\($0.0)\":") }
+            .map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ")
         let json = """
         {"model": \(model),
          \(lora.map { "\"lora\": \($0)," } ?? "")
          "data": {"train": \(data), "max_length": 96},
-         "training": {"batch_size": 4, "max_steps": \(steps), "learning_rate": \(lr), "lr_scheduler_type": "\(schedule)",
-                      "max_grad_norm": 1.0, "seed": 7 \(extra)}
+         "training": {\(training) \(extra)}
          \(dir.map { ", \"output\": {\"dir\": \"\($0)\", \"save_steps\": 1, \"save_total_limit\": 3}" } ?? "")}
         """
         return try SFTConfig(json: JSONValue.parse(json))
