@@ -97,4 +97,5 @@ def test_cli_contract():
                        input=lines[0] + "\n", capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and json.loads(p.stdout)["rewards"] == {"reflection": 0.21}
     p = subprocess.run([CLI, "score", "--reflection-mode", "sloppy"], input="", capture_output=True, text=True)
-    assert p.returncode == 2 and "reflection_mode" in p.stderr
+    # The error names the flag the user typed (issue 23), not the JSON key behind it.
+    assert p.returncode == 2 and "--reflection-mode" in p.stderr
