@@ -92,12 +92,22 @@ extension GenerateRequest {
     /// after a prompt of `promptTokens`, and the note that says so (nil: nothing was cut). A
     /// given max_tokens is left as it is, to fail with its key if it does not fit.
     public func fitted(context: Int, promptTokens: Int) -> (request: GenerateRequest, note: String?) {
-        guard !maxTokensGiven, promptTokens + maxTokens > context, context > promptTokens else { return (self, nil) }
+        guard !maxTokensGiven, let cut = defaultLengthCut("max_tokens", maxTokens, context: context, promptTokens: promptTokens) else {
+            return (self, nil)
+        }
         var r = self
-        r.maxTokens = context - promptTokens
-        r.maxTokensGiven = true
-        return (r, "max_tokens: the default \(maxTokens) was cut to \(r.maxTokens), what the context (\(context) tokens) leaves after the prompt (\(promptTokens))")
+        (r.maxTokens, r.maxTokensGiven) = (cut.length, true)
+        return (r, cut.note)
     }
+}
+
+/// The one rule for a default token budget that does not fit: cut it to what a context of
+/// `context` tokens leaves after a prompt of `promptTokens`, with the note that says so (nil: it
+/// fits, or nothing is left to cut to). Generation's max_tokens and evaluation's max_new_tokens.
+public func defaultLengthCut(_ key: String, _ length: Int, context: Int, promptTokens: Int) -> (length: Int, note: String)? {
+    guard promptTokens + length > context, context > promptTokens else { return nil }
+    let cut = context - promptTokens
+    return (cut, "\(key): the default \(length) was cut to \(cut), what the context (\(context) tokens) leaves after the prompt (\(promptTokens))")
 }
 
 public enum FinishReason: String, Sendable {

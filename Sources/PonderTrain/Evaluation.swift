@@ -62,11 +62,10 @@ public struct EvalConfig: Sendable, Equatable {
         let context = model.config.maxPositions
         guard !maxNewTokensGiven else { return (self, nil) }
         let longest = try prompts.map { try model.promptTokens(.chat($0.messages), keepLast: maxPromptLength).count }.max() ?? 0
-        guard longest + maxNewTokens > context, context > longest else { return (self, nil) }
+        guard let cut = defaultLengthCut("max_new_tokens", maxNewTokens, context: context, promptTokens: longest) else { return (self, nil) }
         var c = self
-        c.maxNewTokens = context - longest
-        c.maxNewTokensGiven = true
-        return (c, "max_new_tokens: the default \(maxNewTokens) was cut to \(c.maxNewTokens), what the context (\(context) tokens) leaves after the longest prompt (\(longest))")
+        (c.maxNewTokens, c.maxNewTokensGiven) = (cut.length, true)
+        return (c, cut.note)
     }
 
     /// pass_k as used: given, or [1, num_samples].
