@@ -1506,6 +1506,169 @@ static void case_infer_edges(int i) {
     ponder_model_free(m);
 }
 
+/* ---- every function's failure paths, one table: outputs as they were ------------------------
+ * The header's convention: a call that fails leaves every output parameter untouched (the one
+ * documented exception: BUFFER_TOO_SMALL sets *n_ids). Each row below is a failure path of one
+ * function, called with every output preset; the row fails if the call succeeds, answers a status
+ * the header does not document for it, or writes any output. */
+
+struct outs {
+    ponder_model *model;
+    ponder_trainer *trainer;
+    ponder_pipeline *pipeline;
+    char *str;
+    size_t n, len;
+    int32_t ids[16];
+};
+
+static void preset(struct outs *o) {
+    o->model = SENTINEL;
+    o->trainer = SENTINEL;
+    o->pipeline = SENTINEL;
+    o->str = SENTINEL;
+    o->n = o->len = 0x5EED;
+    for (int i = 0; i < 16; i++) o->ids[i] = -0x5EED;
+}
+
+static const char *touched(const struct outs *o) {
+    if (o->model != SENTINEL) return "a model handle";
+    if (o->trainer != SENTINEL) return "a trainer handle";
+    if (o->pipeline != SENTINEL) return "a pipeline handle";
+    if (o->str != SENTINEL) return "a string";
+    if (o->n != 0x5EED || o->len != 0x5EED) return "a count";
+    for (int i = 0; i < 16; i++)
+        if (o->ids[i] != -0x5EED) return "the ids buffer";
+    return NULL;
+}
+
+#define FAILS(expr, allowed)                                                                       \
+    do {                                                                                           \
+        preset(&o);                                                                                \
+        ponder_status s_ = check((expr), (allowed), #expr, NULL, __LINE__);                      \
+        const char *what_ = touched(&o);                                                           \
+        EXPECT(s_ != PONDER_OK, "%s succeeded", #expr);                                             \
+        EXPECT(s_ == PONDER_OK || what_ == NULL, "%s -> %s wrote %s", #expr, ponder_status_string(s_), what_); \
+        rows++;                                                                                    \
+    } while (0)
+
+static bool cancel_at_once(int32_t seq, int32_t token, const char *text, void *user) {
+    (void)seq, (void)token, (void)text, (void)user;
+    return false;
+}
+
+static void case_outputs_on_failure(void) {
+    struct outs o;
+    int rows = 0;
+    char path[512], cfg[4096];
+    ponder_model *m = load(model_dir);
+    ponder_trainer *t = NULL, *finished = NULL, *no_eval = NULL, *unregistered = NULL;
+    ponder_pipeline *p = NULL;
+    if (!m || CHECK(ponder_trainer_create(tiny_sft, &t), OK) || CHECK(ponder_trainer_create(tiny_grpo, &unregistered), OK))
+        return;
+    CHECK(ponder_trainer_create(tiny_sft, &finished), OK);
+    CHECK(ponder_trainer_run(finished, NULL, NULL, NULL), OK);
+    snprintf(cfg, sizeof cfg, "%s", tiny_sft);
+    char *eval = strstr(cfg, ", \"eval\": {");
+    memmove(eval, strstr(eval, "}") + 1, strlen(strstr(eval, "}") + 1) + 1);
+    CHECK_IN(ponder_trainer_create(cfg, &no_eval), OK, cfg);
+    snprintf(path, sizeof path, "%s/run", tmp);
+    CHECK(ponder_pipeline_create(tiny_pipeline(path), &p), OK);
+    void *wrong_kind = m;
+    make_bogus_handles();
+    ponder_model *gone = load(model_dir);
+    ponder_model_free(gone);
+    const int32_t bad_ids[] = {1, 2, INT32_MAX};
+
+    /* Models. */
+    FAILS(ponder_model_load(NULL, &o.model), MISUSE | INVALID);
+    FAILS(ponder_model_load("{", &o.model), PARSE);
+    FAILS(ponder_model_load("{\"path\": \"/nonexistent\"}", &o.model), IO | INVALID);
+    FAILS(ponder_model_load("{\"path\": \"/dev/zero\"}", &o.model), IO | INVALID);
+    FAILS(ponder_model_load("{\"path\": \"a\\u0000b\"}", &o.model), INVALID);
+    FAILS(ponder_model_load("{\"path\": \"x\", \"path\": \"y\"}", &o.model), INVALID | PARSE);
+    FAILS(ponder_model_load(json_path("pth", model_dir), &o.model), INVALID);
+    FAILS(ponder_model_info(NULL, &o.str), MISUSE);
+    FAILS(ponder_model_info((const ponder_model *)gone, &o.str), MISUSE);
+    FAILS(ponder_model_info((const ponder_model *)bogus_handles[2], &o.str), MISUSE);
+    /* Tokens. */
+    FAILS(ponder_tokenize(NULL, "hi", 2, true, o.ids, 16, &o.n), MISUSE);
+    FAILS(ponder_tokenize(m, NULL, 5, true, o.ids, 16, &o.n), MISUSE);
+    FAILS(ponder_tokenize(m, "hello", 5, true, NULL, 16, &o.n), MISUSE);
+    FAILS(ponder_tokenize(m, "hello", 5, true, NULL, SIZE_MAX, &o.n), MISUSE);
+    FAILS(ponder_tokenize(m, "hi", SIZE_MAX, true, o.ids, 16, &o.n), INVALID | MISUSE);
+    FAILS(ponder_tokenize(m, "a\xff", 2, true, o.ids, 16, &o.n), PARSE);
+    FAILS(ponder_tokenize_dropped(NULL, "hi", 2, true, &o.n), MISUSE);
+    FAILS(ponder_tokenize_dropped(m, "\xc0\xaf", 2, true, &o.n), PARSE);
+    FAILS(ponder_detokenize(m, bad_ids, 3, &o.str, &o.len), INVALID);
+    FAILS(ponder_detokenize(m, NULL, 3, &o.str, &o.len), MISUSE);
+    FAILS(ponder_detokenize(NULL, bad_ids, 2, &o.str, &o.len), MISUSE);
+    FAILS(ponder_detokenize(m, bad_ids, 2, NULL, &o.len), MISUSE);
+    /* Generation. */
+    FAILS(ponder_generate(NULL, "{\"prompt\": \"1\"}", &o.str), MISUSE);
+    FAILS(ponder_generate(m, NULL, &o.str), MISUSE | INVALID);
+    FAILS(ponder_generate(m, "{\"prompt\": \"1\", \"max_tokens\": 2,}", &o.str), PARSE);
+    FAILS(ponder_generate(m, "{\"prompt\": null}", &o.str), INVALID);
+    FAILS(ponder_generate(m, "{\"prompt\": \"1\", \"max_tokens\": 100000}", &o.str), INVALID);
+    FAILS(ponder_generate(m, "{\"prompt\": \"1\", \"temperature\": 1, \"temperature\": 0}", &o.str), INVALID | PARSE);
+    FAILS(ponder_generate_stream(m, "{\"prompt\": \"1\", \"max_tokens\": 4}", cancel_at_once, NULL, &o.str), CANCELLED);
+    FAILS(ponder_infer(m, "{\"prompt\": \"1\", \"strategy\": \"majority\"}", &o.str), INVALID);
+    FAILS(ponder_infer_ex(m, "{\"prompt\": \"1\"}", NULL, 2, &o.str), MISUSE | INVALID);
+    FAILS(ponder_infer_stream(m, "{\"prompt\": \"1\", \"max_tokens\": 4}", NULL, 0, cancel_at_once, NULL, &o.str), CANCELLED);
+    FAILS(ponder_score(NULL, &o.str), MISUSE | INVALID);
+    FAILS(ponder_score("{\"completions\": [\"x\"], \"reward_weights\": {\"accuracy\": 1e300}}", &o.str), INVALID);
+    FAILS(ponder_score("{\"completions\": \"x\"}", &o.str), INVALID);
+    /* Training. */
+    FAILS(ponder_trainer_create(NULL, &o.trainer), MISUSE | INVALID);
+    FAILS(ponder_trainer_create("{\"kind\": \"ppo\"}", &o.trainer), INVALID);
+    FAILS(ponder_trainer_create("{\"model\": {\"scratch\": {}}, \"data\": {\"train\": \"/dev/zero\"}}", &o.trainer), INVALID | IO);
+    FAILS(ponder_trainer_step(NULL, &o.str), MISUSE);
+    FAILS(ponder_trainer_step((ponder_trainer *)bogus_handles[0], &o.str), MISUSE);
+    FAILS(ponder_trainer_step(finished, &o.str), MISUSE);
+    FAILS(ponder_trainer_step(unregistered, &o.str), MISUSE);
+    FAILS(ponder_trainer_run(unregistered, NULL, NULL, &o.str), MISUSE);
+    FAILS(ponder_trainer_evaluate(no_eval, &o.str), INVALID);
+    FAILS(ponder_trainer_evaluate((ponder_trainer *)wrong_kind, &o.str), MISUSE);
+    FAILS(ponder_trainer_save(t, "/proc/version/ckpt", &o.str), IO);
+    FAILS(ponder_trainer_save(t, "a\xff", &o.str), PARSE | INVALID | IO);
+    FAILS(ponder_trainer_model((ponder_trainer *)m, &o.model), MISUSE);
+    /* Pipelines. */
+    FAILS(ponder_pipeline_create("{}", &o.pipeline), INVALID);
+    FAILS(ponder_pipeline_create(NULL, &o.pipeline), MISUSE | INVALID);
+    FAILS(ponder_pipeline_resume("/nonexistent", &o.pipeline), IO | INVALID);
+    FAILS(ponder_pipeline_resume(tmp, &o.pipeline), IO | INVALID);
+    FAILS(ponder_pipeline_resume(NULL, &o.pipeline), MISUSE | INVALID);
+    FAILS(ponder_pipeline_status((const ponder_pipeline *)t, &o.str), MISUSE);
+    FAILS(ponder_pipeline_status(NULL, &o.str), MISUSE);
+    FAILS(ponder_pipeline_validate(NULL, NULL), MISUSE);
+
+    /* Failures that have no output but must change nothing. */
+    snprintf(path, sizeof path, "%s/never.gguf", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\": \"%s\", \"format\": \"gguf\", \"dtype\": \"f8\"}", path);
+    CHECK_IN(ponder_model_save(m, cfg), INVALID, cfg);
+    struct stat st;
+    EXPECT(stat(path, &st) != 0, "a failed ponder_model_save created %s", path);
+    CHECK(ponder_pipeline_run_stage(p, 7), INVALID);
+    CHECK(ponder_pipeline_run_stage(p, -1), INVALID);
+    preset(&o);
+    if (CHECK(ponder_pipeline_status(p, &o.str), OK) == PONDER_OK) {
+        EXPECT(strstr(o.str, "\"failed\"") == NULL && strstr(o.str, "\"done\"") == NULL,
+               "a refused run_stage changed the pipeline: %s", shorten(o.str));
+        ponder_string_free(o.str);
+    }
+    /* The documented exception: BUFFER_TOO_SMALL sets the count and writes no id. */
+    preset(&o);
+    CHECK(ponder_tokenize(m, "12 + 7 = 19", 11, true, o.ids, 1, &o.n), SMALL);
+    EXPECT(o.n > 1 && o.n != 0x5EED && o.ids[0] == -0x5EED, "BUFFER_TOO_SMALL: n %zu, ids[0] %d", o.n, o.ids[0]);
+    if (getenv("HOSTILE_VERBOSE")) printf("    %d failure rows\n", rows);
+
+    ponder_pipeline_free(p);
+    ponder_trainer_free(t);
+    ponder_trainer_free(finished);
+    ponder_trainer_free(no_eval);
+    ponder_trainer_free(unregistered);
+    ponder_model_free(m);
+}
+
 /* ---- driver ---------------------------------------------------------------------------- */
 
 struct test_case {
@@ -1546,6 +1709,7 @@ static const struct test_case cases[] = {
     {"pipeline_concurrent", case_pipeline_concurrent, NULL, 1},
     {"infer_garbage", case_infer_garbage, NULL, 1},
     {"infer_edge", NULL, case_infer_edges, sizeof edge_infers / sizeof *edge_infers},
+    {"outputs_on_failure", case_outputs_on_failure, NULL, 1},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 
