@@ -222,77 +222,104 @@ func sentences(_ t: Scalars) -> [Scalars.SubSequence] {
     return out
 }
 
-/// A sentence with something to check: a digit and an operation (=, +, ×, ÷, /, <, >, or a minus
-/// before a digit or space), so "Let me verify: ." or a bare keyword list carries no weight.
-func isSubstantive(_ s: Scalars.SubSequence) -> Bool {
-    var digit = false, op = false
-    var i = s.startIndex
-    while i < s.endIndex {
-        let c = s[i]
-        if isASCIIDigit(c) { digit = true }
-        switch c {
-        case 0x3D, 0x2B, 0x2A, 0x2F, 0x3C, 0x3E, 0xD7, 0xF7, 0x2212, 0x2260, 0x2248, 0x2264, 0x2265: op = true
-        case 0x2D:
-            let n = s.index(after: i)
-            if n == s.endIndex || isASCIIDigit(s[n]) || isSpace(s[n]) { op = true }
-        default: break
-        }
-        i += 1
-    }
-    return digit && op
-}
-
 struct GuardedReflection {
-    var counts: [Int]
+    var counts = [Int](repeating: 0, count: 4)
+    /// Per dimension, the equations that counted ("84 / 7 = 12").
+    var counted = [[String]](repeating: [], count: 4)
+    var ignored: [IgnoredCheck: Int] = [:]
     /// Share of sentences that repeat an earlier one, or of repeated word n-grams (the larger).
-    var repetition: Double
+    var repetition = 0.0
     /// A sentence with a reflection keyword appears twice: the reflection is void.
-    var repeatedReflection: Bool
-    var corrected: Bool
+    var repeatedReflection = false
+    /// A counted backtrack corrected the final answer.
+    var corrected = false
 }
 
-/// The four dimensions counted in `think` (already lower-cased): at most once per distinct
-/// sentence, only in sentences with something to check, and not in sentences with more than two
-/// keywords (a pasted list). Also: how repetitive the text is, and whether a backtracking
-/// sentence replaced an earlier result by the final answer.
-func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?) -> GuardedReflection {
+/// The four dimensions counted in `think` (already lower-cased). A sentence with a keyword of a
+/// dimension (at most two keywords: more is a pasted list; a reflective sentence written twice
+/// voids the reward) counts when an equation in it — or in the next sentence, when it has none
+/// and that one has no keyword ("Let me check. 84 / 7 = 12.") — holds, is not an identity, and
+/// involves only the problem's quantities (ProblemQuantities), and then:
+///   verification       it is not the derivation written again; counts once per set of quantities;
+///   backtracking       an earlier sentence gave the same computation a different, wrong result;
+///                      counts once per corrected quantity;
+///   subgoals           it computes a quantity the answer is built from; once per quantity;
+///   backward chaining  it involves the final answer; once.
+/// `answerCorrect` says whether a correction of the final answer earns the bonus.
+func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?, answerCorrect: Bool,
+                       question: String?) -> GuardedReflection {
     let sents = sentences(think)
-    var seen = Set<[UInt32]>()
-    var counts = [Int](repeating: 0, count: 4)
-    var backtrackAt: [Int] = []
-    var repeatedReflection = false
-    for (k, s) in sents.enumerated() {
+    let eqs = sents.map { equations(in: $0) }
+    let problem = ProblemQuantities(question: question, answer: finalAnswer, equations: Array(eqs.joined()))
+    let keywords: [[Int]] = sents.map { s in
         let m = Matcher(t: Scalars(s))
-        let per = ReflectionDimension.allCases.map { m.count($0) }
+        return ReflectionDimension.allCases.map { m.count($0) }
+    }
+    var g = GuardedReflection()
+    var seen = Set<[UInt32]>()
+    var keys = [Set<String>](repeating: [], count: 4)
+    var written = Set<String>()
+    var wrong: [String: Set<String>] = [:]
+    for (k, s) in sents.enumerated() {
+        defer {
+            for eq in eqs[k] {
+                guard let c = eq.computation else { continue }
+                let sig = c.operands.joined(separator: ",")
+                written.insert(sig + "=" + c.result)
+                if !eq.holds { wrong[sig, default: []].insert(c.result) }
+            }
+        }
+        let per = keywords[k]
         let reflective = per.contains { $0 > 0 }
         guard seen.insert(normalizedSentence(s)).inserted else {
-            if reflective { repeatedReflection = true }
+            if reflective { g.repeatedReflection = true }
             continue
         }
         guard reflective, per.reduce(0, +) <= 2 else { continue }
-        // "That was a mistake." may carry no numbers itself; the corrected result follows it.
-        if per[ReflectionDimension.backtracking.rawValue] > 0 { backtrackAt.append(k) }
-        guard isSubstantive(s) else { continue }
-        for d in ReflectionDimension.allCases where per[d.rawValue] > 0 { counts[d.rawValue] += 1 }
-    }
-    let dup = sents.isEmpty ? 0 : 1 - Double(seen.count) / Double(sents.count)
-    let ngramRep = repeatedNgramFraction(words(think[...]), n: ngram)
-    var corrected = false
-    if let final = finalAnswer, !backtrackAt.isEmpty {
-        // Results stated as "= value" in each sentence.
-        let results: [[ParsedAnswer]] = sents.map { stated(in: $0) }
-        for k in backtrackAt {
-            let before = results[..<k].joined()
-            let after = results[k...].joined()
-            if before.contains(where: { !$0.equivalent(to: final) }), !before.contains(where: { $0.equivalent(to: final) }),
-               after.contains(where: { $0.equivalent(to: final) }) {
-                corrected = true
+        var candidates = eqs[k]
+        if candidates.isEmpty, k + 1 < sents.count, !keywords[k + 1].contains(where: { $0 > 0 }) { candidates = eqs[k + 1] }
+        for d in ReflectionDimension.allCases where per[d.rawValue] > 0 {
+            var why = IgnoredCheck.keyword
+            var hit: (key: String, text: String, result: String?)? = nil
+            for eq in candidates {
+                if !eq.holds { why = .false; continue }
+                if eq.isIdentity { why = .identity; continue }
+                if !problem.contains(eq) { why = .unrelated; continue }
+                let c = eq.computation
+                let sig = c.map { $0.operands.joined(separator: ",") + "=" + $0.result }
+                switch d {
+                case .verification:
+                    if let sig, written.contains(sig) { why = .restated; continue }
+                    hit = (eq.quantities.sorted().joined(separator: ","), eq.text, c?.result)
+                case .backtracking:
+                    guard let c, let was = wrong[c.operands.joined(separator: ",")], was.contains(where: { $0 != c.result }) else {
+                        why = .nothingCorrected
+                        continue
+                    }
+                    hit = (c.result, eq.text, c.result)
+                case .subgoals:
+                    guard let c else { why = .unrelated; continue }
+                    hit = (c.result, eq.text, c.result)
+                case .backwardChaining:
+                    guard let a = problem.answer, eq.quantities.contains(a) else { why = .notTheAnswer; continue }
+                    hit = ("answer", eq.text, nil)
+                }
+                if keys[d.rawValue].contains(hit!.key) { why = .repeated; hit = nil; continue }
                 break
             }
+            guard let hit else {
+                g.ignored[why, default: 0] += 1
+                continue
+            }
+            keys[d.rawValue].insert(hit.key)
+            g.counts[d.rawValue] += 1
+            g.counted[d.rawValue].append(hit.text)
+            if d == .backtracking, answerCorrect, hit.result != nil, hit.result == problem.answer { g.corrected = true }
         }
     }
-    return GuardedReflection(counts: counts, repetition: max(dup, ngramRep), repeatedReflection: repeatedReflection,
-                             corrected: corrected)
+    let dup = sents.isEmpty ? 0 : 1 - Double(seen.count) / Double(sents.count)
+    g.repetition = max(dup, repeatedNgramFraction(words(think[...]), n: ngram))
+    return g
 }
 
 private func normalizedSentence(_ s: Scalars.SubSequence) -> [UInt32] {
@@ -303,27 +330,6 @@ private func normalizedSentence(_ s: Scalars.SubSequence) -> [UInt32] {
         if space, !out.isEmpty { out.append(0x20) }
         space = false
         out.append(c)
-    }
-    return out
-}
-
-/// Values written right after an "=" in a sentence ("so 12 + 5 = 17" → 17).
-private func stated(in s: Scalars.SubSequence) -> [ParsedAnswer] {
-    var out: [ParsedAnswer] = []
-    var i = s.startIndex
-    while i < s.endIndex {
-        if s[i] == 0x3D {
-            var j = s.index(after: i)
-            while j < s.endIndex, isSpace(s[j]) { j += 1 }
-            var e = j
-            if e < s.endIndex, s[e] == 0x2D { e += 1 }
-            while e < s.endIndex, isASCIIDigit(s[e]) || s[e] == 0x2E || s[e] == 0x2C || s[e] == 0x2F { e += 1 }
-            while e > j, s[e - 1] == 0x2E || s[e - 1] == 0x2C { e -= 1 }
-            if e > j, let v = ParsedAnswer(string(s[j..<e])) { out.append(v) }
-            i = max(e, s.index(after: i))
-        } else {
-            i += 1
-        }
     }
     return out
 }

@@ -141,17 +141,32 @@ public struct RewardSet: Sendable {
                 guard correct == 1 else { return RewardScore(0, "answer_wrong") }
             }
             let lower = lowercased(string(think))
-            let g = guardedReflection(lower, ngram: config.reflectionNgramSize,
-                                      finalAnswer: ctx.accuracy.value == 1 ? ctx.finalAnswer : nil)
+            let g = guardedReflection(lower, ngram: config.reflectionNgramSize, finalAnswer: ctx.finalAnswer,
+                                      answerCorrect: ctx.accuracy.value == 1, question: ctx.input.prompt)
             if g.repeatedReflection { return RewardScore(0, "repeated_reflection") }
             var v = paperReflectionValue(counts: g.counts)
             if g.corrected && v > 0 { v = min(1, v + config.reflectionCorrectionBonus) }
             v *= max(0, 1 - config.reflectionRepetitionWeight * g.repetition)
-            var reason = countsReason(g.counts)
-            if g.corrected { reason += " corrected" }
-            if g.repetition > 0 { reason += " repetition=\(roundHalfEven2(g.repetition))" }
-            return RewardScore(roundHalfEven2(v), reason)
+            return RewardScore(roundHalfEven2(v), guardedReason(g))
         }
+    }
+
+    /// "verification=1 (84 / 7 = 12) backtracking=0 ... ignored=5 (identity 2, unrelated 3)":
+    /// what counted and why the rest did not, so a user can see why a completion was paid.
+    func guardedReason(_ g: GuardedReflection) -> String {
+        var parts: [String] = []
+        for d in ReflectionDimension.allCases {
+            let shown = g.counted[d.rawValue].prefix(3).joined(separator: "; ") + (g.counted[d.rawValue].count > 3 ? "; …" : "")
+            parts.append("\(d.name)=\(g.counts[d.rawValue])" + (shown.isEmpty ? "" : " (\(shown))"))
+        }
+        let n = g.ignored.values.reduce(0, +)
+        if n > 0 {
+            let each = IgnoredCheck.allCases.compactMap { c in g.ignored[c].map { "\(c.rawValue) \($0)" } }
+            parts.append("ignored=\(n) (\(each.joined(separator: ", ")))")
+        }
+        if g.corrected { parts.append("corrected") }
+        if g.repetition > 0 { parts.append("repetition=\(roundHalfEven2(g.repetition))") }
+        return parts.joined(separator: " ")
     }
 
     func countsReason(_ counts: [Int]) -> String {

@@ -254,6 +254,68 @@ final class RewardTests: XCTestCase {
         XCTAssertGreaterThan(try value(farms["keyword list"]!, "72", "reflection", #"{"reflection_mode": "paper"}"#)!, 0.5)
     }
 
+    /// Issue 28's table (Tests/Fixtures/rewards/reflection_guarded.jsonl): farmed checks —
+    /// identities, true arithmetic on numbers the problem does not have, false equations, the
+    /// derivation restated, staged fixes, keywords alone — pay nothing; genuine ones (inverse
+    /// operations, substitution back, corrections of a wrong result, subgoals reached, working
+    /// back from the answer) pay; a check of quantities already checked pays nothing more. The
+    /// reason names every sentence's verdict, compared with the row's labels.
+    func testGuardedChecksTable() throws {
+        let text = try String(contentsOf: Fixtures.dir.appendingPathComponent("rewards/reflection_guarded.jsonl"), encoding: .utf8)
+        let rows = try text.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        XCTAssertGreaterThanOrEqual(rows.count, 40)
+        let set = RewardSet(config: try RewardConfig(json: JSONValue.parse("{}")))
+        var values: [String: Double] = [:]
+        var scored: [(JSONValue, ScoredCompletion)] = []
+        for row in rows {
+            let id = row["id"]!.asString!
+            let completion = "<think>\n\(row["think"]!.asString!)\n</think>\n<answer>\n\(row["answer"]!.asString!)\n</answer>"
+            let s = set.score(RewardInput(completion: completion, reference: row["reference"]!.asString!, prompt: row["prompt"]?.asString))
+            values[id] = s["reflection"]!.value!
+            scored.append((row, s))
+        }
+        let genuineFloor = rows.filter { $0["expect"]!.asString! == "paid" }.map { values[$0["id"]!.asString!]! }.min()!
+        for (row, s) in scored {
+            let id = row["id"]!.asString!, why = row["why"]!.asString!
+            let v = values[id]!, reason = s["reflection"]!.reason
+            let expect = row["expect"]!.asString!
+            switch expect {
+            case "zero": XCTAssertEqual(v, 0, "\(id) (\(why)): \(reason)")
+            case "paid": XCTAssertGreaterThan(v, 0, "\(id) (\(why)): \(reason)")
+            default:
+                let other = String(expect.dropFirst("same_as:".count))
+                XCTAssertEqual(v, values[other]!, "\(id) pays as \(other) (\(why)): \(reason)")
+            }
+            if expect == "zero" { XCTAssertLessThan(v, genuineFloor, id) }
+            guard reason != "answer_wrong", reason != "repeated_reflection" else { continue }
+            // The reason's verdicts, class by class, against the row's labels.
+            var labels: [String: Int] = [:]
+            for c in row["checks"]!.asArray! { labels[c.asString!, default: 0] += 1 }
+            var found: [String: Int] = [:]
+            for d in ReflectionDimension.allCases {
+                if let n = Self.count(in: reason, "\(d.name)="), n > 0 { found["genuine", default: 0] += n }
+            }
+            for c in IgnoredCheck.allCases {
+                if let n = Self.count(in: reason, c.rawValue + " "), n > 0 { found[c.rawValue] = n }
+            }
+            XCTAssertEqual(found, labels, "\(id) (\(why)): \(reason)")
+        }
+    }
+
+    /// The number after `key` in a reason ("verification=1 (…)" → 1 for "verification=").
+    static func count(in reason: String, _ key: String) -> Int? {
+        guard let r = reason.range(of: key) else { return nil }
+        return Int(reason[r.upperBound...].prefix { $0.isNumber })
+    }
+
+    /// The issue's hostile rows, with the reason a user sees.
+    func testGuardedReasonSaysWhatCounted() throws {
+        let c = "<think>\n12 * 7 = 84. Verify: 84 / 7 = 12. Check: 1 + 1 = 2. Confirm: 5 + 5 = 10. Test: 84 / 12 = 8.\n</think>\n<answer>\n84\n</answer>"
+        let s = try score(c, "84")["reflection"]!
+        XCTAssertEqual(s.reason, "backtracking=0 verification=1 (84 / 7 = 12) subgoals=0 backward_chaining=0 ignored=3 (identity 1, unrelated 1, false 1)")
+        XCTAssertEqual(s.value, paperReflectionValue(counts: [0, 1, 0, 0]))
+    }
+
     // MARK: length, repetition, totals
 
     func testLengthAndRepetition() throws {

@@ -88,7 +88,7 @@ def test_cli_contract():
     assert p.returncode == 1 and len(out) == len(lines)
     assert out[0] == {"rewards": {"accuracy": 1, "format": 1, "reflection": 0.21}, "total": 2.21,
                       "reasons": {"accuracy": "correct", "format": "ok",
-                                  "reflection": "backtracking=0 verification=1 subgoals=0 backward_chaining=0"}}
+                                  "reflection": "backtracking=0 verification=1 (72 - 24 = 48) subgoals=0 backward_chaining=0"}}
     assert out[1]["error"].startswith("line 2: invalid JSON")
     assert out[2]["error"].startswith("line 3: ")
     assert out[3]["error"].startswith("line 4: ") and "completion" in out[3]["error"]
