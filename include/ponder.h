@@ -488,11 +488,17 @@ ponder_status ponder_trainer_set_environment(ponder_trainer *trainer, const char
  *    paper's re.match(r"^<think>.*?</think>\s*<answer>.*?</answer>$", DOTALL | MULTILINE), 0 or 1.
  *  - reflection: "paper": the paper's published reward (four keyword patterns on the whole
  *    lower-cased completion, decayed counts, 1 - 1/(1 + (0.8 ln(1 + raw))^1.2), 2 decimals).
- *    "guarded": the same patterns counted only inside <think>, once per distinct sentence with
- *    numbers and an operation, not in sentences with more than two keywords; 0 when a
- *    reflective sentence is repeated, the format is not strict-valid or (by default) the answer
- *    is wrong; scaled by max(0, 1 - weight x repeated share); plus the bonus when a backtracking
- *    sentence replaced an earlier result by the final, correct answer.
+ *    "guarded": the same patterns, only inside <think>, and a sentence counts only when it checks
+ *    something: an equation in it (or in the next sentence) holds, is not an identity, uses only
+ *    the problem's quantities (the prompt's numbers and what the final answer was derived from)
+ *    and, per dimension, is not the derivation restated (verification), corrects an earlier wrong
+ *    result (backtracking), computes a quantity the answer uses (subgoals) or involves the answer
+ *    (backward chaining); once per set of quantities (docs/CONFIG.md gives the rules). Not in
+ *    sentences with more than two keywords; 0 when a reflective sentence is repeated, the format
+ *    is not strict-valid or (by default) the answer is wrong; scaled by max(0, 1 - weight x
+ *    repeated share); plus the bonus when a counted backtrack corrected the final answer. Its
+ *    reason lists what counted and why the rest did not ("verification=1 (84 / 7 = 12) ...
+ *    ignored=2 (identity 1, unrelated 1)").
  *  - length: DAPO's soft overlong punishment: 0 up to max - cache, a linear ramp to -1 at max,
  *    -1 beyond; in tokens when the item has completion_tokens, else in characters.
  *  - repetition: (1 - distinct/total word n-grams) x repetition_max_penalty.

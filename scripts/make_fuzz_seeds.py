@@ -387,6 +387,15 @@ COMPLETIONS = [
 ]
 for i, (completion, reference) in enumerate(COMPLETIONS):
     out(f"corpus/reward_text/c{i}", completion.encode() + (b"\0" + reference.encode() if reference else b""))
+# Guarded reflection's check table (issue 28), with the prompt after a second NUL: the equation
+# reader, the problem's quantities and every verdict class.
+with open(os.path.join(ROOT, "Tests", "Fixtures", "rewards", "reflection_guarded.jsonl")) as f:
+    for row in map(json.loads, f):
+        if row["id"] in ("seven_unrelated", "same_check_three_ways", "latex_check", "real_correction", "gsm8k_steps",
+                         "gsm8k_backwards", "rounded_check", "thousands", "pulled_in_numbers"):
+            text = f"<think>\n{row['think']}\n</think>\n<answer>\n{row['answer']}\n</answer>"
+            out(f"corpus/reward_text/guarded_{row['id']}",
+                text.encode() + b"\0" + row["reference"].encode() + b"\0" + (row.get("prompt") or "").encode())
 out("corpus/score/default.json", json.dumps({"items": [{"completion": c, "reference": r} for c, r in COMPLETIONS if r]}))
 out("corpus/score/all_options.json", json.dumps({
     "rewards": ["accuracy", "format", "reflection", "length", "repetition"], "reward_weights": [1, 0.5, 1, 1, 0.2],
@@ -492,7 +501,8 @@ dictionary("grpo_data", corpus_words("grpo_data", lines=True) | set(HOSTILE_VALU
 REWARD_WORDS = {"<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "\\frac{", "\\sqrt{", "\\dfrac", "\\left(",
                 "\\right)", "####", "%", "$", "1,000", "0.5", "-3", "1e5", "\\pi", "wait", "verify", "check", "let me",
                 "mistake", "alternatively", "re-evaluate", "step 1", "milestone 2", "edge case", "=", "+", "\u00d7", "\u00f7",
-                "\\cdot", "\\times", "(1, 2)", "[1, 2]", "x = ", "\0"}
+                "\\cdot", "\\times", "(1, 2)", "[1, 2]", "x = ", "\0", "\\div", " x ", "==", "<=", "fix", "goal",
+                "working backwards", "84 / 7 = 12", "1 + 1 = 2", "12 * 7 = 74", "3.33"}
 dictionary("reward_text", REWARD_WORDS)
 with open(os.path.join(FUZZ, "corpus", "tokenizer_json", "llama.json")) as f:
     tok = json.load(f)

@@ -29,12 +29,14 @@ let scoreTarget = FuzzTarget(name: "score") { data in
     }
 }
 
-/// Raw completion text (and a reference after the first NUL byte) under all four mode
-/// combinations and every built-in reward.
+/// Raw completion text (a reference after the first NUL byte, the prompt after the second: the
+/// guarded reflection reads the question's numbers from it) under all four mode combinations and
+/// every built-in reward.
 let rewardTextTarget = FuzzTarget(name: "reward_text") { data in
-    let parts = data.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+    let parts = data.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
     let completion = String(decoding: parts[0], as: UTF8.self)
     let reference = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : nil
+    let prompt = parts.count > 2 ? String(decoding: parts[2], as: UTF8.self) : nil
     for format in [RewardConfig.FormatMode.strict, .paper] {
         for reflection in [RewardConfig.ReflectionMode.guarded, .paper] {
             var c = RewardConfig()
@@ -44,7 +46,7 @@ let rewardTextTarget = FuzzTarget(name: "reward_text") { data in
             c.reflectionMode = reflection
             c.maxCompletionLength = 64
             c.softPunishCache = 16
-            let s = RewardSet(config: c).score(RewardInput(completion: completion, reference: reference))
+            let s = RewardSet(config: c).score(RewardInput(completion: completion, reference: reference, prompt: prompt))
             checkScores(s, c)
         }
     }
