@@ -387,6 +387,7 @@ COMPLETIONS = [
 ]
 for i, (completion, reference) in enumerate(COMPLETIONS):
     out(f"corpus/reward_text/c{i}", completion.encode() + (b"\0" + reference.encode() if reference else b""))
+GUARDED_ITEMS = []
 # Guarded reflection's check table (issue 28), with the prompt after a second NUL: the equation
 # reader, the problem's quantities and every verdict class.
 with open(os.path.join(ROOT, "Tests", "Fixtures", "rewards", "reflection_guarded.jsonl")) as f:
@@ -396,6 +397,8 @@ with open(os.path.join(ROOT, "Tests", "Fixtures", "rewards", "reflection_guarded
             text = f"<think>\n{row['think']}\n</think>\n<answer>\n{row['answer']}\n</answer>"
             out(f"corpus/reward_text/guarded_{row['id']}",
                 text.encode() + b"\0" + row["reference"].encode() + b"\0" + (row.get("prompt") or "").encode())
+            GUARDED_ITEMS.append({"completion": text, "reference": row["reference"], "prompt": row.get("prompt") or ""})
+out("corpus/score/guarded.json", json.dumps({"items": GUARDED_ITEMS}))
 out("corpus/score/default.json", json.dumps({"items": [{"completion": c, "reference": r} for c, r in COMPLETIONS if r]}))
 out("corpus/score/all_options.json", json.dumps({
     "rewards": ["accuracy", "format", "reflection", "length", "repetition"], "reward_weights": [1, 0.5, 1, 1, 0.2],
