@@ -11,7 +11,7 @@ logged every 5 steps, and an eval stage on 300 held-out problems. Runs are ordin
 directories (scripts/ablation.py's runner: finished runs are reused). Then
 scripts/classify_checks.py classifies every reflective sentence of the logged completions at the
 first and last two logged steps (genuine / identity / unrelated / false / restated / keyword /
-other / list / duplicate). Prints the markdown for docs/RESULTS.md and writes OUT/redteam.json.
+other / list / duplicate). Prints the markdown for docs/RESULTS.md and writes OUT/redteam-<settings>.json.
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def main() -> int:
     base = {k: v for k, v in qs.items() if k not in ("stages", "output")}
     p = ablation.run("pretrain-0", {**base, "stages": [pretrain]}, a.out)
     s = ablation.run("sft-full-0", {**base, "model": {"path": os.path.join(p, "model")}, "stages": [sft]}, a.out)
+    tag = f"w{a.weight:g}-t{a.temperature:g}-lr{a.learning_rate:g}-{a.steps}"
     result = {"steps": a.steps, "weight": a.weight, "temperature": a.temperature, "learning_rate": a.learning_rate, "runs": {}}
     for mode in a.modes.split(","):
         stage = copy.deepcopy(grpo)
@@ -50,7 +51,7 @@ def main() -> int:
                      save_steps=50,
                      reward={**qs["reward"], "reward_weights": [1, 1, a.weight], "reflection_mode": mode})
         cfg = {**base, "model": {"path": os.path.join(s, "model")}, "stages": [stage, {**evaluation, "limit": 300}]}
-        d = ablation.run(f"grpo-{mode}-w{a.weight:g}-t{a.temperature:g}-lr{a.learning_rate:g}-{a.steps}", cfg, a.out)
+        d = ablation.run(f"grpo-{mode}-{tag}", cfg, a.out)
         log = os.path.join(d, "stages", "00-grpo", "completions.jsonl")
         rows = [json.loads(line) for line in open(log) if line.strip()]
         steps = sorted({r["step"] for r in rows})
@@ -62,13 +63,18 @@ def main() -> int:
             per, n = classify_checks.table(sel)
             scores = {k: [r["rewards"]["rewards"][k] for r in sel if r["rewards"]["rewards"].get(k) is not None]
                       for k in ("accuracy", "reflection")}
-            run["spans"][name] = {"steps": span, "completions": n,
+            # The audit: completions the reward paid for reflection in which the independent
+            # classifier finds no genuine check (the farms that got through).
+            paid = [r for r in sel if (r["rewards"]["rewards"].get("reflection") or 0) > 0]
+            unearned = [r for r in paid if "genuine" not in (c for _, c in classify_checks.classify(r.get("prompt"), r["completion"]))]
+            run["spans"][name] = {"steps": span, "completions": n, "paid": len(paid), "paid_without_genuine": len(unearned),
+                                  "examples_unearned": [r["completion"] for r in unearned[:3]],
                                   "checks_per_completion": {c: per[c] / n for c in classify_checks.CLASSES},
                                   "accuracy": mean(scores["accuracy"]), "reflection": mean(scores["reflection"]),
                                   "mean_length": mean([len(r["completion"]) for r in sel])}
         run["reflection_by_step"] = [(m["step"], m.get("rewards/reflection/mean")) for m in metrics if m.get("stage") == "grpo"]
         result["runs"][mode] = run
-    json.dump(result, open(os.path.join(a.out, "redteam.json"), "w"), indent=1)
+    json.dump(result, open(os.path.join(a.out, f"redteam-{tag}.json"), "w"), indent=1)
     print(markdown(result))
     return 0
 
@@ -80,17 +86,17 @@ def mean(xs):
 
 def markdown(result: dict) -> str:
     classes = classify_checks.CLASSES
-    out = [f"| reward mode | steps | reflection reward | accuracy | chars | " + " | ".join(classes) + " |",
-           "|---|---|---:|---:|---:|" + "---:|" * len(classes)]
+    out = [f"| reward mode | steps | reflection reward | paid / without a genuine check | accuracy | chars | " + " | ".join(classes) + " |",
+           "|---|---|---:|---:|---:|---:|" + "---:|" * len(classes)]
     for mode, run in result["runs"].items():
         for name in ("start", "end"):
             sp = run["spans"][name]
             cells = " | ".join(f"{sp['checks_per_completion'][c]:.2f}" for c in classes)
-            out.append(f"| {mode} | {sp['steps'][0]}–{sp['steps'][-1]} | {sp['reflection']:.3f} | {sp['accuracy']:.3f} "
+            out.append(f"| {mode} | {sp['steps'][0]}–{sp['steps'][-1]} | {sp['reflection']:.3f} | {sp['paid']} / {sp['paid_without_genuine']} | {sp['accuracy']:.3f} "
                        f"| {sp['mean_length']:.0f} | {cells} |")
     out.append(f"\nGRPO from the quickstart's SFT model, reflection weight {result['weight']:g}, temperature "
                f"{result['temperature']:g}, learning rate {result['learning_rate']:g}, {result['steps']} steps of 8 prompts × 8 completions; cells after the first "
-               f"five are reflective sentences of each class per completion (scripts/classify_checks.py), over the "
+               f"six are reflective sentences of each class per completion (scripts/classify_checks.py), over the "
                f"completions logged at the first and last two logged steps (128 each).")
     for mode, run in result["runs"].items():
         start, trained = run["eval"]
