@@ -279,33 +279,17 @@ func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?,
         var candidates = eqs[k]
         if candidates.isEmpty, k + 1 < sents.count, !keywords[k + 1].contains(where: { $0 > 0 }) { candidates = eqs[k + 1] }
         for d in ReflectionDimension.allCases where per[d.rawValue] > 0 {
+            // The first equation that checks something new for this dimension counts; else the
+            // last reason an equation gave (or `keyword`, with none) is what the reason reports.
             var why = IgnoredCheck.keyword
             var hit: (key: String, text: String, result: String?)? = nil
             for eq in candidates {
-                if !eq.holds { why = .false; continue }
-                if eq.isIdentity { why = .identity; continue }
-                if !problem.contains(eq) { why = .unrelated; continue }
-                let c = eq.computation
-                let sig = c.map { $0.operands.joined(separator: ",") + "=" + $0.result }
-                switch d {
-                case .verification:
-                    if let sig, written.contains(sig) { why = .restated; continue }
-                    hit = (eq.quantities.sorted().joined(separator: ","), eq.text, c?.result)
-                case .backtracking:
-                    guard let c, let was = wrong[c.operands.joined(separator: ",")], was.contains(where: { $0 != c.result }) else {
-                        why = .nothingCorrected
-                        continue
-                    }
-                    hit = (c.result, eq.text, c.result)
-                case .subgoals:
-                    guard let c else { why = .unrelated; continue }
-                    hit = (c.result, eq.text, c.result)
-                case .backwardChaining:
-                    guard let a = problem.answer, eq.quantities.contains(a) else { why = .notTheAnswer; continue }
-                    hit = ("answer", eq.text, nil)
+                switch judge(d, eq, problem, written: written, wrong: wrong) {
+                case .ignored(let reason): why = reason
+                case .counts(let key, _) where keys[d.rawValue].contains(key): why = .repeated
+                case .counts(let key, let result): hit = (key, eq.text, result)
                 }
-                if keys[d.rawValue].contains(hit!.key) { why = .repeated; hit = nil; continue }
-                break
+                if hit != nil { break }
             }
             guard let hit else {
                 g.ignored[why, default: 0] += 1
@@ -320,6 +304,38 @@ func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?,
     let dup = sents.isEmpty ? 0 : 1 - Double(seen.count) / Double(sents.count)
     g.repetition = max(dup, repeatedNgramFraction(words(think[...]), n: ngram))
     return g
+}
+
+private enum CheckVerdict {
+    /// Counts, under this key (a dimension counts each key once), with the result it gave.
+    case counts(key: String, result: String?)
+    case ignored(IgnoredCheck)
+}
+
+/// What one equation near a keyword of dimension `d` checks. `written`: the computations of the
+/// sentences before ("7,12=84"); `wrong`: the results they gave that did not hold, by operands.
+private func judge(_ d: ReflectionDimension, _ eq: Equation, _ problem: ProblemQuantities, written: Set<String>,
+                   wrong: [String: Set<String>]) -> CheckVerdict {
+    if !eq.holds { return .ignored(.false) }
+    if eq.isIdentity { return .ignored(.identity) }
+    if !problem.contains(eq) { return .ignored(.unrelated) }
+    let c = eq.computation
+    switch d {
+    case .verification:
+        if let c, written.contains(c.operands.joined(separator: ",") + "=" + c.result) { return .ignored(.restated) }
+        return .counts(key: eq.quantities.sorted().joined(separator: ","), result: c?.result)
+    case .backtracking:
+        guard let c, let was = wrong[c.operands.joined(separator: ",")], was.contains(where: { $0 != c.result }) else {
+            return .ignored(.nothingCorrected)
+        }
+        return .counts(key: c.result, result: c.result)
+    case .subgoals:
+        guard let c else { return .ignored(.unrelated) }
+        return .counts(key: c.result, result: c.result)
+    case .backwardChaining:
+        guard let a = problem.answer, eq.quantities.contains(a) else { return .ignored(.notTheAnswer) }
+        return .counts(key: "answer", result: nil)
+    }
 }
 
 private func normalizedSentence(_ s: Scalars.SubSequence) -> [UInt32] {
