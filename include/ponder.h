@@ -102,8 +102,9 @@ void ponder_string_free(char *s);
 
 /* Loads a model. options_json: {"path": "model.gguf" | "hf_model_dir/", "threads": 2,
  *                               "adapter": "peft_adapter_dir/"}
- *  - path: a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors; dequantized to
- *    fp32) or a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+ *  - path: a GGUF file (F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, Q3_K, Q4_K, Q5_K, Q6_K
+ *    tensors; dequantized to fp32) or a Hugging Face directory (config.json, model.safetensors,
+ *    tokenizer.json).
  *  - threads (optional, 1..256): threads for Ponder's loops and matmuls, process-wide.
  *  - adapter (optional): a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
  *    applied on top of the model, unmerged.

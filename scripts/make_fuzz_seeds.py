@@ -196,6 +196,12 @@ def quant_blocks(qtype: Q, rows: int, cols: int) -> np.ndarray:
             b = f16(0.05) + f16(-0.4) + rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
         elif qtype == Q.Q4_K:
             b = f16(0.002) + f16(0.002) + rng.integers(0, 256, 12 + 128, dtype=np.uint8).tobytes()
+        elif qtype in (Q.Q5_0, Q.Q5_1):
+            b = f16(0.05) + (f16(-0.4) if qtype == Q.Q5_1 else b"") + rng.integers(0, 256, 20, dtype=np.uint8).tobytes()
+        elif qtype == Q.Q5_K:
+            b = f16(0.002) + f16(0.002) + rng.integers(0, 256, 12 + 32 + 128, dtype=np.uint8).tobytes()
+        elif qtype == Q.Q3_K:
+            b = rng.integers(0, 256, 32 + 64 + 12, dtype=np.uint8).tobytes() + f16(0.002)
         elif qtype == Q.Q6_K:
             b = (rng.integers(0, 256, 192, dtype=np.uint8).tobytes() + rng.integers(-8, 8, 16, dtype=np.int8).tobytes()
                  + f16(0.002))
@@ -558,3 +564,10 @@ with open(path, "r+b") as f:
 t = hf_tensors({"norm": "F32", "embed": "BF16", "matrix": "F16"})
 t["model.norm.weight"] = ("F32", np.full((HIDDEN,), np.nan, dtype=np.float32))
 out("regressions/safetensors/sampler-nonfinite-logits.safetensors", safetensors(t))
+
+# Issue 25's formats (last, so every seed above keeps its bytes): Q5_0 / Q5_1 rows of 32, Q5_K /
+# Q3_K rows of 256.
+write_gguf("corpus/gguf/qwen2_q5_0_q5_1.gguf", "qwen2", hidden=32, ffn=32, heads=2, kv_heads=1, head_dim=16, tied=True,
+           bias=True, types={"embed": Q.Q5_0, "in": Q.Q5_1, "out": Q.Q5_0}, pre="qwen2")
+write_gguf("corpus/gguf/llama_q5k_q3k.gguf", "llama", hidden=256, ffn=8, heads=1, kv_heads=1, head_dim=8, tied=True,
+           bias=False, types={"embed": Q.Q5_K, "in": Q.Q3_K, "out": Q.F16}, pre="llama-bpe")

@@ -453,7 +453,9 @@ def quant_blocks() -> dict:
     from gguf import GGMLQuantizationType as T
 
     expected = {"F16": (1, 2), "BF16": (1, 2), "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20),
-                "Q4_K": (256, 144), "Q6_K": (256, 210)}
+                "Q4_K": (256, 144), "Q6_K": (256, 210),
+                # Appended (issue 25), so the blocks above keep their random bytes.
+                "Q5_0": (32, 22), "Q5_1": (32, 24), "Q5_K": (256, 176), "Q3_K": (256, 110)}
     rng = np.random.default_rng(7)
 
     def f16(lo: float, hi: float, sign: bool = False) -> bytes:
@@ -491,6 +493,14 @@ def quant_blocks() -> dict:
                     blocks.append(f16(0.001, 0.05) + f16(0.001, 0.05) + rand_bytes(12) + rand_bytes(128))
                 elif name == "Q6_K":  # ql[128], qh[64], scales[16] (int8), d
                     blocks.append(rand_bytes(128) + rand_bytes(64) + rand_bytes(16) + f16(0.0005, 0.01, sign=True))
+                elif name == "Q5_0":  # d, qh[4], qs[16]
+                    blocks.append(f16(0.01, 0.5, sign=True) + rand_bytes(4) + rand_bytes(16))
+                elif name == "Q5_1":  # d, m, qh[4], qs[16]
+                    blocks.append(f16(0.01, 0.5, sign=True) + f16(0.0, 2.0, sign=True) + rand_bytes(4) + rand_bytes(16))
+                elif name == "Q5_K":  # d, dmin, scales[12], qh[32], qs[128]
+                    blocks.append(f16(0.001, 0.05) + f16(0.001, 0.05) + rand_bytes(12) + rand_bytes(32) + rand_bytes(128))
+                elif name == "Q3_K":  # hmask[32], qs[64], scales[12], d
+                    blocks.append(rand_bytes(32) + rand_bytes(64) + rand_bytes(12) + f16(0.001, 0.05, sign=True))
             raw = b"".join(blocks)
             assert len(raw) == 2 * ts
         values = gguf.quants.dequantize(np.frombuffer(raw, np.uint8), qt)

@@ -79,7 +79,7 @@ final class TinyModelTests: XCTestCase {
     /// Dequantization of every supported ggml type against gguf-py's reference.
     func testDequantizationMatchesGGUFPy() throws {
         let blocks = try JSONSerialization.jsonObject(with: Data(contentsOf: TinyModelTests.tiny.appendingPathComponent("quant_blocks.json"))) as! [String: [String: Any]]
-        XCTAssertEqual(Set(blocks.keys), ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"])
+        XCTAssertEqual(Set(blocks.keys), ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
         for (name, spec) in blocks {
             let type = GGMLType(rawValue: UInt32((spec["ggml_type"] as! NSNumber).intValue))!
             XCTAssertEqual(type.blockBytes, (spec["type_size"] as! NSNumber).intValue, name)
