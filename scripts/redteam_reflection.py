@@ -85,25 +85,23 @@ def mean(xs):
 
 
 def markdown(result: dict) -> str:
+    """The tables docs/RESULTS.md shows, as they are pasted there."""
     classes = classify_checks.CLASSES
-    out = [f"| reward mode | steps | reflection reward | paid / without a genuine check | accuracy | chars | " + " | ".join(classes) + " |",
+    out = ["| reward mode | steps | reflection reward (mean) | paid / paid without a genuine check | accuracy (sampled) "
+           "| chars | " + " | ".join(classes) + " |",
            "|---|---|---:|---:|---:|---:|" + "---:|" * len(classes)]
     for mode, run in result["runs"].items():
         for name in ("start", "end"):
             sp = run["spans"][name]
             cells = " | ".join(f"{sp['checks_per_completion'][c]:.2f}" for c in classes)
-            out.append(f"| {mode} | {sp['steps'][0]}–{sp['steps'][-1]} | {sp['reflection']:.3f} | {sp['paid']} / {sp['paid_without_genuine']} | {sp['accuracy']:.3f} "
-                       f"| {sp['mean_length']:.0f} | {cells} |")
-    out.append(f"\nGRPO from the quickstart's SFT model, reflection weight {result['weight']:g}, temperature "
-               f"{result['temperature']:g}, learning rate {result['learning_rate']:g}, {result['steps']} steps of 8 prompts × 8 completions; cells after the first "
-               f"six are reflective sentences of each class per completion (scripts/classify_checks.py), over the "
-               f"completions logged at the first and last two logged steps (128 each).")
+            out.append(f"| {mode} | {sp['steps'][0]}–{sp['steps'][-1]} | {sp['reflection']:.3f} | {sp['paid']} / "
+                       f"{sp['paid_without_genuine']} | {sp['accuracy']:.3f} | {sp['mean_length']:.0f} | {cells} |")
+    out += ["", "Greedy, 300 held-out problems, SFT model → GRPO model:", "",
+            "| reward mode | accuracy | reflection (paper) | reflection (guarded) |", "|---|---|---|---|"]
     for mode, run in result["runs"].items():
-        start, trained = run["eval"]
-        out.append(f"\n{mode}: held-out accuracy {start['accuracy']:.3f} → {trained['accuracy']:.3f}, "
-                   f"reflection (paper) {start['reflection']:.3f} → {trained['reflection']:.3f}, "
-                   f"reflection (guarded) {start.get('reflection_guarded', float('nan')):.3f} → "
-                   f"{trained.get('reflection_guarded', float('nan')):.3f} (300 problems, greedy).")
+        a, b = run["eval"]
+        out.append(f"| {mode} | {a['accuracy']:.3f} → {b['accuracy']:.3f} | {a['reflection']:.3f} → {b['reflection']:.3f} "
+                   f"| {a['reflection_guarded']:.3f} → {b['reflection_guarded']:.3f} |")
     return "\n".join(out)
 
 

@@ -275,6 +275,8 @@ final class RewardTests: XCTestCase {
             scored.append((row, s))
         }
         let genuineFloor = rows.filter { $0["expect"]!.asString! == "paid" }.map { values[$0["id"]!.asString!]! }.min()!
+        // The same correct answer (12 * 7 = 84) with one genuine check: what no farm may out-total.
+        let oneCheck = scored.first { $0.0["id"]!.asString! == "inverse" }!.1.total!
         for (row, s) in scored {
             let id = row["id"]!.asString!, why = row["why"]!.asString!
             let v = values[id]!, reason = s["reflection"]!.reason
@@ -286,7 +288,10 @@ final class RewardTests: XCTestCase {
                 let other = String(expect.dropFirst("same_as:".count))
                 XCTAssertEqual(v, values[other]!, "\(id) pays as \(other) (\(why)): \(reason)")
             }
-            if expect == "zero" { XCTAssertLessThan(v, genuineFloor, id) }
+            if expect == "zero" {
+                XCTAssertLessThan(v, genuineFloor, id)
+                if row["prompt"]?.asString == "What is 12 * 7?" { XCTAssertLessThan(s.total!, oneCheck, "\(id): \(s.json.serialized())") }
+            }
             guard reason != "answer_wrong", reason != "repeated_reflection" else { continue }
             // The reason's verdicts, class by class, against the row's labels.
             var labels: [String: Int] = [:]
