@@ -167,6 +167,20 @@ public enum Answers {
         return trimmed(reference)
     }
 
+    /// The accuracy verdict of a completion against a reference — the one rule for the accuracy
+    /// reward and for sampled evaluation: 1 correct, 0 wrong or no answer, nil no score (a
+    /// reference without an answer, or either side nested past maxNesting, where the parser no
+    /// longer judges exactly: a score is right or absent). `answer`: the completion's final
+    /// answer when the caller has it parsed already.
+    public static func verdict(completion: String, reference: String,
+                               answer: @autoclosure () -> ParsedAnswer?) -> (value: Double?, reason: String) {
+        if nestingDepth(goldAnswerText(in: reference)) > maxNesting { return (nil, "reference_too_deep") }
+        if let text = finalAnswerText(in: completion), nestingDepth(text) > maxNesting { return (nil, "answer_too_deep") }
+        guard let gold = goldAnswer(in: reference) else { return (nil, "unparseable_reference") }
+        guard let answer = answer() else { return (0, "no_answer") }
+        return answer.equivalent(to: gold) ? (1, "correct") : (0, "wrong")
+    }
+
     /// The deepest nesting of brackets ({, (, [) the answer parser judges exactly: \frac, \sqrt
     /// and parentheses nested deeper get no accuracy score (tested level by level in RewardTests).
     public static let maxNesting = 12

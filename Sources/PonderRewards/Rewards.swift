@@ -105,14 +105,8 @@ public struct RewardSet: Sendable {
 
         lazy var accuracy: RewardScore = {
             guard let ref = input.reference else { return RewardScore(nil, "no_reference") }
-            // Past the nesting the parser judges exactly, no verdict rather than a wrong one.
-            if Answers.nestingDepth(Answers.goldAnswerText(in: ref)) > Answers.maxNesting { return RewardScore(nil, "reference_too_deep") }
-            if let text = Answers.finalAnswerText(in: input.completion), Answers.nestingDepth(text) > Answers.maxNesting {
-                return RewardScore(nil, "answer_too_deep")
-            }
-            guard let gold = Answers.goldAnswer(in: ref) else { return RewardScore(nil, "unparseable_reference") }
-            guard let answer = finalAnswer else { return RewardScore(0, "no_answer") }
-            return answer.equivalent(to: gold) ? RewardScore(1, "correct") : RewardScore(0, "wrong")
+            let v = Answers.verdict(completion: input.completion, reference: ref, answer: finalAnswer)
+            return RewardScore(v.value, v.reason)
         }()
 
         lazy var strict: (score: Double, placed: [Bool]) = strictFormat(text)

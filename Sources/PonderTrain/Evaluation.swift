@@ -211,9 +211,13 @@ public enum Evaluation {
         for (group, prompt) in zip(groups, prompts) {
             k = group.count
             guard let ref = prompt.reference, let gold = Answers.goldAnswer(in: ref) else { continue }
-            scoredPrompts += 1
             let answers = group.map { Answers.finalAnswer(in: $0.text) }
-            let right = answers.filter { $0?.equivalent(to: gold) ?? false }.count
+            // The accuracy reward's verdicts: a prompt with a sample it cannot judge (nested past
+            // its limit) is left out rather than counted wrong.
+            let verdicts = zip(group, answers).map { Answers.verdict(completion: $0.0.text, reference: ref, answer: $0.1).value }
+            guard !verdicts.contains(where: { $0 == nil }) else { continue }
+            scoredPrompts += 1
+            let right = verdicts.filter { $0 == 1 }.count
             pass1 += Double(right) / Double(group.count)
             for (j, k) in passK.enumerated() { passAt[j] += passAtK(n: group.count, c: right, k: k) }
             if let vote = majority(answers.compactMap { $0 }), vote.equivalent(to: gold) { maj += 1 }

@@ -193,4 +193,20 @@ final class PipelineConfigTests: XCTestCase {
         let answers = ["42", "41", "42.0", "$42$", "7"].compactMap { ParsedAnswer($0) }
         XCTAssertEqual(Evaluation.majority(answers)?.text, "42")
     }
+
+    /// Sampled metrics judge as the accuracy reward does: an answer nested past the parser's limit
+    /// is no verdict (its prompt is left out), never "wrong" — its value here is 2, the reference.
+    func testSampledMetricsLeaveOutWhatTheRewardCannotJudge() {
+        func completion(_ answer: String) -> Completion {
+            Completion(text: "<think>x</think><answer>\(answer)</answer>", tokenIDs: [], logprobs: [], finishReason: .stop)
+        }
+        let deep = String(repeating: "\\frac{1}{", count: 13) + "2" + String(repeating: "}", count: 13)
+        let ask = GRPOPrompt(messages: [.init(role: "user", content: "q")], reference: "2")
+        let groups = [[completion("2"), completion("2")][...], [completion("2"), completion(deep)][...]]
+        let m = Dictionary(Evaluation.sampledMetrics(groups, prompts: [ask, ask], passK: [2]), uniquingKeysWith: { $1 })
+        // Only the first prompt is scored, both right (counting the deep one wrong gave 0.75).
+        XCTAssertEqual(m["pass@1"]?.asDouble, 1)
+        XCTAssertEqual(m["pass@2"]?.asDouble, 1)
+        XCTAssertEqual(Answers.verdict(completion: groups[1][1].text, reference: "2", answer: nil).reason, "answer_too_deep")
+    }
 }
