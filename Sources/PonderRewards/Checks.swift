@@ -2,7 +2,7 @@
 // hold, and whether they bear on the problem. A check that checks nothing — an identity, true
 // arithmetic on numbers the problem does not have, a false equation, the derivation restated —
 // must not pay, or GRPO teaches a policy to append trivia (issue 28's farms). docs/CONFIG.md
-// states the rules; tests/RewardTests walks a table of farmed and genuine checks.
+// states the rules; RewardTests.testGuardedChecksTable walks a table of farmed and genuine checks.
 
 /// A number as a key for comparison: its magnitude rounded to millionths ("84", "0.5"), so the
 /// 12 of "12 * 7" and the 12.0 of "= 12.0" are the same quantity.
