@@ -123,9 +123,11 @@ void ponder_model_free(ponder_model *model);
 ponder_status ponder_model_info(const ponder_model *model, char **out_json);
 
 /* Writes the model. options_json: {"path": OUT, "format": "safetensors" | "gguf",
- * "dtype": "f32" | "f16"}. safetensors: OUT is a directory that transformers loads
+ * "dtype": "f32" | "f16" | "q8_0"}. safetensors: OUT is a directory that transformers loads
  * (config.json, model.safetensors, tokenizer.json, tokenizer_config.json); gguf: OUT is a
- * file llama.cpp runs. The format defaults from OUT's suffix. Unmerged LoRA adapters are merged
+ * file llama.cpp runs. The format defaults from OUT's suffix. "q8_0" (GGUF only) writes
+ * llama.cpp's 8-bit blocks (the bytes llama-quantize writes) for matrices whose rows are a
+ * multiple of 32, F16 for other matrices, F32 for vectors. Unmerged LoRA adapters are merged
  * into the written weights. Files are written atomically. */
 ponder_status ponder_model_save(const ponder_model *model, const char *options_json);
 

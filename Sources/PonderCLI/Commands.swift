@@ -111,7 +111,7 @@ let commands: [CLICommand] = [
     CLICommand(name: "train", positional: ["CONFIG.json"], summary: "the trainer the config's \"kind\" names", flags: []),
     CLICommand(name: "convert", positional: ["IN", "OUT"], summary: "write a model as safetensors (HF directory) or GGUF",
                flags: [CLIFlag("--to", "FORMAT", key: "format", .string, "safetensors or gguf (required)"),
-                       CLIFlag("--dtype", "TYPE", key: "dtype", .string, "f32 (default) or f16")]),
+                       CLIFlag("--dtype", "TYPE", key: "dtype", .string, "f32 (default), f16, or q8_0 (GGUF only)")]),
     CLICommand(name: "version", positional: [], summary: "print the version", flags: []),
     CLICommand(name: "help", positional: ["[COMMAND]"], summary: "this overview, or a command's flags",
                flags: [CLIFlag("--markdown", nil, "every command and flag as the README's CLI section")]),

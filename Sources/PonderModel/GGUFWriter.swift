@@ -11,7 +11,8 @@ extension LlamaModel {
         typealias KV = (String, GGUFFile.Value, UInt32)  // key, value, value type
         var kv: [KV] = [
             ("general.architecture", .string(arch), 8), ("general.name", .string(name), 8),
-            ("general.file_type", .uint(dtype == .f32 ? 0 : 1), 4),
+            // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7.
+            ("general.file_type", .uint(dtype == .f32 ? 0 : dtype == .f16 ? 1 : 7), 4),
             ("\(arch).context_length", .uint(UInt64(c.maxPositions)), 4),
             ("\(arch).embedding_length", .uint(UInt64(c.hiddenSize)), 4),
             ("\(arch).feed_forward_length", .uint(UInt64(c.intermediateSize)), 4),
@@ -52,14 +53,14 @@ extension LlamaModel {
         var offset = 0
         var plan: [(ParameterLayout.Entry, GGMLType, Int)] = []
         for e in layout.entries {
-            let type: GGMLType = (dtype == .f16 && e.shape.count == 2) ? .f16 : .f32
+            let type = ggufType(e.shape, dtype)
             out.string(ggufName(e.name))
             out.u32(UInt32(e.shape.count))
             for d in e.shape.reversed() { out.u64(UInt64(d)) }
             out.u32(type.rawValue)
             out.u64(UInt64(offset))
             plan.append((e, type, offset))
-            offset += (e.count * type.blockBytes + alignment - 1) / alignment * alignment
+            offset += (e.count / type.blockSize * type.blockBytes + alignment - 1) / alignment * alignment
         }
         while out.bytes.count % alignment != 0 { out.bytes.append(0) }
         let f = try AtomicFile(path: path)
@@ -75,7 +76,7 @@ extension LlamaModel {
                 convertRoPERows(from: src, to: tmp.pointer, heads: heads, headDim: c.headDim, cols: e.shape[1], toGGUF: true)
                 src = UnsafePointer(tmp.pointer)
             }
-            try writeData(f, src, e.count, type == .f16 ? .f16 : .f32)
+            if type == .q8_0 { try writeQ8_0(f, src, e.count) } else { try writeData(f, src, e.count, type == .f16 ? .f16 : .f32) }
         }
         try f.commit()
     }
@@ -122,3 +123,38 @@ struct GGUFBytes {
         }
     }
 }
+
+/// A tensor's GGUF type for `dtype`: vectors stay F32 (as llama.cpp's converter writes them);
+/// with q8_0, a matrix whose rows are not a multiple of 32 is written F16, as the converter falls
+/// back when a row cannot be cut into blocks.
+func ggufType(_ shape: [Int], _ dtype: TensorDType) -> GGMLType {
+    guard shape.count == 2 else { return .f32 }
+    switch dtype {
+    case .f32: return .f32
+    case .f16: return .f16
+    case .q8_0: return shape[1] % 32 == 0 ? .q8_0 : .f16
+    }
+}
+
+/// ggml's quantize_row_q8_0_ref: per block of 32, d = max|x| / 127 (stored as f16) and
+/// q = round(x / d), half away from zero — the same bytes as llama.cpp and gguf-py write.
+func writeQ8_0(_ f: AtomicFile, _ x: UnsafePointer<Float>, _ n: Int) throws {
+    var buf = [UInt8](repeating: 0, count: 34 * 1024)
+    var i = 0
+    while i < n {
+        let blocks = min(1024, (n - i) / 32)
+        for b in 0..<blocks {
+            let p = x + i + 32 * b
+            var amax: Float = 0
+            for j in 0..<32 { amax = max(amax, abs(p[j])) }
+            let d = amax / 127, id: Float = d != 0 ? 1 / d : 0
+            let bits = Float16(d).bitPattern
+            buf[34 * b] = UInt8(bits & 0xFF)
+            buf[34 * b + 1] = UInt8(bits >> 8)
+            for j in 0..<32 { buf[34 * b + 2 + j] = UInt8(bitPattern: Int8((p[j] * id).rounded())) }
+        }
+        try buf.withUnsafeBytes { try f.write($0.baseAddress!, count: 34 * blocks) }
+        i += 32 * blocks
+    }
+}
+

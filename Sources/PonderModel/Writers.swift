@@ -15,7 +15,8 @@ public struct TensorRef {
     public var count: Int { shape.reduce(1, *) }
 }
 
-public enum TensorDType: String, Sendable { case f32, f16 }
+/// The type 2-D weights are written in. q8_0 (llama.cpp's 8-bit blocks of 32) is GGUF only.
+public enum TensorDType: String, Sendable, CaseIterable { case f32, f16, q8_0 }
 
 /// Writes a safetensors file atomically (Hugging Face's format: u64 header length, JSON header,
 /// raw little-endian data).
@@ -124,6 +125,7 @@ extension LlamaModel {
     /// A Hugging Face model directory transformers loads directly: config.json,
     /// model.safetensors, tokenizer.json, tokenizer_config.json (each written atomically).
     public func saveHF(directory dir: String, dtype: TensorDType = .f32) throws {
+        guard dtype != .q8_0 else { throw PonderError.invalid("dtype: \"q8_0\" is written to GGUF files only") }
         try makeDirectories(dir)
         var cfg = config.hfConfigJSON(bos: tokenizer.bos, eos: tokenizer.eos)
         if dtype == .f16, case var .object(f) = cfg {
