@@ -64,6 +64,9 @@ def numbers(s: str) -> list[Fraction]:
 
 def evaluate(expr: str) -> Fraction | None:
     """The value of +, -, *, /, ^ and parentheses over exact fractions (Python's own precedence)."""
+    # Ponder's grammar takes integer exponents up to 64; so does this (and a huge power cannot hang it).
+    if any(int(e) > 64 for e in re.findall(r"\^\s*\(?\s*-?\s*(\d+)", expr)):
+        return None
     src = re.sub(NUMBER, lambda m: f"F('{m.group(0).replace(',', '')}')", expr.replace("^", "**"))
     try:
         v = eval(src, {"__builtins__": {}}, {"F": Fraction})  # the text is digits, operators and F(...) only
@@ -99,9 +102,12 @@ class Equation:
 
 
 def spelled(s: str) -> str:
-    s = re.sub(r"\\times|\\cdot|[×·⋅∗]|(?<=\d)\s*x\s*(?=\d)", "*", s)
-    s = re.sub(r"\\div|[÷∕]", "/", s)
-    return re.sub(r"[$€£]", " ", s.replace("−", "-").replace("–", "-"))
+    """Operators as the answer normaliser spells them (\\cdot \\times \\ast × → *, \\div ÷ → /,
+    − → -), currency signs dropped, an x between numbers read as *."""
+    s = re.sub(r"\\cdot|\\times|\\ast|×", "*", s)
+    s = re.sub(r"\\div|÷", "/", s).replace("−", "-")
+    s = re.sub(r"[$€£¥₹]", "", s)
+    return re.sub(r"(?<=\d)( *)x( *)(?=\d)", r"\1*\2", s)
 
 
 def equations(sentence: str) -> list[Equation]:

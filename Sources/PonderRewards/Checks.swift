@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // What a reflective sentence checks (guarded reflection): the equations it writes, whether they
 // hold, and whether they bear on the problem. A check that checks nothing — an identity, true
 // arithmetic on numbers the problem does not have, a false equation, the derivation restated —
@@ -35,10 +39,28 @@ struct EquationSide {
     var text: String
 }
 
+/// What a computed side is said to give: "84 / 7 = 12" → operands ["7", "84"], result "12".
+struct Computation {
+    let operands: [String]
+    let result: String
+    /// The operands alone ("7,84"): the same computation, whatever result is written.
+    var operandsKey: String { operands.joined(separator: ",") }
+    /// The computation with its result ("7,84=12"): the same equation written again.
+    var key: String { operandsKey + "=" + result }
+}
+
 /// "lhs = rhs" as written in a sentence, both sides parsed by the answer grammar.
 struct Equation {
-    var lhs: EquationSide
-    var rhs: EquationSide
+    let lhs: EquationSide
+    let rhs: EquationSide
+    /// Every number on either side, as keys.
+    let quantities: Set<String>
+
+    init(lhs: EquationSide, rhs: EquationSide) {
+        self.lhs = lhs
+        self.rhs = rhs
+        quantities = Set(lhs.numbers).union(rhs.numbers)
+    }
 
     var text: String { lhs.text + " = " + rhs.text }
 
@@ -46,11 +68,9 @@ struct Equation {
     var holds: Bool {
         if let a = lhs.value.q, let b = rhs.value.q, a == b { return true }
         let d = max(lhs.computed ? 0 : lhs.decimals, rhs.computed ? 0 : rhs.decimals)
-        let tol = d > 0 ? 0.5 * pow10(-d) + 1e-12 : 1e-9 * max(1, abs(lhs.value.x))
+        let tol = d > 0 ? 0.5 * pow(10, -Double(d)) + 1e-12 : 1e-9 * max(1, abs(lhs.value.x))
         return abs(lhs.value.x - rhs.value.x) <= tol
     }
-
-    var quantities: Set<String> { Set(lhs.numbers).union(rhs.numbers) }
 
     /// Nothing computed ("84 = 84", "1 = 2"), or fewer than two quantities besides 0 and 1
     /// ("84 * 1 = 84", "84 - 84 = 0", "1 + 1 = 2").
@@ -58,19 +78,13 @@ struct Equation {
         (!lhs.computed && !rhs.computed) || quantities.subtracting(["0", "1"]).count < 2
     }
 
-    /// The computed side's numbers, sorted, and the key of the plain number it is said to give:
-    /// "84 / 7 = 12" → (["7", "84"], "12"); nil when neither or both sides are plain numbers.
-    var computation: (operands: [String], result: String)? {
-        if lhs.computed && !rhs.computed, rhs.numbers.count == 1 { return (lhs.numbers.sorted(), rhs.numbers[0]) }
-        if rhs.computed && !lhs.computed, lhs.numbers.count == 1 { return (rhs.numbers.sorted(), lhs.numbers[0]) }
+    /// The computed side and the plain number it is said to give; nil when neither or both sides
+    /// are plain numbers.
+    var computation: Computation? {
+        if lhs.computed && !rhs.computed, rhs.numbers.count == 1 { return Computation(operands: lhs.numbers.sorted(), result: rhs.numbers[0]) }
+        if rhs.computed && !lhs.computed, lhs.numbers.count == 1 { return Computation(operands: rhs.numbers.sorted(), result: lhs.numbers[0]) }
         return nil
     }
-}
-
-private func pow10(_ e: Int) -> Double {
-    var x = 1.0
-    for _ in 0..<abs(e) { x *= 10 }
-    return e < 0 ? 1 / x : x
 }
 
 // MARK: - Finding equations in a sentence
@@ -79,45 +93,21 @@ private func pow10(_ e: Int) -> Double {
 /// scoring linear in the text whatever it holds.
 private let maxSideLength = 96
 
-/// The sentence with multiplication and division signs spelled the grammar's way ("×", "·",
-/// "\times", an "x" between numbers → "*"; "÷", "\div" → "/"; "−" → "-") and currency signs
-/// dropped; everything else as it was.
+/// The sentence with operators and currency spelled as the answer normaliser spells them
+/// (Normalizer.operatorSpellings: "×", "\\times", "÷", "\\div", "−", …; currency signs dropped),
+/// and an "x" between numbers ("12 x 7") read as multiplication.
 private func arithmeticSpelling(_ s: Scalars.SubSequence) -> Scalars {
-    let t = Array(s)
-    var out: Scalars = []
-    out.reserveCapacity(t.count)
-    var i = 0
-    func command(_ name: String) -> Bool {
-        let p = scalars(name)
-        guard i + p.count <= t.count, Array(t[i..<(i + p.count)]) == p else { return false }
-        return i + p.count == t.count || !isASCIILetter(t[i + p.count])
-    }
-    func digitAround(_ step: Int) -> Bool {
+    var text = string(s)
+    for (a, b) in Normalizer.operatorSpellings where text.contains(a) { text = text.replacing(a, with: b) }
+    for c in Normalizer.currencySigns where text.contains(c) { text = text.replacing(c, with: "") }
+    var t = scalars(text)
+    func digit(from i: Int, step: Int) -> Bool {
         var j = i + step
         while j >= 0, j < t.count, t[j] == 0x20 { j += step }
         return j >= 0 && j < t.count && isASCIIDigit(t[j])
     }
-    while i < t.count {
-        let c = t[i]
-        switch c {
-        case 0xD7, 0xB7, 0x22C5, 0x2217: out.append(0x2A)
-        case 0xF7, 0x2215: out.append(0x2F)
-        case 0x2212, 0x2013: out.append(0x2D)
-        case 0x24, 0x20AC, 0xA3: out.append(0x20)
-        case 0x78 where digitAround(-1) && digitAround(1): out.append(0x2A)
-        case 0x5C where command("\\times") || command("\\cdot"):
-            out.append(0x2A)
-            i += command("\\times") ? 6 : 5
-            continue
-        case 0x5C where command("\\div"):
-            out.append(0x2F)
-            i += 4
-            continue
-        default: out.append(c)
-        }
-        i += 1
-    }
-    return out
+    for i in t.indices where t[i] == 0x78 && digit(from: i, step: -1) && digit(from: i, step: 1) { t[i] = 0x2A }
+    return t
 }
 
 @inline(__always) private func isExpressionScalar(_ c: UInt32) -> Bool {

@@ -10,11 +10,19 @@ enum Normalizer {
     }
 
     static let wrappers = ["\\text", "\\textbf", "\\textit", "\\textrm", "\\mathrm", "\\mathbf", "\\mbox", "\\operatorname"]
+    /// How multiplication, division and minus are spelled in LaTeX and Unicode, and currency signs:
+    /// what the answer grammar (NumberParser) reads instead. Shared with the equation reader of the
+    /// guarded reflection reward (Checks.swift).
+    static let operatorSpellings: [(String, String)] = [
+        ("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\ast", "*"), ("×", "*"), ("÷", "/"), ("−", "-"),
+    ]
+    static let currencySigns = ["$", "€", "£", "¥", "₹"]
     static let replacements: [(String, String)] = [
         ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""), ("°", ""), ("\\degree", ""),
-        ("\\%", "%"), ("\\$", ""), ("$", ""), ("€", ""), ("£", ""), ("¥", ""), ("₹", ""),
+        ("\\%", "%"), ("\\$", ""),
+    ] + currencySigns.map { ($0, "") } + [
         ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
-        ("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\ast", "*"), ("×", "*"), ("÷", "/"), ("−", "-"),
+    ] + operatorSpellings + [
         ("{,}", ","), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""), ("\\ ", " "), ("~", " "),
         ("\\qquad", " "), ("\\quad", " "), ("\\displaystyle", ""),
     ]

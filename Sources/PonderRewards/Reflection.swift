@@ -223,9 +223,9 @@ func sentences(_ t: Scalars) -> [Scalars.SubSequence] {
 }
 
 struct GuardedReflection {
-    var counts = [Int](repeating: 0, count: 4)
     /// Per dimension, the equations that counted ("84 / 7 = 12").
     var counted = [[String]](repeating: [], count: 4)
+    var counts: [Int] { counted.map(\.count) }
     var ignored: [IgnoredCheck: Int] = [:]
     /// Share of sentences that repeat an earlier one, or of repeated word n-grams (the larger).
     var repetition = 0.0
@@ -264,9 +264,8 @@ func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?,
         defer {
             for eq in eqs[k] {
                 guard let c = eq.computation else { continue }
-                let sig = c.operands.joined(separator: ",")
-                written.insert(sig + "=" + c.result)
-                if !eq.holds { wrong[sig, default: []].insert(c.result) }
+                written.insert(c.key)
+                if !eq.holds { wrong[c.operandsKey, default: []].insert(c.result) }
             }
         }
         let per = keywords[k]
@@ -296,7 +295,6 @@ func guardedReflection(_ think: Scalars, ngram: Int, finalAnswer: ParsedAnswer?,
                 continue
             }
             keys[d.rawValue].insert(hit.key)
-            g.counts[d.rawValue] += 1
             g.counted[d.rawValue].append(hit.text)
             if d == .backtracking, answerCorrect, hit.result != nil, hit.result == problem.answer { g.corrected = true }
         }
@@ -322,10 +320,10 @@ private func judge(_ d: ReflectionDimension, _ eq: Equation, _ problem: ProblemQ
     let c = eq.computation
     switch d {
     case .verification:
-        if let c, written.contains(c.operands.joined(separator: ",") + "=" + c.result) { return .ignored(.restated) }
+        if let c, written.contains(c.key) { return .ignored(.restated) }
         return .counts(key: eq.quantities.sorted().joined(separator: ","), result: c?.result)
     case .backtracking:
-        guard let c, let was = wrong[c.operands.joined(separator: ",")], was.contains(where: { $0 != c.result }) else {
+        guard let c, let was = wrong[c.operandsKey], was.contains(where: { $0 != c.result }) else {
             return .ignored(.nothingCorrected)
         }
         return .counts(key: c.result, result: c.result)
