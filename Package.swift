@@ -35,9 +35,12 @@ let package = Package(
         .systemLibrary(name: "CPrefetch"),
         // CPU feature checks in C compiled for generic x86-64 (cpuid through __builtin_cpu_supports).
         .target(name: "CPonderCPU"),
+        // Block-format matmul kernels in C: Swift's SIMD types cannot emit vpmaddubsw / vpdpbusd.
+        // Each function carries its own target attribute; the library picks AVX2 or VNNI at run time.
+        .target(name: "CPonderQuant", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "PonderMatvec", dependencies: ["CPrefetch"], swiftSettings: kernels),
         .target(name: "PonderMatvec512", dependencies: ["PonderMatvec"], swiftSettings: avx512),
-        .target(name: "PonderKernels", dependencies: ["COpenBLAS", "CPonderCPU", "PonderMatvec", "PonderMatvec512"], swiftSettings: kernels),
+        .target(name: "PonderKernels", dependencies: ["COpenBLAS", "CPonderCPU", "CPonderQuant", "PonderMatvec", "PonderMatvec512"], swiftSettings: kernels),
         .target(name: "PonderText", dependencies: ["PonderBase", "PonderJSON"], swiftSettings: simd),
         .target(name: "PonderModel", dependencies: ["PonderBase", "PonderJSON", "PonderKernels", "PonderText"],
                 swiftSettings: simd),
@@ -53,7 +56,7 @@ let package = Package(
                                                 "PonderInference", "PonderEnvironments"]),
         .executableTarget(name: "PonderCLI", dependencies: ["CPonderCPU", "PonderBase", "PonderJSON", "PonderModel", "PonderTrain", "PonderRewards",
                                                             "PonderPipeline", "PonderInference"]),
-        .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
+        .testTarget(name: "PonderTests", dependencies: ["PonderBase", "PonderC", "PonderKernels", "PonderModel", "PonderTrain", "PonderMatvec", "PonderMatvec512",
                                                         "PonderRewards", "PonderEnvironments", "PonderPipeline", "PonderInference"]),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads by design (disjoint ranges per
