@@ -32,13 +32,16 @@ import subprocess
 import sys
 import time
 
-from common import busy_cpu_seconds, cpu_name
+from common import busy_cpu_seconds, cpu_name, machine_info, print_machine
+import quantized_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODELS = os.path.join(ROOT, "models")
 Q4_GGUF = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 F32_GGUF = os.path.join(MODELS, "SmolLM2-135M-Instruct.F32.gguf")
+# The file every engine runs: --gguf KIND (F32, Q4_1, Q8_0, Q4_K_M; bench/quantized_files.py).
+MODEL = F32_GGUF
 OUT_DIR = os.path.join(HERE, "out")
 PONDER_LIB_DEFAULT = os.path.join(ROOT, ".build", "release", "libponder.so")
 PONDER_CLI = os.path.join(ROOT, ".build", "release", "ponder-cli")
@@ -211,7 +214,7 @@ def worker_ponder(a) -> dict:
             raise ImportError("--ponder-driver cli")
         import ponder  # type: ignore
         t0 = time.perf_counter()
-        model = ponder.Model.load(F32_GGUF, threads=a.threads)
+        model = ponder.Model.load(MODEL, threads=a.threads)
         res["load_seconds"] = time.perf_counter() - t0
         res["driver"] = f"python binding ({getattr(ponder, '__file__', '?')}, lib {os.environ['PONDER_LIBRARY']})"
 
@@ -226,7 +229,7 @@ def worker_ponder(a) -> dict:
         res["driver"] = f"CLI ({PONDER_CLI}; model load excluded by its own timings)"
 
         def gen(max_tokens, temperature=0.0, n=1, seed=0):
-            cmd = [PONDER_CLI, "generate", "--model", F32_GGUF, "--prompt", PROMPT, "--max-tokens", str(max_tokens),
+            cmd = [PONDER_CLI, "generate", "--model", MODEL, "--prompt", PROMPT, "--max-tokens", str(max_tokens),
                    "--temperature", repr(float(temperature)), "--n", str(n), "--seed", str(seed),
                    "--threads", str(a.threads), "--json"]
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -276,7 +279,7 @@ def worker_llamacpp(a) -> dict:
     res: dict = {"runs": {s: [] for s in SCENARIOS},
                  "driver": f"llama-cpp-python {lc.__version__} (llama_batch/llama_decode, CPU)"}
     t0 = time.perf_counter()
-    llm = Llama(model_path=F32_GGUF, n_ctx=256, n_threads=a.threads, n_threads_batch=a.threads,
+    llm = Llama(model_path=MODEL, n_ctx=256, n_threads=a.threads, n_threads_batch=a.threads,
                 seed=0, verbose=False)
     res["load_seconds"] = time.perf_counter() - t0
     try:
@@ -416,7 +419,7 @@ def worker_transformers(a) -> dict:
     res: dict = {"runs": {s: [] for s in SCENARIOS},
                  "driver": f"transformers {transformers.__version__}, torch {torch.__version__}, fp32, "
                            f"{torch.get_num_threads()} threads"}
-    d, name = os.path.dirname(F32_GGUF), os.path.basename(F32_GGUF)
+    d, name = os.path.dirname(MODEL), os.path.basename(MODEL)
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
     model.eval()
@@ -499,7 +502,7 @@ WORKERS = {"ponder": worker_ponder, "llamacpp": worker_llamacpp, "transformers":
 # --------------------------------------------------------------------------------------------
 
 def run_worker(engine: str, a, rnd: int, prompt_ids=None) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--threads", str(a.threads),
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--gguf", a.gguf, "--threads", str(a.threads),
            "--max-tokens", str(a.max_tokens), "--group", str(a.group), "--repeats", str(a.repeats)]
     if not a.sequential_group or rnd > 0:  # the sequential llama.cpp group runs in round 1 only
         cmd.append("--no-sequential-group")
@@ -679,9 +682,13 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="LIB", help="also time Ponder with this libponder.so (e.g. an earlier "
                     "commit's build), interleaved; the table adds Ponder / baseline")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "inference.json"))
+    ap.add_argument("--gguf", default="F32", help="the file all engines run: F32, Q4_1, Q8_0 or Q4_K_M "
+                    "(made under models/ if missing; bench/quantized_files.py)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-ids", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    global MODEL
+    MODEL = F32_GGUF if a.gguf == "F32" else quantized_files.ensure(a.gguf)
 
     if a.worker:
         try:
@@ -690,6 +697,8 @@ def main() -> None:
             import traceback
             traceback.print_exc()
             res = {"error": f"{type(e).__name__}: {e}"}
+        # Peak resident memory of the whole worker (model, caches, engine), in MiB.
+        res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(res))
         return
 
@@ -730,10 +739,26 @@ def main() -> None:
     md = table(results, a)
     if a.baseline:
         md += "\n\n" + baseline_table(results, a)
+    # Weight bandwidth: every decode step reads the file's tensors once (the KV cache is small here).
+    tensors = quantized_files.tensor_types(MODEL)
+    gb = tensors["tensor_bytes"] / 1e9
+    extra = ["", f"File: {os.path.basename(MODEL)}, tensors {tensors['types']}, {gb * 1e3:.1f} MB of tensor data.", "",
+             "| | peak RSS (MiB) | decode weight GB/s | group weight GB/s |", "|---|---|---|---|"]
+    for e in [x for x in ("ponder", "llamacpp", "transformers") if x in results]:
+        r = results[e]
+        bw = lambda k, per: fmt(r[k] / per * gb) if r.get(k) else "n/a"
+        r["weight_gbps"] = {"decode": r.get("decode_tps") and r["decode_tps"] * gb,
+                            "group": r.get("group_tps") and r["group_tps"] / a.group * gb}
+        extra.append(f"| {ENGINE_LABELS[e]} | {fmt(r.get('peak_rss_mib'), 0)} | {bw('decode_tps', 1)} | {bw('group_tps', a.group)} |")
+    md += "\n".join(extra)
+    machine = machine_info(PONDER_LIB_DEFAULT, torch_config=False)
+    print_machine(machine)
     print(md)
     report = {
         "model": "SmolLM2-135M-Instruct",
-        "gguf": os.path.relpath(F32_GGUF, ROOT),
+        "gguf": os.path.relpath(MODEL, ROOT),
+        "gguf_tensors": tensors,
+        "machine_info": machine,
         "f32_gguf_created": f32_info,
         "prompt": PROMPT,
         "settings": {"threads": a.threads, "max_tokens": a.max_tokens, "group": a.group,

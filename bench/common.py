@@ -119,7 +119,7 @@ def machine_info(ponder_library: str | None = None, torch_config: bool = True) -
     info = {
         "cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(),
-        "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
+        "avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "avx512_vnni": "avx512_vnni" in flags,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                                 "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
@@ -149,6 +149,8 @@ def machine_info(ponder_library: str | None = None, torch_config: bool = True) -
 
 def print_machine(info: dict, file=sys.stderr) -> None:
     simd = "AVX-512F" if info["avx512f"] else ("AVX2, no AVX-512F" if info["avx2"] else "no AVX2")
+    if info.get("avx512_vnni"):
+        simd += " + VNNI"
     env = ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None) or "none set"
     ob = info.get("ponder_openblas") or {}
     lines = [

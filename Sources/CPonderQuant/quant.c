@@ -92,7 +92,11 @@ static int isa_available(void) {
 static int isa_in_use = 0;
 
 int ponder_q_isa(void) {
-    if (!isa_in_use) isa_in_use = isa_available();
+    if (!isa_in_use) {
+        /* PONDER_NO_AVX512=1, as for the fp32 kernels: the AVX2 path on an AVX-512 machine. */
+        const char *no512 = getenv("PONDER_NO_AVX512");
+        isa_in_use = no512 && strcmp(no512, "1") == 0 ? 1 : isa_available();
+    }
     return isa_in_use;
 }
 
@@ -139,6 +143,7 @@ int64_t ponder_q_first_bad_block(int type, const void *data, int64_t nblocks) {
     case Q4_K: bytes = 144; offs[0] = 0; offs[1] = 2; n = 2; break;
     case Q5_K: bytes = 176; offs[0] = 0; offs[1] = 2; n = 2; break;
     case Q6_K: bytes = 210; offs[0] = 208; n = 1; break;
+    case 11: bytes = 110; offs[0] = 108; n = 1; break; /* Q3_K */
     default: return -1;
     }
     const uint8_t *p = data;

@@ -72,3 +72,27 @@ func benchDecodeStep(rows m: Int) {
     func f(_ v: Double) -> String { String(Double(Int(v * 10)) / 10) }
     print("rows=\(m): \(f(best * 1e3)) ms/step, \(f(gb / best)) GB/s, \(f(gflop / best)) GFLOP/s, \(f(Double(m) / best)) tok/s")
 }
+
+/// `ponder logits OUT.f32`: the logits decode computes along a given token path (rows of
+/// vocab_size little-endian floats), for comparing engines on one file.
+func logitsCommand(_ p: Parsed) {
+    guard let out = p.positional.first else { usageError("OUT.f32 is required", p.command) }
+    var input: [UInt8] = []
+    while let line = readLine(strippingNewline: false) { input += Array(line.utf8) }
+    do {
+        let v = try input.withUnsafeBytes { try JSONValue.parse($0, what: "stdin") }
+        func ids(_ key: String) throws -> [Int32] {
+            guard let a = v[key]?.asArray else { throw PonderError.invalid("stdin: \"\(key)\" must be an array of token ids") }
+            return try a.map { x in
+                guard let i = x.asInt, let t = Int32(exactly: i) else { throw PonderError.invalid("stdin: \(key) holds a non-id") }
+                return t
+            }
+        }
+        let model = loadModel(p)
+        let logits = try model.decodeLogits(prompt: try ids("prompt"), continuation: try ids("continuation"))
+        guard let f = fopen(out, "wb") else { throw PonderError(.io, "\(out): cannot open for writing") }
+        defer { fclose(f) }
+        let written = logits.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+        guard written == logits.count * 4 else { throw PonderError(.io, "\(out): short write") }
+    } catch { p.fail(error) }
+}

@@ -44,6 +44,7 @@ let modelFlags = [
     CLIFlag("--model", "PATH", .string, "a GGUF file or a Hugging Face directory (required)"),
     CLIFlag("--adapter", "PEFT_DIR", .string, "a PEFT LoRA adapter applied on top"),
     CLIFlag("--threads", "N", .json, "threads for Ponder's loops and matmuls"),
+    CLIFlag("--weights", "native|f32", .string, "a GGUF's quantized matrices kept in their blocks (default native) or expanded"),
 ]
 let jsonFlag = CLIFlag("--json", nil, "print the result as one JSON object")
 let generationFlags = [
@@ -116,6 +117,8 @@ let commands: [CLICommand] = [
     CLICommand(name: "help", positional: ["[COMMAND]"], summary: "this overview, or a command's flags",
                flags: [CLIFlag("--markdown", nil, "every command and flag as the README's CLI section")]),
     CLICommand(name: "bench-matmul", positional: ["[step]", "[ROWS]"], summary: "matmul throughput for bench/", flags: [], hidden: true),
+    CLICommand(name: "logits", positional: ["OUT.f32"], summary: "decode logits of {\"prompt\": [ids], \"continuation\": [ids]} on stdin, for tests",
+               flags: modelFlags, hidden: true),
 ]
 
 /// The name this program was invoked as ("ponder" installed, "ponder-cli" in the build folder).

@@ -25,9 +25,12 @@ func printTokens(_ on: Bool) -> TokenCallback? {
 
 func loadModel(_ p: Parsed) -> LlamaModel {
     guard let path = p.model else { usageError("--model PATH is required", p.command) }
-    var o = ModelOptions(path: path, threads: p.threads)
-    o.adapter = p.own["--adapter"]
-    do { return try o.load() } catch { p.fail(error) }
+    // The options ponder_model_load takes, so the CLI and the C ABI read and check them alike.
+    var fields: [(String, JSONValue)] = [("path", .string(path))]
+    if let t = p.threads { fields.append(("threads", .int(Int64(t)))) }
+    if let a = p.own["--adapter"] { fields.append(("adapter", .string(a))) }
+    if let w = p.own["--weights"] { fields.append(("weights", .string(w))) }
+    do { return try ModelOptions(json: .object(fields)).load() } catch { p.fail(error) }
 }
 
 func readJSONFile(_ path: String, _ p: Parsed) -> JSONValue {
@@ -146,6 +149,7 @@ default:
     case "run", "validate", "resume", "eval", "report": pipelineCommand(p)
     case "convert": convertCommand(p)
     case "bench-matmul": benchMatmul()
+    case "logits": logitsCommand(p)
     default: usageError("unknown command \(first)")
     }
 }

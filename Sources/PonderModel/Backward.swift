@@ -236,7 +236,7 @@ extension LlamaModel {
             let ids = rows[k..<min(k + a.chunk, rows.count)]
             let x = a.xnGathered.pointer
             for (i, r) in ids.enumerated() { (x + i * d).update(from: a.xnF.pointer + r * d, count: d) }
-            if compute { w.lmHead.forward(a.logits.pointer, x, rows: ids.count) }
+            if compute { w.lmHead.forward(a.logits.pointer, x, rows: ids.count, exact: true) }
             body(ids, x, a.logits.pointer)
             k += a.chunk
         }

@@ -309,3 +309,26 @@ struct SequenceState {
 
     var finalText: String { String(decoding: bytes, as: UTF8.self) }
 }
+
+extension LlamaModel {
+    /// The logits generation sees at each step of `continuation` after `prompt`: the prompt
+    /// prefilled, then one decode step per token (the kernels a sampled token goes through), so
+    /// row i is the distribution of continuation[i] given what precedes it; one row more for
+    /// the token after the last. For comparing engines on a file (bench/, tests/python).
+    public func decodeLogits(prompt: [Int32], continuation: [Int32]) throws -> [Float] {
+        try tokenizer.validate(prompt + continuation, what: "tokens")
+        guard !prompt.isEmpty, prompt.count + continuation.count <= config.maxPositions else {
+            throw PonderError.invalid("tokens: prompt of \(prompt.count) + \(continuation.count) not in [1, \(config.maxPositions)]")
+        }
+        let v = config.vocabSize
+        let ctx = try DecodeContext(model: self, prompts: [prompt], n: 1, maxNew: max(1, continuation.count))
+        try ctx.prefill()
+        var out = [Float](repeating: 0, count: (continuation.count + 1) * v)
+        out.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: ctx.row(0), count: v) }
+        for (i, t) in continuation.enumerated() {
+            try ctx.step([0]) { _ in (t, i) }
+            out.withUnsafeMutableBufferPointer { ($0.baseAddress! + (i + 1) * v).update(from: ctx.row(0), count: v) }
+        }
+        return out
+    }
+}

@@ -34,21 +34,21 @@ extension LlamaModel {
             }
         }
         rmsnormForward(io.xn1, rstd: io.rstd1, io.xIn, lw.inputNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-        lw.qkv.forward(io.qkv, io.xn1, rows: rows)
+        lw.qkv.forward(io.qkv, io.xn1, rows: rows, exact: exactProducts)
         if let b = lw.qkvBias { for i in 0..<rows { addInPlace(io.qkv + i * c.qkvDim, b, c.qkvDim) } }
         lora(.qkv, x: io.xn1, y: io.qkv)
         rope.forward(io.qkv, rows: rows, heads: c.numHeads, rowStride: c.qkvDim, positions: positions)
         rope.forward(io.qkv + c.qDim, rows: rows, heads: c.numKVHeads, rowStride: c.qkvDim, positions: positions)
         attend()
         if io.xMid != io.xIn { io.xMid.update(from: io.xIn, count: rows * d) }
-        lw.o.forward(io.xMid, io.attn, rows: rows, accumulate: true)
+        lw.o.forward(io.xMid, io.attn, rows: rows, accumulate: true, exact: exactProducts)
         lora(.o, x: io.attn, y: io.xMid)
         rmsnormForward(io.xn2, rstd: io.rstd2, io.xMid, lw.postNorm, rows: rows, dim: d, eps: c.rmsNormEps)
-        lw.gateUp.forward(io.gateUp, io.xn2, rows: rows)
+        lw.gateUp.forward(io.gateUp, io.xn2, rows: rows, exact: exactProducts)
         lora(.gateUp, x: io.xn2, y: io.gateUp)
         swigluForward(io.h, gateUp: io.gateUp, rows: rows, hidden: inter)
         if io.xOut != io.xMid { io.xOut.update(from: io.xMid, count: rows * d) }
-        lw.down.forward(io.xOut, io.h, rows: rows, accumulate: true)
+        lw.down.forward(io.xOut, io.h, rows: rows, accumulate: true, exact: exactProducts)
         lora(.down, x: io.h, y: io.xOut)
     }
 

@@ -14,8 +14,17 @@ public final class LlamaModel: @unchecked Sendable {
     let w: ModelWeights
     /// Unmerged LoRA adapters applied in every forward (set before use, not while generating).
     public var adapters: LoRAAdapters?
+    /// Matrices kept in their file's block format, by name (empty: every weight is in `weights`,
+    /// and those names' slots in it are never written or read).
+    public let blocks: [String: QuantizedTensor]
+    /// Keeps the memory `blocks` points into alive: the file's mapping and any reordered copies.
+    let blockStorage: [AnyObject]
+    /// Block weights multiply fp32 activations instead of 8-bit ones: set by trainers, so that
+    /// sampling, scoring and the gradient all see the same distribution.
+    public var exactProducts = false
 
-    public init(config: LlamaConfig, layout: ParameterLayout, weights: Arena, tokenizer: Tokenizer) throws {
+    public init(config: LlamaConfig, layout: ParameterLayout, weights: Arena, tokenizer: Tokenizer,
+                blocks: [String: QuantizedTensor] = [:], blockStorage: [AnyObject] = []) throws {
         try config.validate("model")
         // Every id the tokenizer can produce must have an embedding row (a padded embedding
         // with more rows than tokens is fine: such ids decode to nothing).
@@ -30,7 +39,9 @@ public final class LlamaModel: @unchecked Sendable {
         self.weights = weights
         self.tokenizer = tokenizer
         self.rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositions, theta: config.ropeTheta)
-        self.w = ModelWeights(layout: layout, config: config, base: weights.pointer)
+        self.blocks = blocks
+        self.blockStorage = blockStorage
+        self.w = ModelWeights(layout: layout, config: config, base: weights.pointer, blocks: blocks)
     }
 
     /// Activation buffers for `rows` tokens at a time, allocated once per call and reused for
@@ -60,7 +71,11 @@ public final class LlamaModel: @unchecked Sendable {
         for r in 0..<rows where UInt32(bitPattern: tokens[r]) >= vocab {
             throw PonderError.invalid("tokens[\(r)]: token id \(tokens[r]) is outside the embedding table [0, \(vocab))")
         }
-        for r in 0..<rows { (x + r * d).update(from: w.embed + Int(tokens[r]) * d, count: d) }
+        if let e = w.embedBlocks {
+            for r in 0..<rows { e.row(Int(tokens[r]), into: x + r * d) }
+        } else {
+            for r in 0..<rows { (x + r * d).update(from: w.embed + Int(tokens[r]) * d, count: d) }
+        }
     }
 
     /// The transformer blocks over `rows` tokens held in s.x, updated in place. `attend(layer)`
@@ -104,7 +119,7 @@ public final class LlamaModel: @unchecked Sendable {
     func logits(_ s: Scratch, first: Int, rows: Int, into out: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
         rmsnormForward(s.xn, rstd: nil, s.x + first * d, w.norm, rows: rows, dim: d, eps: config.rmsNormEps)
-        w.lmHead.forward(out, s.xn, rows: rows)
+        w.lmHead.forward(out, s.xn, rows: rows, exact: exactProducts)
     }
 
     /// Logits at every position of `tokens` (one sequence from position 0), [n × vocab].
@@ -124,6 +139,27 @@ public final class LlamaModel: @unchecked Sendable {
 }
 
 extension LlamaModel {
+    /// The same weights all in fp32 (self when none is in blocks), without adapters: for writing
+    /// files, merging LoRA into, and full fine-tuning.
+    public func materialized() throws -> LlamaModel {
+        if blocks.isEmpty { return self }
+        let arena = try Arena(count: layout.count)
+        for e in layout.entries {
+            let dst = arena.pointer + e.offset
+            if let b = blocks[e.name] {
+                QuantizedMatrix([(Int32(b.type.rawValue), b.data, b.rowBytes, b.rows)], inDim: b.cols).dequantize(into: dst)
+            } else {
+                dst.update(from: weights.pointer + e.offset, count: e.count)
+            }
+        }
+        return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
+    }
+
+    /// Bytes the weights occupy: the blocks (mapped or copied) and the fp32 tensors.
+    public var weightBytes: Int {
+        layout.entries.reduce(0) { $0 + (blocks[$1.name]?.bytes ?? 4 * $1.count) }
+    }
+
     /// Shape and tokenizer facts, as ponder_model_info reports them.
     public var info: JSONValue {
         let c = config, t = tokenizer
@@ -148,6 +184,9 @@ extension LlamaModel {
         f.append(("rope_theta", .double(Double(c.ropeTheta))))
         f.append(("tie_word_embeddings", .bool(c.tieWordEmbeddings)))
         f.append(("parameters", int(params)))
+        f.append(("weights", .string(blocks.isEmpty ? "f32" : "native")))
+        f.append(("weight_bytes", int(weightBytes)))
+        f.append(("tensor_types", .object(layout.entries.map { ($0.name, .string(blocks[$0.name]?.type.description ?? "F32")) })))
         f.append(("bos_token_id", id(t.bos)))
         f.append(("eos_token_id", id(t.eos)))
         f.append(("pre_tokenizer", .string(t.pre.rawValue)))

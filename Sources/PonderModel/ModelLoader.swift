@@ -1,16 +1,28 @@
 import PonderBase
 import PonderJSON
+import PonderKernels
 import PonderText
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a loaded model holds its matrices: `native` keeps a GGUF file's block-format matrices
+/// (Q8_0, Q4_K, F16, …) as they lie in the file, mapped and multiplied in place; `f32` expands
+/// every weight to fp32 (full fine-tuning needs that). Norms, biases, F32 tensors, Q3_K and
+/// rows whose width is not a multiple of 32 are fp32 either way; so is every Hugging Face directory.
+public enum WeightStorage: String, Sendable, CaseIterable {
+    case native, f32
+}
 
 extension LlamaModel {
     /// Loads a model from a `.gguf` file or a Hugging Face directory (config.json,
     /// *.safetensors, tokenizer.json).
-    public static func load(path: String) throws -> LlamaModel {
+    public static func load(path: String, weights: WeightStorage = .f32) throws -> LlamaModel {
         if isDirectory(path) { return try loadHF(directory: path) }
-        return try loadGGUF(path: path)
+        return try loadGGUF(path: path, weights: weights)
     }
 
-    static func loadGGUF(path: String) throws -> LlamaModel {
+    static func loadGGUF(path: String, weights storage: WeightStorage) throws -> LlamaModel {
         let f = try GGUFFile(path: path)
         let config = try LlamaConfig(gguf: f)
         let tokenizer = try Tokenizer(gguf: f)
@@ -28,9 +40,50 @@ extension LlamaModel {
             }
             return t
         }
-        let arena = try Arena(count: layout.count)
+        // A scale that is NaN or infinite poisons every product with its block: refused here,
+        // named, whichever way the weights are held.
+        for t in sources {
+            let base = f.file.bytes.baseAddress! + t.offset
+            if let b = firstNonFiniteBlock(type: Int32(t.type.rawValue), data: base, blocks: t.byteCount / t.type.blockBytes) {
+                throw PonderError.format("\(path): tensor \(t.name): block \(b) (byte offset \(t.offset + b * t.type.blockBytes)) has a scale that is NaN or infinite")
+            }
+        }
         let permuteQK = f["general.architecture"]?.string == "llama"
-        for (e, t) in zip(layout.entries, sources) {
+        // Matrices kept in blocks: a fused group (q/k/v, gate/up) only when all of it can be.
+        var blocks: [String: QuantizedTensor] = [:]
+        var owned: [AnyObject] = [f]
+        if storage == .native {
+            let byName = Dictionary(uniqueKeysWithValues: zip(layout.entries.map(\.name), zip(layout.entries, sources)))
+            var groups: [[String]] = [["model.embed_tokens.weight"], ["lm_head.weight"]]
+            for l in 0..<config.numLayers {
+                let p = "model.layers.\(l)."
+                groups += [["q_proj", "k_proj", "v_proj"].map { p + "self_attn.\($0).weight" }, [p + "self_attn.o_proj.weight"],
+                           [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], [p + "mlp.down_proj.weight"]]
+            }
+            for g in groups {
+                let members = g.compactMap { byName[$0] }
+                guard members.count == g.count, members.allSatisfy({ e, t in
+                    t.type != .f32 && QuantizedMatrix.supports(type: Int32(t.type.rawValue), inDim: e.shape[1])
+                }) else { continue }
+                for (e, t) in members {
+                    let rows = e.shape[0], cols = e.shape[1], rowBytes = cols / t.type.blockSize * t.type.blockBytes
+                    var data = UnsafeRawPointer(f.file.bytes.baseAddress! + t.offset)
+                    if permuteQK && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
+                        // RoPE's row order is a permutation of whole rows: a copy of the blocks in
+                        // Hugging Face's order, as the fp32 path does with floats.
+                        let heads = e.name.hasSuffix("q_proj.weight") ? config.numHeads : config.numKVHeads
+                        let copy = try OwnedBytes(count: rows * rowBytes)
+                        convertRoPERows(bytesFrom: data, to: copy.pointer, heads: heads, headDim: config.headDim, rowBytes: rowBytes)
+                        owned.append(copy)
+                        data = UnsafeRawPointer(copy.pointer)
+                    }
+                    blocks[e.name] = QuantizedTensor(type: t.type, data: data, rowBytes: rowBytes, rows: rows, cols: cols)
+                }
+            }
+        }
+        // With blocks, the arena holds the norms alone: its other pages are never touched.
+        let arena = blocks.isEmpty ? try Arena(count: layout.count) : try Arena(count: layout.count, zeroed: false, hugePages: false)
+        for (e, t) in zip(layout.entries, sources) where blocks[e.name] == nil {
             let dst = arena.pointer + e.offset
             f.read(t, into: dst)
             if permuteQK && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
@@ -40,7 +93,8 @@ extension LlamaModel {
                 convertRoPERows(from: tmp.pointer, to: dst, heads: heads, headDim: config.headDim, cols: config.hiddenSize, toGGUF: false)
             }
         }
-        return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
+        return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer, blocks: blocks,
+                              blockStorage: blocks.isEmpty ? [] : owned)
     }
 
     static func loadHF(directory dir: String) throws -> LlamaModel {
@@ -96,6 +150,24 @@ func convertRoPERows(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointe
             }
         }
     }
+}
+
+/// convertRoPERows(toGGUF: false) for rows of rowBytes bytes in a block format.
+func convertRoPERows(bytesFrom src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, heads: Int, headDim d: Int, rowBytes: Int) {
+    for h in 0..<heads {
+        for half in 0..<2 {
+            for i in 0..<(d / 2) {
+                (dst + (h * d + half * d / 2 + i) * rowBytes).copyMemory(from: src + (h * d + 2 * i + half) * rowBytes, byteCount: rowBytes)
+            }
+        }
+    }
+}
+
+/// Bytes the model owns outright (reordered copies of a file's blocks).
+final class OwnedBytes {
+    let pointer: UnsafeMutableRawPointer
+    init(count: Int) throws { pointer = try UnsafeMutableRawPointer.allocateChecked(bytes: count) }
+    deinit { free(pointer) }
 }
 
 /// Hugging Face tensor name → GGUF tensor name (llama.cpp's convention).

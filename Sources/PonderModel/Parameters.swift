@@ -1,4 +1,5 @@
 import PonderBase
+import PonderKernels
 
 /// Where each named tensor lives in a flat float arena. Names are Hugging Face's, the single
 /// source of truth for weights; GGUF names are mapped onto them at the file boundary.
@@ -64,9 +65,11 @@ public final class Arena: @unchecked Sendable {
     /// zeroed: false leaves the memory as the allocator gives it, for buffers every read of
     /// which follows a write (KV caches): their pages are then only backed as they fill, where
     /// zeroing a group's cache for max_tokens up front took seconds and all of its memory.
-    public init(count: Int, zeroed: Bool = true) throws {
+    /// hugePages: false for an arena that is mostly never touched (a model whose matrices stay in
+    /// their file's blocks keeps only its norms here): a huge page would back 2 MiB per norm.
+    public init(count: Int, zeroed: Bool = true, hugePages: Bool = true) throws {
         let (bytes, overflow) = count.multipliedReportingOverflow(by: 4)
-        guard count >= 0, !overflow, let raw = try? UnsafeMutableRawPointer.allocateChecked(bytes: bytes) else {
+        guard count >= 0, !overflow, let raw = try? UnsafeMutableRawPointer.allocateChecked(bytes: bytes, hugePages: hugePages) else {
             throw PonderError(.outOfMemory, "cannot allocate \(count) floats")
         }
         pointer = raw.bindMemory(to: Float.self, capacity: count)
@@ -85,9 +88,9 @@ extension UnsafeMutableRawPointer {
     /// posix_memalign, reporting failure instead of trapping as Swift's allocator would.
     /// Large blocks are 2 MiB-aligned and marked for transparent huge pages: decode streams
     /// every weight once per token, and 4 KiB pages cost it a TLB miss per page.
-    static func allocateChecked(bytes: Int) throws -> UnsafeMutableRawPointer {
+    static func allocateChecked(bytes: Int, hugePages: Bool = true) throws -> UnsafeMutableRawPointer {
         var p: UnsafeMutableRawPointer? = nil
-        let huge = bytes >= 8 << 20
+        let huge = hugePages && bytes >= 8 << 20
         guard posix_memalign(&p, huge ? 2 << 20 : 64, max(bytes, 64)) == 0, let p else {
             throw PonderError(.outOfMemory, "cannot allocate \(bytes) bytes")
         }
@@ -112,25 +115,49 @@ public struct LayerWeights {
 
 public struct ModelWeights {
     public let embed: UnsafeMutablePointer<Float>
+    /// The embedding table when it stays in its file's blocks (then `embed` is not backed).
+    public let embedBlocks: QuantizedMatrix?
     public let layers: [LayerWeights]
     public let norm: UnsafeMutablePointer<Float>
     public let lmHead: Linear
 
-    public init(layout: ParameterLayout, config c: LlamaConfig, base p: UnsafeMutablePointer<Float>) {
+    /// blocks: the matrices kept in a block format, by name; a fused group (q/k/v, gate/up) is
+    /// in blocks whole or not at all (the loader sees to that).
+    public init(layout: ParameterLayout, config c: LlamaConfig, base p: UnsafeMutablePointer<Float>,
+                blocks: [String: QuantizedTensor] = [:]) {
         func at(_ name: String) -> UnsafeMutablePointer<Float> { p + layout[name]!.offset }
+        func linear(_ names: [String], out: Int, in k: Int) -> Linear {
+            let parts = names.compactMap { blocks[$0] }
+            guard parts.count == names.count else { return Linear(at(names[0]), out: out, in: k) }
+            let m = QuantizedMatrix(parts.map { (Int32($0.type.rawValue), $0.data, $0.rowBytes, $0.rows) }, inDim: k)
+            return Linear(at(names[0]), out: out, in: k, blocks: m)
+        }
         embed = at("model.embed_tokens.weight")
+        let embedding = linear(["model.embed_tokens.weight"], out: c.vocabSize, in: c.hiddenSize)
+        embedBlocks = embedding.blocks
         layers = (0..<c.numLayers).map { l in
             let pre = "model.layers.\(l)."
             let d = c.hiddenSize, inter = c.intermediateSize
             return LayerWeights(inputNorm: at(pre + "input_layernorm.weight"),
-                                qkv: Linear(at(pre + "self_attn.q_proj.weight"), out: c.qkvDim, in: d),
+                                qkv: linear(["q_proj", "k_proj", "v_proj"].map { pre + "self_attn.\($0).weight" }, out: c.qkvDim, in: d),
                                 qkvBias: c.attentionBias ? at(pre + "self_attn.q_proj.bias") : nil,
-                                o: Linear(at(pre + "self_attn.o_proj.weight"), out: d, in: c.qDim),
+                                o: linear([pre + "self_attn.o_proj.weight"], out: d, in: c.qDim),
                                 postNorm: at(pre + "post_attention_layernorm.weight"),
-                                gateUp: Linear(at(pre + "mlp.gate_proj.weight"), out: 2 * inter, in: d),
-                                down: Linear(at(pre + "mlp.down_proj.weight"), out: d, in: inter))
+                                gateUp: linear([pre + "mlp.gate_proj.weight", pre + "mlp.up_proj.weight"], out: 2 * inter, in: d),
+                                down: linear([pre + "mlp.down_proj.weight"], out: d, in: inter))
         }
         norm = at("model.norm.weight")
-        lmHead = Linear(c.tieWordEmbeddings ? embed : at("lm_head.weight"), out: c.vocabSize, in: c.hiddenSize)
+        lmHead = c.tieWordEmbeddings ? embedding : linear(["lm_head.weight"], out: c.vocabSize, in: c.hiddenSize)
     }
+}
+
+/// A weight matrix left in its file's block format: rows × cols values, rowBytes a row, at data
+/// (a memory map, or an owned copy whose rows the loader reordered).
+public struct QuantizedTensor: @unchecked Sendable {
+    public let type: GGMLType
+    public let data: UnsafeRawPointer
+    public let rowBytes: Int
+    public let rows: Int
+    public let cols: Int
+    public var bytes: Int { rowBytes * rows }
 }

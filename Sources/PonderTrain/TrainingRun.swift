@@ -53,9 +53,9 @@ public enum ModelSpec: Sendable {
         }
     }
 
-    public func load() throws -> LlamaModel {
+    public func load(weights: WeightStorage = .f32) throws -> LlamaModel {
         switch self {
-        case let .path(p): return try LlamaModel.load(path: p)
+        case let .path(p): return try LlamaModel.load(path: p, weights: weights)
         case let .scratch(c, seed, std): return try LlamaModel.random(config: c, tokenizer: Tokenizer.byteLevel(), seed: seed, std: std)
         }
     }
@@ -208,7 +208,10 @@ public final class TrainingRun {
     public init(config: Config) throws {
         self.config = config
         if let t = config.threads { setThreads(t) }
-        model = try config.model.load()
+        // LoRA trains adapters over a frozen base, which can stay in its file's blocks (QLoRA's
+        // idea); a full fine-tune updates every weight, so it expands them.
+        model = try config.model.load(weights: config.lora == nil ? .f32 : .native)
+        model.exactProducts = true
         if let l = config.lora {
             model.adapters = try LoRAAdapters(config: l, model: model.config, seed: config.seed)
         }
