@@ -571,3 +571,15 @@ write_gguf("corpus/gguf/qwen2_q5_0_q5_1.gguf", "qwen2", hidden=32, ffn=32, heads
            bias=True, types={"embed": Q.Q5_0, "in": Q.Q5_1, "out": Q.Q5_0}, pre="qwen2")
 write_gguf("corpus/gguf/llama_q5k_q3k.gguf", "llama", hidden=256, ffn=8, heads=1, kv_heads=1, head_dim=8, tied=True,
            bias=False, types={"embed": Q.Q5_K, "in": Q.Q3_K, "out": Q.F16}, pre="llama-bpe")
+
+# Issue 25, weights kept in their blocks (ponder_model_load's default): K-quant rows of 256 read
+# by the block kernels, and a block whose scale is NaN, refused at load by name.
+write_gguf("corpus/gguf/llama_q4k_q6k_native.gguf", "llama", hidden=256, ffn=256, heads=2, kv_heads=1, head_dim=128,
+           tied=False, bias=False, types={"embed": Q.Q6_K, "in": Q.Q4_K, "out": Q.Q6_K}, pre="llama-bpe")
+write_gguf("corpus/gguf/llama_q8_0_nan_scale.gguf", **{**LLAMA_F32, "hidden": 32, "ffn": 32, "heads": 2, "head_dim": 16,
+                                                       "types": {"embed": Q.Q8_0, "in": Q.Q4_1, "out": Q.Q5_0}})
+path = os.path.join(FUZZ, "corpus/gguf/llama_q8_0_nan_scale.gguf")
+t = next(t for t in gguf.GGUFReader(path).tensors if t.name == "blk.0.attn_q.weight")
+with open(path, "r+b") as f:
+    f.seek(int(t.data_offset) + 20)  # block 1's f16 scale
+    f.write(b"\x00\x7e")
