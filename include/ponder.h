@@ -101,10 +101,16 @@ void ponder_string_free(char *s);
 /* ---- Models ---------------------------------------------------------------------------- */
 
 /* Loads a model. options_json: {"path": "model.gguf" | "hf_model_dir/", "threads": 2,
- *                               "adapter": "peft_adapter_dir/"}
+ *                               "adapter": "peft_adapter_dir/", "weights": "native"}
  *  - path: a GGUF file (F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, Q3_K, Q4_K, Q5_K, Q6_K
- *    tensors; dequantized to fp32) or a Hugging Face directory (config.json, model.safetensors,
- *    tokenizer.json).
+ *    tensors) or a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+ *  - weights (optional): "native" (default) keeps a GGUF's F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0,
+ *    Q4_1, Q4_K, Q5_K and Q6_K matrices in their blocks, read in place from the mapped file
+ *    (memory: about the file's tensor bytes) and multiplied with 8-bit activations as llama.cpp
+ *    does; "f32" expands every tensor to fp32 (4-8 times the memory, fp32 products). Vectors,
+ *    F32 and Q3_K tensors, rows not a multiple of 32 and Hugging Face directories are fp32 either
+ *    way. The file must not be truncated or rewritten while the model is loaded (it is mapped).
+ *    A block whose scale is NaN or infinite is PONDER_ERR_FORMAT, naming the tensor and block.
  *  - threads (optional, 1..256): threads for Ponder's loops and matmuls, process-wide.
  *  - adapter (optional): a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
  *    applied on top of the model, unmerged.
@@ -119,16 +125,21 @@ void ponder_model_free(ponder_model *model);
 
 /* The model's shape and tokenizer facts as JSON: {"vocab_size", "hidden_size",
  * "num_layers", "num_heads", "num_kv_heads", "head_dim", "context_length", "bos_token_id",
- * "eos_token_id", "chat_template", ...}. *out_json must be freed with ponder_string_free. */
+ * "eos_token_id", "chat_template", "weights": "native" | "f32", "weight_bytes" (the bytes the
+ * weights occupy: blocks plus fp32 tensors), "tensor_types": {name: "Q4_1" | "F32" | ...}
+ * (Hugging Face names, as held in memory), ...}. *out_json must be freed with ponder_string_free. */
 ponder_status ponder_model_info(const ponder_model *model, char **out_json);
 
 /* Writes the model. options_json: {"path": OUT, "format": "safetensors" | "gguf",
- * "dtype": "f32" | "f16" | "q8_0"}. safetensors: OUT is a directory that transformers loads
- * (config.json, model.safetensors, tokenizer.json, tokenizer_config.json); gguf: OUT is a
- * file llama.cpp runs. The format defaults from OUT's suffix. "q8_0" (GGUF only) writes
- * llama.cpp's 8-bit blocks (the bytes llama-quantize writes) for matrices whose rows are a
- * multiple of 32, F16 for other matrices, F32 for vectors. Unmerged LoRA adapters are merged
- * into the written weights. Files are written atomically. */
+ * "dtype": "f32" | "f16" | "q8_0" | "q5_0" | "q4_0" | "q4_1" | "q4_k" | "q6_k"}. safetensors:
+ * OUT is a directory that transformers loads (config.json, model.safetensors, tokenizer.json,
+ * tokenizer_config.json); gguf: OUT is a file llama.cpp runs. The format defaults from OUT's
+ * suffix. The block types (GGUF only) write the bytes llama.cpp's quantize tool writes without
+ * an importance matrix, with its rules: the output matrix (LM head, or the embedding tied to it)
+ * as Q6_K unless dtype is q8_0; rows not a multiple of 256 fall back from Q4_K to Q5_0 and from
+ * Q6_K to Q8_0, rows not a multiple of 32 to F16; vectors stay F32. Unmerged LoRA adapters are merged
+ * into the written weights. A model whose weights are in blocks is expanded first (its fp32
+ * values, then written in dtype). Files are written atomically. */
 ponder_status ponder_model_save(const ponder_model *model, const char *options_json);
 
 /* ---- Tokens ---------------------------------------------------------------------------- */

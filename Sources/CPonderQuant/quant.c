@@ -49,11 +49,18 @@ void ponder_q_quantize_rows(const float *x, size_t ldx, int m, int k, void *xq) 
         for (int b = 0; b < k / 32; b++, out++) {
             const float *v = xr + 32 * b;
             float amax = 0;
-            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
-            const float d = amax / 127, id = d > 0 ? 1 / d : 0;
+            int finite = 1;
+            for (int i = 0; i < 32; i++) {
+                amax = fmaxf(amax, fabsf(v[i]));
+                finite &= isfinite(v[i]) != 0;
+            }
+            /* A NaN or infinite activation makes the block's products NaN, as the fp32 product
+             * would: silently rounding it to a code would hide it from the sampler's check. */
+            const float d = finite ? amax / 127 : NAN, id = finite && d > 0 ? 1 / d : 0;
             int s0 = 0, s1 = 0;
             for (int i = 0; i < 32; i++) {
-                const int q = (int)nearbyintf(v[i] * id);
+                const float x = v[i] * id;
+                const int q = x >= -127.f && x <= 127.f ? (int)nearbyintf(x) : 0;
                 out->q[i] = (int8_t)q;
                 if (i < 16) s0 += q; else s1 += q;
             }

@@ -116,6 +116,19 @@ func convertCommand(_ p: Parsed) {
     } catch { p.fail(error) }
 }
 
+/// `ponder quantize IN OUT --type T`: convert to GGUF in a block type, as the C ABI's
+/// ponder_model_save with {"format": "gguf", "dtype": T}.
+func quantizeCommand(_ p: Parsed) {
+    guard p.fields.contains(where: { $0.0 == "dtype" }) else { usageError("--type is required", p.command) }
+    do {
+        let options = try ExportOptions(json: .object([("path", .string(p.positional[1])), ("format", "gguf")] + p.fields))
+        guard options.dtype.isBlockFormat else { throw PonderError.invalid("--type: \"\(options.dtype.rawValue)\" is not a block type (use convert)") }
+        let t0 = monotonicSeconds()
+        try LlamaModel.load(path: p.positional[0]).export(options)
+        fputs("wrote \(options.path) (\(options.dtype.rawValue)) in \(Double(Int((monotonicSeconds() - t0) * 10)) / 10) s\n", stderr)
+    } catch { p.fail(error) }
+}
+
 let args = CommandLine.arguments
 // Before any kernel can run: an older CPU gets a named error, not SIGILL.
 if let missing = Optional(String(cString: ponder_cpu_missing_features())), !missing.isEmpty {
@@ -148,6 +161,7 @@ default:
     case "score": scoreCommand(p)
     case "run", "validate", "resume", "eval", "report": pipelineCommand(p)
     case "convert": convertCommand(p)
+    case "quantize": quantizeCommand(p)
     case "bench-matmul": benchMatmul()
     case "logits": logitsCommand(p)
     default: usageError("unknown command \(first)")

@@ -184,3 +184,9 @@ public func firstNonFiniteBlock(type: Int32, data: UnsafeRawPointer, blocks coun
     let b = ponder_q_first_bad_block(type, data, Int64(count))
     return b < 0 ? nil : Int(b)
 }
+
+/// One row of `count` values in ggml block type `type` as ggml's reference quantizer writes it
+/// (Q4_0, Q4_1, Q5_0, Q8_0 rows of 32; Q4_K, Q6_K rows of 256); false for another type or width.
+public func quantizeRow(type: Int32, _ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutableRawPointer) -> Bool {
+    ponder_q_quantize_row(type, x, Int32(count), out) != 0
+}

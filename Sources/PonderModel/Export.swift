@@ -1,7 +1,8 @@
 import PonderBase
 import PonderJSON
 
-/// {"path": OUT, "format": "safetensors" | "gguf", "dtype": "f32" | "f16" | "q8_0"}: what
+/// {"path": OUT, "format": "safetensors" | "gguf", "dtype": "f32" | "f16" | "q8_0" | "q5_0" |
+/// "q4_0" | "q4_1" | "q4_k" | "q6_k"}: what
 /// ponder_model_save and `ponder convert` take. safetensors writes a Hugging Face directory
 /// (config.json, model.safetensors, tokenizer files); gguf writes one file llama.cpp runs.
 public struct ExportOptions: Sendable {
@@ -25,9 +26,11 @@ public struct ExportOptions: Sendable {
             if let x = Format(rawValue: s) { f = x } else { r.fail("format", "expected \"safetensors\" or \"gguf\", got \"\(s)\"") }
         }
         if let s = r.string("dtype") {
-            if let x = TensorDType(rawValue: s) { dtype = x } else { r.fail("dtype", "expected \"f32\", \"f16\" or \"q8_0\", got \"\(s)\"") }
+            if let x = TensorDType(rawValue: s) { dtype = x } else { r.fail("dtype", "expected one of \(TensorDType.names), got \"\(s)\"") }
         }
-        if dtype == .q8_0 && f != .gguf { r.fail("dtype", "\"q8_0\" is written to GGUF files only (\"format\": \"gguf\" or a .gguf path)") }
+        if dtype.isBlockFormat && f != .gguf {
+            r.fail("dtype", "\"\(dtype.rawValue)\" is written to GGUF files only (\"format\": \"gguf\" or a .gguf path)")
+        }
         try r.finish()
         path = p ?? ""
         format = f

@@ -1,4 +1,5 @@
 import PonderBase
+import PonderKernels
 import PonderText
 
 extension LlamaModel {
@@ -11,8 +12,7 @@ extension LlamaModel {
         typealias KV = (String, GGUFFile.Value, UInt32)  // key, value, value type
         var kv: [KV] = [
             ("general.architecture", .string(arch), 8), ("general.name", .string(name), 8),
-            // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7.
-            ("general.file_type", .uint(dtype == .f32 ? 0 : dtype == .f16 ? 1 : 7), 4),
+            ("general.file_type", .uint(dtype.fileType), 4),
             ("\(arch).context_length", .uint(UInt64(c.maxPositions)), 4),
             ("\(arch).embedding_length", .uint(UInt64(c.hiddenSize)), 4),
             ("\(arch).feed_forward_length", .uint(UInt64(c.intermediateSize)), 4),
@@ -53,7 +53,8 @@ extension LlamaModel {
         var offset = 0
         var plan: [(ParameterLayout.Entry, GGMLType, Int)] = []
         for e in layout.entries {
-            let type = ggufType(e.shape, dtype)
+            let output = e.name == "lm_head.weight" || (c.tieWordEmbeddings && e.name == "model.embed_tokens.weight")
+            let type = ggufType(e.shape, dtype, output: output)
             out.string(ggufName(e.name))
             out.u32(UInt32(e.shape.count))
             for d in e.shape.reversed() { out.u64(UInt64(d)) }
@@ -76,7 +77,11 @@ extension LlamaModel {
                 convertRoPERows(from: src, to: tmp.pointer, heads: heads, headDim: c.headDim, cols: e.shape[1], toGGUF: true)
                 src = UnsafePointer(tmp.pointer)
             }
-            if type == .q8_0 { try writeQ8_0(f, src, e.count) } else { try writeData(f, src, e.count, type == .f16 ? .f16 : .f32) }
+            switch type {
+            case .f32: try writeData(f, src, e.count, .f32)
+            case .f16: try writeData(f, src, e.count, .f16)
+            default: try writeBlocks(f, src, rows: e.shape[0], cols: e.shape[1], type: type)
+            }
         }
         try f.commit()
     }
@@ -124,37 +129,39 @@ struct GGUFBytes {
     }
 }
 
-/// A tensor's GGUF type for `dtype`: vectors stay F32 (as llama.cpp's converter writes them);
-/// with q8_0, a matrix whose rows are not a multiple of 32 is written F16, as the converter falls
-/// back when a row cannot be cut into blocks.
-func ggufType(_ shape: [Int], _ dtype: TensorDType) -> GGMLType {
+/// A tensor's GGUF type for `dtype`: vectors stay F32 (as llama.cpp's converter writes them).
+/// As llama.cpp's quantize tool: the output matrix (the LM head, or the embedding it is tied
+/// to) gets Q6_K in every block type but Q8_0 — the logits are the most sensitive product —,
+/// and rows a block cannot cover fall back: a K-quant needs rows of 256 (Q4_K → Q5_0,
+/// Q6_K → Q8_0: SmolLM2's 576-wide rows take these), every block type rows of 32 (else F16).
+func ggufType(_ shape: [Int], _ dtype: TensorDType, output: Bool = false) -> GGMLType {
     guard shape.count == 2 else { return .f32 }
+    let cols = shape[1]
+    var t: GGMLType
     switch dtype {
     case .f32: return .f32
     case .f16: return .f16
-    case .q8_0: return shape[1] % 32 == 0 ? .q8_0 : .f16
+    case .q8_0: t = .q8_0
+    case .q5_0: t = .q5_0
+    case .q4_0: t = .q4_0
+    case .q4_1: t = .q4_1
+    case .q4_k: t = .q4_K
+    case .q6_k: t = .q6_K
     }
+    if output && t != .q8_0 { t = .q6_K }
+    if cols % t.blockSize != 0 { t = t == .q4_K ? .q5_0 : t == .q6_K ? .q8_0 : t }
+    return cols % t.blockSize == 0 ? t : .f16
 }
 
-/// ggml's quantize_row_q8_0_ref: per block of 32, d = max|x| / 127 (stored as f16) and
-/// q = round(x / d), half away from zero — the same bytes as llama.cpp and gguf-py write.
-func writeQ8_0(_ f: AtomicFile, _ x: UnsafePointer<Float>, _ n: Int) throws {
-    var buf = [UInt8](repeating: 0, count: 34 * 1024)
-    var i = 0
-    while i < n {
-        let blocks = min(1024, (n - i) / 32)
-        for b in 0..<blocks {
-            let p = x + i + 32 * b
-            var amax: Float = 0
-            for j in 0..<32 { amax = max(amax, abs(p[j])) }
-            let d = amax / 127, id: Float = d != 0 ? 1 / d : 0
-            let bits = Float16(d).bitPattern
-            buf[34 * b] = UInt8(bits & 0xFF)
-            buf[34 * b + 1] = UInt8(bits >> 8)
-            for j in 0..<32 { buf[34 * b + 2 + j] = UInt8(bitPattern: Int8((p[j] * id).rounded())) }
-        }
-        try buf.withUnsafeBytes { try f.write($0.baseAddress!, count: 34 * blocks) }
-        i += 32 * blocks
+/// rows × cols floats in block type `type`, quantized as ggml's reference quantizers do
+/// (CPonderQuant/quantize.c): the bytes llama.cpp's quantize tool writes without an importance
+/// matrix. A row at a time, so the buffer is one row's blocks.
+func writeBlocks(_ f: AtomicFile, _ x: UnsafePointer<Float>, rows: Int, cols: Int, type: GGMLType) throws {
+    let rowBytes = cols / type.blockSize * type.blockBytes
+    var buf = [UInt8](repeating: 0, count: rowBytes)
+    for r in 0..<rows {
+        let ok = buf.withUnsafeMutableBytes { quantizeRow(type: Int32(type.rawValue), x + r * cols, count: cols, into: $0.baseAddress!) }
+        guard ok else { throw PonderError(.internal, "no quantizer for \(type) rows of \(cols)") }
+        try f.write(buf)
     }
 }
-

@@ -16,7 +16,29 @@ public struct TensorRef {
 }
 
 /// The type 2-D weights are written in. q8_0 (llama.cpp's 8-bit blocks of 32) is GGUF only.
-public enum TensorDType: String, Sendable, CaseIterable { case f32, f16, q8_0 }
+public enum TensorDType: String, Sendable, CaseIterable {
+    case f32, f16, q8_0, q5_0, q4_0, q4_1, q4_k, q6_k
+
+    /// ggml's block formats: written to GGUF files only.
+    public var isBlockFormat: Bool { self != .f32 && self != .f16 }
+
+    /// The names a dtype field accepts, for error messages.
+    public static var names: String { allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ") }
+
+    /// llama_ftype of a file written in this dtype (general.file_type).
+    var fileType: UInt64 {
+        switch self {
+        case .f32: 0
+        case .f16: 1
+        case .q4_0: 2
+        case .q4_1: 3
+        case .q8_0: 7
+        case .q5_0: 8
+        case .q4_k: 14  // MOSTLY_Q4_K_S: every matrix Q4_K where its rows allow
+        case .q6_k: 18
+        }
+    }
+}
 
 /// Writes a safetensors file atomically (Hugging Face's format: u64 header length, JSON header,
 /// raw little-endian data).
@@ -125,7 +147,7 @@ extension LlamaModel {
     /// A Hugging Face model directory transformers loads directly: config.json,
     /// model.safetensors, tokenizer.json, tokenizer_config.json (each written atomically).
     public func saveHF(directory dir: String, dtype: TensorDType = .f32) throws {
-        guard dtype != .q8_0 else { throw PonderError.invalid("dtype: \"q8_0\" is written to GGUF files only") }
+        guard !dtype.isBlockFormat else { throw PonderError.invalid("dtype: \"\(dtype.rawValue)\" is written to GGUF files only") }
         try makeDirectories(dir)
         var cfg = config.hfConfigJSON(bos: tokenizer.bos, eos: tokenizer.eos)
         if dtype == .f16, case var .object(f) = cfg {

@@ -151,6 +151,28 @@ final class QuantKernelTests: XCTestCase {
         }
     }
 
+    /// A NaN or infinite activation poisons its row's products in the 8-bit path as in fp32,
+    /// so the sampler's non-finite check still sees it.
+    func testNonFiniteActivationsStayNonFinite() {
+        var rng = SplitMix(seed: 9)
+        let k = 64, n = 8
+        for t in [GGMLType.q4_1, .q8_0, .q6_K] {
+            let kk = t == .q6_K ? 256 : k
+            let w = Self.randomMatrix(t, rows: n, k: kk, rng: &rng)
+            for bad in [Float.nan, .infinity] {
+                var x = (0..<(3 * kk)).map { _ in Float(rng.uniform() - 0.5) }
+                x[kk + 5] = bad
+                var y = [Float](repeating: 0, count: 3 * n)
+                w.withUnsafeBytes { wb in
+                    QuantizedMatrix([(Int32(t.rawValue), wb.baseAddress!, kk / t.blockSize * t.blockBytes, n)], inDim: kk)
+                        .forward(&y, x, rows: 3, accumulate: false, exact: false)
+                }
+                XCTAssertTrue(y[0..<n].allSatisfy(\.isFinite) && y[(2 * n)...].allSatisfy(\.isFinite), "\(t) \(bad)")
+                XCTAssertTrue(y[n..<(2 * n)].allSatisfy { !$0.isFinite }, "\(t) \(bad): \(y[n..<(2 * n)])")
+            }
+        }
+    }
+
     func testNonFiniteScalesAreFound() {
         var rng = SplitMix(seed: 1)
         for t in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K] {

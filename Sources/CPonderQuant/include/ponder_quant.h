@@ -44,6 +44,11 @@ void ponder_q_matmul_f32(int type, const void *w, size_t row_bytes, int k, int l
 void ponder_q_dequantize_rows(int type, const void *w, size_t row_bytes, int k, int lo, int hi,
                               float *dst, size_t ldd);
 
+/* Writes one row of k values as ggml's reference quantizer does (quantize_row_*_ref, no
+ * importance matrix): Q4_0 2, Q4_1 3, Q5_0 6, Q8_0 8 (k a multiple of 32), Q4_K 12, Q6_K 14
+ * (k a multiple of 256). Returns 0, writing nothing useful, for another type or k. */
+int ponder_q_quantize_row(int type, const float *x, int k, void *dst);
+
 /* Index of the first of nblocks blocks whose scale (or min) is NaN or infinite, or -1. */
 int64_t ponder_q_first_bad_block(int type, const void *data, int64_t nblocks);
 
