@@ -59,8 +59,9 @@ void ponder_q_quantize_rows(const float *x, size_t ldx, int m, int k, void *xq) 
             const float d = finite ? amax / 127 : NAN, id = finite && d > 0 ? 1 / d : 0;
             int s0 = 0, s1 = 0;
             for (int i = 0; i < 32; i++) {
+                /* v · (1 / d) can land a rounding above 127 at the block's maximum. */
                 const float x = v[i] * id;
-                const int q = x >= -127.f && x <= 127.f ? (int)nearbyintf(x) : 0;
+                const int q = x == x ? (int)nearbyintf(fminf(127.f, fmaxf(-127.f, x))) : 0;
                 out->q[i] = (int8_t)q;
                 if (i < 16) s0 += q; else s1 += q;
             }
