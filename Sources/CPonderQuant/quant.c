@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A row's result must not depend on how many rows share its pass (a sample of a group equals
+ * the same sample alone): no implicit fused multiply-adds, whose use differs between the
+ * specialisations for 1–4 rows. The kernels' explicit FMA intrinsics are unaffected. */
+#pragma clang fp contract(off)
+
 enum { F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30 };
 
 /* A quantized activation block: 32 codes, the scale, and scale · (sum of codes) per half, which

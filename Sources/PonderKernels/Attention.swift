@@ -291,11 +291,12 @@ public struct DecodeAttention {
                 }
             }
             let p = prompt.count, ps = prompt.rowStride ?? kvStride
-            fewRowsSerial(sc, ldy: ctx, qs, ldx: d, prompt.keys + g * d, ldw: ps, rows: nq, out: p, in: d)
+            // rowInvariant: one sequence's scores are summed as they are beside others.
+            fewRowsSerial(sc, ldy: ctx, qs, ldx: d, prompt.keys + g * d, ldw: ps, rows: nq, out: p, in: d, rowInvariant: true)
             for r in r0..<r1 {
                 let span = own(r), first = (r - r0) * headsPerTask
                 fewRowsSerial(sc + first * ctx + p, ldy: ctx, qs + first * d, ldx: d, span.keys + g * d,
-                              ldw: span.rowStride ?? kvStride, rows: headsPerTask, out: span.count, in: d)
+                              ldw: span.rowStride ?? kvStride, rows: headsPerTask, out: span.count, in: d, rowInvariant: true)
                 for i in first..<(first + headsPerTask) { softmaxInPlace(sc + i * ctx, p + span.count) }
             }
             fewRowsNSerial(os, ldy: d, sc, ldx: ctx, prompt.values + g * d, ldb: ps, rows: nq, out: d, inner: p)

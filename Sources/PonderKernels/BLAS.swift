@@ -94,20 +94,23 @@ public func linearFewRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
 /// attention scores (keys as W), whose callers already split work across the cores.
 @inline(__always)
 public func fewRowsSerial(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
-                          _ w: UnsafePointer<Float>, ldw: Int, rows m: Int, out n: Int, in k: Int, accumulate: Bool = false) {
-    fewRowsColumns(y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy)
+                          _ w: UnsafePointer<Float>, ldw: Int, rows m: Int, out n: Int, in k: Int, accumulate: Bool = false,
+                          rowInvariant: Bool = false) {
+    fewRowsColumns(y, x, w, rows: m, out: n, in: k, from: 0, to: n, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy,
+                   rowInvariant: rowInvariant)
 }
 
 /// The few-rows kernel at the CPU's vector width, over output columns lo..<hi.
 @inline(__always)
 func fewRowsColumns(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                     rows m: Int, out n: Int, in k: Int, from lo: Int, to hi: Int, accumulate: Bool,
-                    ldx: Int? = nil, ldw: Int? = nil, ldy: Int? = nil) {
+                    ldx: Int? = nil, ldw: Int? = nil, ldy: Int? = nil, rowInvariant: Bool = false) {
     if hasAVX512 {
-        fewRowsAVX512(y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy)
+        fewRowsAVX512(y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate, ldx: ldx, ldw: ldw, ldy: ldy,
+                      rowInvariant: rowInvariant)
     } else {
         fewRows(SIMD8<Float>.self, y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate,
-                ldx: ldx, ldw: ldw, ldy: ldy)
+                ldx: ldx, ldw: ldw, ldy: ldy, rowInvariant: rowInvariant)
     }
 }
 

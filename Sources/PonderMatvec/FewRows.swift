@@ -12,14 +12,20 @@ import CPrefetch
 /// the weights in L2-sized chunks (`fewRowsChunkBytes`). Without the prefetch a group step
 /// stalled on memory at half the bandwidth (measured: 8 rows through SmolLM2's weights
 /// 22 → 11 ms per step; one row +10%).
+///
+/// rowInvariant: one row goes through the block kernels too, which sum every (row, weight row)
+/// pair in one order whatever the row count — the one-row kernel's four accumulators sum in
+/// another. Decode attention asks for it, so a sequence's scores do not depend on how many
+/// sequences decode beside it (8-bit activations would turn such last-bit differences into
+/// different samples).
 @inlinable
 public func fewRows<V: SIMD>(_: V.Type, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                              _ w: UnsafePointer<Float>, rows m: Int, out n: Int, in k: Int,
                              from lo: Int, to hi: Int, accumulate: Bool,
-                             ldx: Int? = nil, ldw: Int? = nil, ldy: Int? = nil) where V.Scalar == Float {
+                             ldx: Int? = nil, ldw: Int? = nil, ldy: Int? = nil, rowInvariant: Bool = false) where V.Scalar == Float {
     let ldx = ldx ?? k, ldw = ldw ?? k, ldy = ldy ?? n
     var j = lo
-    if m == 1 {
+    if m == 1 && !rowInvariant {
         while j < hi {
             let v = dotRow(V.self, x, w + j * ldw, k)
             y[j] = accumulate ? y[j] + v : v

@@ -5,9 +5,9 @@ import PonderMatvec
 
 public func fewRowsAVX512(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                           rows m: Int, out n: Int, in k: Int, from lo: Int, to hi: Int, accumulate: Bool,
-                          ldx: Int? = nil, ldw: Int? = nil, ldy: Int? = nil) {
+                          ldx: Int? = nil, ldw: Int? = nil, ldy: Int? = nil, rowInvariant: Bool = false) {
     fewRows(SIMD16<Float>.self, y, x, w, rows: m, out: n, in: k, from: lo, to: hi, accumulate: accumulate,
-            ldx: ldx, ldw: ldw, ldy: ldy)
+            ldx: ldx, ldw: ldw, ldy: ldy, rowInvariant: rowInvariant)
 }
 
 public func fewRowsNAVX512(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,

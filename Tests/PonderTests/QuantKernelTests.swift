@@ -107,6 +107,26 @@ final class QuantKernelTests: XCTestCase {
         }
     }
 
+    /// A row's product does not depend on the rows beside it (a sample of a group equals the
+    /// same sample decoded alone), on either path and with the work split over the workers.
+    func testRowsAreIndependentOfTheirBatch() {
+        var rng = SplitMix(seed: 5)
+        let k = 576, n = 300
+        for t in [GGMLType.q4_1, .q8_0, .q5_0] {
+            let w = Self.randomMatrix(t, rows: n, k: k, rng: &rng)
+            let x = (0..<(6 * k)).map { _ in Float(rng.uniform() - 0.5) }
+            for exact in [false, true] {
+                var alone = [Float](repeating: 0, count: n), batch = [Float](repeating: 0, count: 6 * n)
+                w.withUnsafeBytes { wb in
+                    let qm = QuantizedMatrix([(Int32(t.rawValue), wb.baseAddress!, k / 32 * t.blockBytes, n)], inDim: k)
+                    qm.forward(&alone, x, rows: 1, accumulate: false, exact: exact)
+                    qm.forward(&batch, x, rows: 6, accumulate: false, exact: exact)
+                }
+                XCTAssertEqual(alone.map(\.bitPattern), Array(batch[0..<n]).map(\.bitPattern), "\(t) exact \(exact)")
+            }
+        }
+    }
+
     func testDequantizeRowsIsTheReferenceBitForBit() {
         var rng = SplitMix(seed: 7)
         let k = 256, n = 5
