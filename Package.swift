@@ -34,10 +34,12 @@ let package = Package(
         .target(name: "PonderJSON", dependencies: ["CJSONC", "PonderBase"]),
         .systemLibrary(name: "CPrefetch"),
         // CPU feature checks in C compiled for generic x86-64 (cpuid through __builtin_cpu_supports).
-        .target(name: "CPonderCPU"),
+        // C debug info as DWARF 4: Debian's valgrind 3.19 gives up on a library whose C objects
+        // carry the toolchain clang's DWARF 5 (users run their programs under it: test_install.sh).
+        .target(name: "CPonderCPU", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         // Block-format matmul kernels in C: Swift's SIMD types cannot emit vpmaddubsw / vpdpbusd.
         // Each function carries its own target attribute; the library picks AVX2 or VNNI at run time.
-        .target(name: "CPonderQuant", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CPonderQuant", cSettings: [.unsafeFlags(["-O3", "-gdwarf-4"])]),
         .target(name: "PonderMatvec", dependencies: ["CPrefetch"], swiftSettings: kernels),
         .target(name: "PonderMatvec512", dependencies: ["PonderMatvec"], swiftSettings: avx512),
         .target(name: "PonderKernels", dependencies: ["COpenBLAS", "CPonderCPU", "CPonderQuant", "PonderMatvec", "PonderMatvec512"], swiftSettings: kernels),

@@ -131,7 +131,7 @@ void ponder_model_free(ponder_model *model);
 ponder_status ponder_model_info(const ponder_model *model, char **out_json);
 
 /* Writes the model. options_json: {"path": OUT, "format": "safetensors" | "gguf",
- * "dtype": "f32" | "f16" | "q8_0" | "q5_0" | "q4_0" | "q4_1" | "q4_k" | "q6_k"}. safetensors:
+ * "dtype": "f32" | "f16" | "bf16" | "q8_0" | "q5_0" | "q4_0" | "q4_1" | "q4_k" | "q6_k"}. safetensors:
  * OUT is a directory that transformers loads (config.json, model.safetensors, tokenizer.json,
  * tokenizer_config.json); gguf: OUT is a file llama.cpp runs. The format defaults from OUT's
  * suffix. The block types (GGUF only) write the bytes llama.cpp's quantize tool writes without

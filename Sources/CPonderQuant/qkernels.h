@@ -137,25 +137,7 @@ static inline __attribute__((always_inline)) void F(matmul_q8_t)(int type, const
                                                                 float *y, size_t ldy, int accumulate) {
     const int nb = k / 32;
     const size_t xs = (size_t)nb * sizeof(act_block);
-    float out[4];
-    for (int j = lo; j < hi; j++) {
-        const uint8_t *row = w + (size_t)j * row_bytes;
-        _mm_prefetch((const char *)(row + 4 * row_bytes), _MM_HINT_T0);
-        for (int r0 = 0; r0 < m; r0 += 4) {
-            const int R = m - r0 < 4 ? m - r0 : 4;
-            const uint8_t *x = xq + r0 * xs;
-            switch (R) {
-            case 1: F(row_q8)(type, 1, row, nb, x, xs, out); break;
-            case 2: F(row_q8)(type, 2, row, nb, x, xs, out); break;
-            case 3: F(row_q8)(type, 3, row, nb, x, xs, out); break;
-            default: F(row_q8)(type, 4, row, nb, x, xs, out); break;
-            }
-            for (int r = 0; r < R; r++) {
-                float *o = y + (size_t)(r0 + r) * ldy + j;
-                *o = accumulate ? *o + out[r] : out[r];
-            }
-        }
-    }
+    FOR_ROW_GROUPS(F(row_q8), xq + r0 * xs, xs)
 }
 
 static void F(matmul_q8)(int type, const void *w, size_t row_bytes, int k, int lo, int hi, const void *xq, int m,
@@ -223,25 +205,7 @@ static inline __attribute__((always_inline)) void F(matmul_f32_t)(int type, cons
                                                                  int lo, int hi, const float *x, size_t ldx, int m,
                                                                  float *y, size_t ldy, int accumulate) {
     const int nb = k / 32;
-    float out[4];
-    for (int j = lo; j < hi; j++) {
-        const uint8_t *row = w + (size_t)j * row_bytes;
-        _mm_prefetch((const char *)(row + 4 * row_bytes), _MM_HINT_T0);
-        for (int r0 = 0; r0 < m; r0 += 4) {
-            const int R = m - r0 < 4 ? m - r0 : 4;
-            const float *xr = x + (size_t)r0 * ldx;
-            switch (R) {
-            case 1: F(row_f32)(type, 1, row, nb, xr, ldx, out); break;
-            case 2: F(row_f32)(type, 2, row, nb, xr, ldx, out); break;
-            case 3: F(row_f32)(type, 3, row, nb, xr, ldx, out); break;
-            default: F(row_f32)(type, 4, row, nb, xr, ldx, out); break;
-            }
-            for (int r = 0; r < R; r++) {
-                float *o = y + (size_t)(r0 + r) * ldy + j;
-                *o = accumulate ? *o + out[r] : out[r];
-            }
-        }
-    }
+    FOR_ROW_GROUPS(F(row_f32), x + (size_t)r0 * ldx, ldx)
 }
 
 #define EACH_TYPE(MACRO) \

@@ -20,6 +20,29 @@ typedef struct {
     float d, s0, s1, pad;
 } act_block;
 
+/* The matmul drivers of both paths: weight rows lo..<hi, each against the m activation rows in
+ * groups of at most 4 (ROW(type, R, row, nb, X, STRIDE, out) with R a constant, so the compiler
+ * unrolls each group size), results stored or accumulated into y. X is the group's first row. */
+#define FOR_ROW_GROUPS(ROW, X, STRIDE)                                           \
+    float out[4];                                                                \
+    for (int j = lo; j < hi; j++) {                                              \
+        const uint8_t *row = w + (size_t)j * row_bytes;                          \
+        _mm_prefetch((const char *)(row + 4 * row_bytes), _MM_HINT_T0);          \
+        for (int r0 = 0; r0 < m; r0 += 4) {                                      \
+            const int R = m - r0 < 4 ? m - r0 : 4;                               \
+            switch (R) {                                                         \
+            case 1: ROW(type, 1, row, nb, X, STRIDE, out); break;                \
+            case 2: ROW(type, 2, row, nb, X, STRIDE, out); break;                \
+            case 3: ROW(type, 3, row, nb, X, STRIDE, out); break;                \
+            default: ROW(type, 4, row, nb, X, STRIDE, out); break;               \
+            }                                                                    \
+            for (int r = 0; r < R; r++) {                                        \
+                float *o = y + (size_t)(r0 + r) * ldy + j;                       \
+                *o = accumulate ? *o + out[r] : out[r];                          \
+            }                                                                    \
+        }                                                                        \
+    }
+
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 
 static inline float h2f(const uint8_t *p) {

@@ -113,7 +113,7 @@ let commands: [CLICommand] = [
     CLICommand(name: "convert", positional: ["IN", "OUT"], summary: "write a model as safetensors (HF directory) or GGUF",
                flags: [CLIFlag("--to", "FORMAT", key: "format", .string, "safetensors or gguf (required)"),
                        CLIFlag("--dtype", "TYPE", key: "dtype", .string,
-                               "f32 (default), f16, or a GGUF block type: q8_0, q5_0, q4_0, q4_1, q4_k, q6_k")]),
+                               "f32 (default), f16, bf16, or a GGUF block type: q8_0, q5_0, q4_0, q4_1, q4_k, q6_k")]),
     CLICommand(name: "quantize", positional: ["IN", "OUT.gguf"], summary: "write a model as a quantized GGUF llama.cpp runs",
                flags: [CLIFlag("--type", "TYPE", key: "dtype", .string,
                                "q8_0, q5_0, q4_0, q4_1, q4_k or q6_k (required); rows a K-quant cannot cover fall back as llama-quantize does")]),

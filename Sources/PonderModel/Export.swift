@@ -1,7 +1,7 @@
 import PonderBase
 import PonderJSON
 
-/// {"path": OUT, "format": "safetensors" | "gguf", "dtype": "f32" | "f16" | "q8_0" | "q5_0" |
+/// {"path": OUT, "format": "safetensors" | "gguf", "dtype": "f32" | "f16" | "bf16" | "q8_0" | "q5_0" |
 /// "q4_0" | "q4_1" | "q4_k" | "q6_k"}: what
 /// ponder_model_save and `ponder convert` take. safetensors writes a Hugging Face directory
 /// (config.json, model.safetensors, tokenizer files); gguf writes one file llama.cpp runs.

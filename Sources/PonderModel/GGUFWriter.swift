@@ -7,6 +7,7 @@ extension LlamaModel {
     /// names, Q/K rows permuted back to its interleaved-RoPE layout (llama architecture), 2-D
     /// weights in `dtype`, vectors in F32 (as llama.cpp's converter does). Written atomically.
     public func saveGGUF(path: String, dtype: TensorDType = .f32, name: String = "ponder") throws {
+        if !blocks.isEmpty { return try materialized().saveGGUF(path: path, dtype: dtype, name: name) }
         let c = config
         let arch = c.attentionBias ? "qwen2" : "llama"
         typealias KV = (String, GGUFFile.Value, UInt32)  // key, value, value type
@@ -80,6 +81,7 @@ extension LlamaModel {
             switch type {
             case .f32: try writeData(f, src, e.count, .f32)
             case .f16: try writeData(f, src, e.count, .f16)
+            case .bf16: try writeData(f, src, e.count, .bf16)
             default: try writeBlocks(f, src, rows: e.shape[0], cols: e.shape[1], type: type)
             }
         }
@@ -141,6 +143,7 @@ func ggufType(_ shape: [Int], _ dtype: TensorDType, output: Bool = false) -> GGM
     switch dtype {
     case .f32: return .f32
     case .f16: return .f16
+    case .bf16: return .bf16
     case .q8_0: t = .q8_0
     case .q5_0: t = .q5_0
     case .q4_0: t = .q4_0

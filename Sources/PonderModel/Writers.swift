@@ -17,10 +17,10 @@ public struct TensorRef {
 
 /// The type 2-D weights are written in. q8_0 (llama.cpp's 8-bit blocks of 32) is GGUF only.
 public enum TensorDType: String, Sendable, CaseIterable {
-    case f32, f16, q8_0, q5_0, q4_0, q4_1, q4_k, q6_k
+    case f32, f16, bf16, q8_0, q5_0, q4_0, q4_1, q4_k, q6_k
 
     /// ggml's block formats: written to GGUF files only.
-    public var isBlockFormat: Bool { self != .f32 && self != .f16 }
+    public var isBlockFormat: Bool { self != .f32 && self != .f16 && self != .bf16 }
 
     /// The names a dtype field accepts, for error messages.
     public static var names: String { allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ") }
@@ -30,6 +30,7 @@ public enum TensorDType: String, Sendable, CaseIterable {
         switch self {
         case .f32: 0
         case .f16: 1
+        case .bf16: 32
         case .q4_0: 2
         case .q4_1: 3
         case .q8_0: 7
@@ -45,11 +46,12 @@ public enum TensorDType: String, Sendable, CaseIterable {
 public func writeSafetensors(_ path: String, _ tensors: [TensorRef], dtype: TensorDType = .f32,
                              metadata: [(String, String)] = [("format", "pt")]) throws {
     let width = dtype == .f32 ? 4 : 2
+    let name = dtype == .f32 ? "F32" : dtype == .bf16 ? "BF16" : "F16"
     var fields: [(String, JSONValue)] = [("__metadata__", .object(metadata.map { ($0.0, .string($0.1)) }))]
     var off = 0
     for t in tensors {
         let n = t.count * width
-        fields.append((t.name, .object([("dtype", .string(dtype == .f32 ? "F32" : "F16")),
+        fields.append((t.name, .object([("dtype", .string(name)),
                                         ("shape", .array(t.shape.map { .int(Int64($0)) })),
                                         ("data_offsets", .array([.int(Int64(off)), .int(Int64(off + n))]))])))
         off += n
@@ -64,6 +66,13 @@ public func writeSafetensors(_ path: String, _ tensors: [TensorRef], dtype: Tens
     try f.commit()
 }
 
+/// fp32 → bfloat16, rounding to nearest even (torch's conversion); NaN stays a quiet NaN.
+@inline(__always) func bfloat16Bits(_ x: Float) -> UInt16 {
+    if x.isNaN { return 0x7FC0 }
+    let b = x.bitPattern
+    return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+}
+
 func writeData(_ f: AtomicFile, _ p: UnsafePointer<Float>, _ n: Int, _ dtype: TensorDType) throws {
     if dtype == .f32 {
         try f.write(p, count: n * 4)
@@ -73,7 +82,11 @@ func writeData(_ f: AtomicFile, _ p: UnsafePointer<Float>, _ n: Int, _ dtype: Te
     var i = 0
     while i < n {
         let k = min(buf.count, n - i)
-        for j in 0..<k { buf[j] = Float16(p[i + j]).bitPattern.littleEndian }
+        if dtype == .bf16 {
+            for j in 0..<k { buf[j] = bfloat16Bits(p[i + j]).littleEndian }
+        } else {
+            for j in 0..<k { buf[j] = Float16(p[i + j]).bitPattern.littleEndian }
+        }
         try buf.withUnsafeBytes { try f.write($0.baseAddress!, count: k * 2) }
         i += k
     }
@@ -148,11 +161,13 @@ extension LlamaModel {
     /// model.safetensors, tokenizer.json, tokenizer_config.json (each written atomically).
     public func saveHF(directory dir: String, dtype: TensorDType = .f32) throws {
         guard !dtype.isBlockFormat else { throw PonderError.invalid("dtype: \"\(dtype.rawValue)\" is written to GGUF files only") }
+        // Weights in blocks are written from their fp32 values.
+        if !blocks.isEmpty { return try materialized().saveHF(directory: dir, dtype: dtype) }
         try makeDirectories(dir)
         var cfg = config.hfConfigJSON(bos: tokenizer.bos, eos: tokenizer.eos)
-        if dtype == .f16, case var .object(f) = cfg {
+        if dtype != .f32, case var .object(f) = cfg {
             f.removeAll { $0.0 == "torch_dtype" }
-            f.append(("torch_dtype", "float16"))
+            f.append(("torch_dtype", .string(dtype == .bf16 ? "bfloat16" : "float16")))
             cfg = .object(f)
         }
         try AtomicFile.write(dir + "/config.json", cfg.serialized())

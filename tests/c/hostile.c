@@ -343,7 +343,7 @@ static void case_info_and_save(void) {
     CHECK(ponder_model_save(NULL, "{\"path\": \"/tmp/x.gguf\"}"), MISUSE);
     CHECK(ponder_model_save(m, NULL), MISUSE | INVALID);
     const char *bad[] = {"", "{", "{}", "{\"path\": 5}", "{\"path\": \"/tmp/x\", \"format\": \"onnx\"}",
-                         "{\"path\": \"/tmp/x.gguf\", \"dtype\": \"q4_0\"}", "{\"path\": \"/tmp/x\", \"bogus\": true}",
+                         "{\"path\": \"/tmp/x.gguf\", \"dtype\": \"q2_k\"}", "{\"path\": \"/tmp/x\", \"bogus\": true}",
                          "{\"path\": \"\xff\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) CHECK_IN(ponder_model_save(m, bad[i]), REJECTED, bad[i]);
     char opts[1024], path[512];

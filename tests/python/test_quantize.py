@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import MODEL, ROOT
+from conftest import MODEL, ROOT, require_model
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import quantized_files  # noqa: E402
@@ -22,10 +22,7 @@ CLI = os.path.join(ROOT, ".build", "release", "ponder-cli")
 
 @pytest.fixture(scope="module")
 def f32():
-    if not os.path.exists(MODEL):
-        if os.environ.get("PONDER_REQUIRE_MODEL") == "1" or os.environ.get("CI") == "true":
-            pytest.fail(f"model missing: {MODEL} (run scripts/fetch_model.sh)")
-        pytest.skip("model missing (scripts/fetch_model.sh)")
+    require_model()
     return quantized_files.ensure("F32")
 
 
@@ -118,3 +115,30 @@ def test_perplexity_within_one_percent_of_llama_quantize(f32, tmp_path):
     base = perplexity(f32, ids)
     print(f"perplexity over {len(ids)} tokens: F32 {base:.4f}; (Ponder, llama.cpp): {out}")
     assert out["q8_0"][0] < out["q4_k"][0] and base <= out["q4_k"][0] * 1.001, (base, out)
+
+
+def test_bf16_is_torchs_rounding_and_both_engines_read_it(f32, tmp_path):
+    """"dtype": "bf16" from a model held in blocks: safetensors transformers loads as bfloat16
+    with torch's own rounding of the fp32 values, and a GGUF llama.cpp and Ponder both run."""
+    import gguf
+    import ponder
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM
+    m = ponder.Model.load(MODEL)
+    m.save(str(tmp_path / "hf"), format="safetensors", dtype="bf16")
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), torch_dtype="auto")
+    w = hf.model.layers[3].mlp.down_proj.weight
+    assert w.dtype == torch.bfloat16
+    ref = next(t for t in gguf.GGUFReader(f32).tensors if t.name == "blk.3.ffn_down.weight")
+    expect = torch.from_numpy(np.asarray(ref.data, dtype=np.float32).reshape(w.shape)).to(torch.bfloat16)
+    assert torch.equal(w.detach(), expect)
+    path = str(tmp_path / "m.gguf")
+    m.save(path, dtype="bf16")
+    types = {n: t for n, (t, _) in tensors(path).items()}
+    assert types["blk.0.ffn_up.weight"] == "BF16" and types["blk.0.attn_norm.weight"] == "F32"
+    prompt = "The capital of France is"
+    llm = Llama(model_path=path, n_ctx=128, n_threads=2, verbose=False)
+    theirs = llm.create_completion(prompt, max_tokens=4, temperature=0.0, top_k=1)["choices"][0]["text"]
+    mine = ponder.Model.load(path).generate(prompt=prompt, max_tokens=4, temperature=0)["completions"][0]["text"]
+    assert mine == theirs, (mine, theirs)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import ponder
-from conftest import MODEL, ROOT
+from conftest import MODEL, ROOT, require_model
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import logits_vs_llamacpp  # noqa: E402
@@ -23,10 +23,7 @@ import quantized_files  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def smollm2():
-    if not os.path.exists(MODEL):
-        if os.environ.get("PONDER_REQUIRE_MODEL") == "1" or os.environ.get("CI") == "true":
-            pytest.fail(f"model missing: {MODEL} (run scripts/fetch_model.sh)")
-        pytest.skip("model missing (scripts/fetch_model.sh)")
+    require_model()
 
 
 @pytest.mark.parametrize("kind", ["Q4_1", "Q8_0", "Q4_K_M"])
