@@ -62,9 +62,25 @@ public struct QuantizedMatrix: @unchecked Sendable {
                                    y + s.first, n, accumulate ? 1 : 0)
             }
         } else {
+            // fp32 products: each tile of weight rows is expanded once into the thread's buffer
+            // and the fp32 few-rows kernel multiplies it with every row (the fused kernel would
+            // expand each block again for every 4 rows). rowInvariant: a row's sums do not
+            // depend on how many rows are multiplied with it, as for the 8-bit path.
+            let t = 16
             columns(n) { s, lo, hi in
-                ponder_q_matmul_f32(s.type, s.data, s.rowBytes, Int32(k), Int32(lo), Int32(hi), x, k, Int32(m),
-                                    y + s.first, n, accumulate ? 1 : 0)
+                guard let tile = ponder_q_scratch(1, t * k * 4)?.assumingMemoryBound(to: Float.self) else {
+                    ponder_q_matmul_f32(s.type, s.data, s.rowBytes, Int32(k), Int32(lo), Int32(hi), x, k, Int32(m),
+                                        y + s.first, n, accumulate ? 1 : 0)
+                    return
+                }
+                var j = lo
+                while j < hi {
+                    let e = min(hi, j + t)
+                    ponder_q_dequantize_rows(s.type, s.data, s.rowBytes, Int32(k), Int32(j), Int32(e), tile, k)
+                    fewRowsSerial(y + s.first + j, ldy: n, x, ldx: k, tile, ldw: k, rows: m, out: e - j, in: k,
+                                  accumulate: accumulate, rowInvariant: true)
+                    j = e
+                }
             }
         }
     }
