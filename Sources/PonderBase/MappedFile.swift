@@ -35,6 +35,17 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: p, count: size)
     }
 
+    /// Drops the pages wholly inside [offset, offset + count) from memory: a loader that has
+    /// copied a tensor out of the file calls this, so loading does not hold the file and its
+    /// copy at once. The pages read back from the file if touched again (a private, unwritten
+    /// mapping), so this changes memory, never contents.
+    public func release(offset: Int, count: Int) {
+        guard let base = bytes.baseAddress, offset >= 0, count > 0, offset + count <= bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (offset + page - 1) / page * page, hi = (offset + count) / page * page
+        if hi > lo { _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, MADV_DONTNEED) }
+    }
+
     deinit {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }

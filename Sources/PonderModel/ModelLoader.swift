@@ -86,6 +86,8 @@ extension LlamaModel {
         for (e, t) in zip(layout.entries, sources) where blocks[e.name] == nil {
             let dst = arena.pointer + e.offset
             f.read(t, into: dst)
+            // Copied: its file pages need not stay (an F32 file would otherwise peak at twice its size).
+            f.file.release(offset: t.offset, count: t.byteCount)
             if permuteQK && (e.name.hasSuffix("q_proj.weight") || e.name.hasSuffix("k_proj.weight")) {
                 let heads = e.name.hasSuffix("q_proj.weight") ? config.numHeads : config.numKVHeads
                 let tmp = try Arena(count: e.count)
@@ -132,7 +134,10 @@ extension LlamaModel {
             return (file, t)
         }
         let arena = try Arena(count: layout.count)
-        for (e, (file, t)) in zip(layout.entries, sources) { file.read(t, into: arena.pointer + e.offset) }
+        for (e, (file, t)) in zip(layout.entries, sources) {
+            file.read(t, into: arena.pointer + e.offset)
+            file.file.release(offset: t.offset, count: t.byteCount)
+        }
         return try LlamaModel(config: config, layout: layout, weights: arena, tokenizer: tokenizer)
     }
 }
