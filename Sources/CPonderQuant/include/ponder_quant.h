@@ -18,8 +18,10 @@
  *    scheme, for inference where weight bandwidth is everything. Types with
  *    ponder_q_has_q8_kernel(type) only.
  *  - ponder_q_matmul_f32: each block is expanded in registers and multiplied with the fp32
- *    activations: the exact product of the dequantized weights, for training and GRPO rollouts,
- *    where sampling and scoring must see one distribution. Every type.
+ *    activations: the exact product of the dequantized weights, needing no buffer. Training and
+ *    GRPO rollouts (where sampling and scoring must see one distribution) expand tiles of rows
+ *    with ponder_q_dequantize_rows into a per-thread buffer instead, and fall back to this where
+ *    no buffer can be had. Every type.
  */
 
 /* Bytes of one quantized activation row of k values (k a multiple of 32). */
