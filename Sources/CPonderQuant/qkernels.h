@@ -137,7 +137,26 @@ static inline __attribute__((always_inline)) void F(matmul_q8_t)(int type, const
                                                                 float *y, size_t ldy, int accumulate) {
     const int nb = k / 32;
     const size_t xs = (size_t)nb * sizeof(act_block);
-    FOR_ROW_GROUPS(F(row_q8), xq + r0 * xs, xs)
+    float out[4];
+    for (int j = lo; j < hi; j++) {
+        const uint8_t *row = w + (size_t)j * row_bytes;
+        _mm_prefetch((const char *)(row + 4 * row_bytes), _MM_HINT_T0);
+        /* Activation rows in groups of at most 4, R a constant in each call so it unrolls. */
+        for (int r0 = 0; r0 < m; r0 += 4) {
+            const int R = m - r0 < 4 ? m - r0 : 4;
+            const uint8_t *x = xq + r0 * xs;
+            switch (R) {
+            case 1: F(row_q8)(type, 1, row, nb, x, xs, out); break;
+            case 2: F(row_q8)(type, 2, row, nb, x, xs, out); break;
+            case 3: F(row_q8)(type, 3, row, nb, x, xs, out); break;
+            default: F(row_q8)(type, 4, row, nb, x, xs, out); break;
+            }
+            for (int r = 0; r < R; r++) {
+                float *o = y + (size_t)(r0 + r) * ldy + j;
+                *o = accumulate ? *o + out[r] : out[r];
+            }
+        }
+    }
 }
 
 static void F(matmul_q8)(int type, const void *w, size_t row_bytes, int k, int lo, int hi, const void *xq, int m,
@@ -184,41 +203,8 @@ static inline __attribute__((always_inline)) void F(block_f32)(int type, const u
     v[3] = _mm256_fmadd_ps(a1, _mm256_cvtepi32_ps(c[3]), c1);
 }
 
-static inline __attribute__((always_inline)) void F(row_f32)(int type, int R, const uint8_t *row, int nb,
-                                                            const float *x, size_t ldx, float *out) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < nb; b++) {
-        __m256 v[4];
-        F(block_f32)(type, row, b, v);
-        for (int r = 0; r < R; r++) {
-            const float *xb = x + r * ldx + 32 * b;
-            __m256 s = _mm256_mul_ps(v[0], _mm256_loadu_ps(xb));
-            s = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(xb + 8), s);
-            s = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(xb + 16), s);
-            acc[r] = _mm256_add_ps(acc[r], _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xb + 24), s));
-        }
-    }
-    for (int r = 0; r < R; r++) out[r] = F(hsum)(acc[r]);
-}
-
-static inline __attribute__((always_inline)) void F(matmul_f32_t)(int type, const uint8_t *w, size_t row_bytes, int k,
-                                                                 int lo, int hi, const float *x, size_t ldx, int m,
-                                                                 float *y, size_t ldy, int accumulate) {
-    const int nb = k / 32;
-    FOR_ROW_GROUPS(F(row_f32), x + (size_t)r0 * ldx, ldx)
-}
-
 #define EACH_TYPE(MACRO) \
     MACRO(F16) MACRO(BF16) MACRO(Q4_0) MACRO(Q4_1) MACRO(Q5_0) MACRO(Q5_1) MACRO(Q8_0) MACRO(Q4_K) MACRO(Q5_K) MACRO(Q6_K)
-
-static void F(matmul_f32)(int type, const void *w, size_t row_bytes, int k, int lo, int hi, const float *x, size_t ldx,
-                          int m, float *y, size_t ldy, int accumulate) {
-    switch (type) {
-#define CASE(T) case T: F(matmul_f32_t)(T, w, row_bytes, k, lo, hi, x, ldx, m, y, ldy, accumulate); break;
-    EACH_TYPE(CASE)
-#undef CASE
-    }
-}
 
 static void F(dequantize)(int type, const void *w, size_t row_bytes, int k, int lo, int hi, float *dst, size_t ldd) {
     const int nb = k / 32;

@@ -20,29 +20,6 @@ typedef struct {
     float d, s0, s1, pad;
 } act_block;
 
-/* The matmul drivers of both paths: weight rows lo..<hi, each against the m activation rows in
- * groups of at most 4 (ROW(type, R, row, nb, X, STRIDE, out) with R a constant, so the compiler
- * unrolls each group size), results stored or accumulated into y. X is the group's first row. */
-#define FOR_ROW_GROUPS(ROW, X, STRIDE)                                           \
-    float out[4];                                                                \
-    for (int j = lo; j < hi; j++) {                                              \
-        const uint8_t *row = w + (size_t)j * row_bytes;                          \
-        _mm_prefetch((const char *)(row + 4 * row_bytes), _MM_HINT_T0);          \
-        for (int r0 = 0; r0 < m; r0 += 4) {                                      \
-            const int R = m - r0 < 4 ? m - r0 : 4;                               \
-            switch (R) {                                                         \
-            case 1: ROW(type, 1, row, nb, X, STRIDE, out); break;                \
-            case 2: ROW(type, 2, row, nb, X, STRIDE, out); break;                \
-            case 3: ROW(type, 3, row, nb, X, STRIDE, out); break;                \
-            default: ROW(type, 4, row, nb, X, STRIDE, out); break;               \
-            }                                                                    \
-            for (int r = 0; r < R; r++) {                                        \
-                float *o = y + (size_t)(r0 + r) * ldy + j;                       \
-                *o = accumulate ? *o + out[r] : out[r];                          \
-            }                                                                    \
-        }                                                                        \
-    }
-
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 
 static inline float h2f(const uint8_t *p) {
@@ -154,12 +131,6 @@ void ponder_q_matmul_q8(int type, const void *w, size_t row_bytes, int k, int lo
                         float *y, size_t ldy, int accumulate) {
     if (ponder_q_isa() == 2) matmul_q8_vnni(type, w, row_bytes, k, lo, hi, xq, m, y, ldy, accumulate);
     else matmul_q8_avx2(type, w, row_bytes, k, lo, hi, xq, m, y, ldy, accumulate);
-}
-
-void ponder_q_matmul_f32(int type, const void *w, size_t row_bytes, int k, int lo, int hi, const float *x, size_t ldx,
-                         int m, float *y, size_t ldy, int accumulate) {
-    /* No integer dot here: the AVX2 code is the kernel on every CPU. */
-    matmul_f32_avx2(type, w, row_bytes, k, lo, hi, x, ldx, m, y, ldy, accumulate);
 }
 
 void ponder_q_dequantize_rows(int type, const void *w, size_t row_bytes, int k, int lo, int hi, float *dst, size_t ldd) {

@@ -7,7 +7,8 @@ import CPonderQuant
 ///
 /// Inference multiplies with 8-bit activations (llama.cpp's scheme: decode reads weights, so
 /// their bytes are the cost); anything a trainer runs uses `exact`, the fp32 product with the
-/// dequantized weights, so that sampling and scoring see one distribution.
+/// dequantized weights (tiles of rows expanded, then Ponder's fp32 kernels), so that sampling
+/// and scoring see one distribution.
 public struct QuantizedMatrix: @unchecked Sendable {
     public struct Segment: @unchecked Sendable {
         /// ggml's type number.
@@ -63,23 +64,18 @@ public struct QuantizedMatrix: @unchecked Sendable {
             }
         } else {
             // fp32 products: each tile of weight rows is expanded once into the thread's buffer
-            // and the fp32 few-rows kernel multiplies it with every row (the fused kernel would
-            // expand each block again for every 4 rows). rowInvariant: a row's sums do not
-            // depend on how many rows are multiplied with it, as for the 8-bit path.
-            let t = 16
+            // and the fp32 few-rows kernel multiplies it with every row. rowInvariant: a row's
+            // sums do not depend on how many rows are multiplied with it, as for the 8-bit path.
             columns(n) { s, lo, hi in
-                guard let tile = ponder_q_scratch(1, t * k * 4)?.assumingMemoryBound(to: Float.self) else {
-                    ponder_q_matmul_f32(s.type, s.data, s.rowBytes, Int32(k), Int32(lo), Int32(hi), x, k, Int32(m),
-                                        y + s.first, n, accumulate ? 1 : 0)
-                    return
-                }
-                var j = lo
-                while j < hi {
-                    let e = min(hi, j + t)
-                    ponder_q_dequantize_rows(s.type, s.data, s.rowBytes, Int32(k), Int32(j), Int32(e), tile, k)
-                    fewRowsSerial(y + s.first + j, ldy: n, x, ldx: k, tile, ldw: k, rows: m, out: e - j, in: k,
-                                  accumulate: accumulate, rowInvariant: true)
-                    j = e
+                withTile(rows: 16) { tile, t in
+                    var j = lo
+                    while j < hi {
+                        let e = min(hi, j + t)
+                        ponder_q_dequantize_rows(s.type, s.data, s.rowBytes, Int32(k), Int32(j), Int32(e), tile, k)
+                        fewRowsSerial(y + s.first + j, ldy: n, x, ldx: k, tile, ldw: k, rows: m, out: e - j, in: k,
+                                      accumulate: accumulate, rowInvariant: true)
+                        j = e
+                    }
                 }
             }
         }
@@ -108,26 +104,20 @@ public struct QuantizedMatrix: @unchecked Sendable {
     /// Many rows (prefill, training): each worker expands tiles of weight rows into fp32 and
     /// multiplies them with sgemm, so the expansion is paid once per tile for all m rows.
     func tiled(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) {
-        let n = outDim, k = inDim, t = tileRows
+        let n = outDim, k = inDim
         let parts = min(workerThreads, max(1, n / 64))
         parallelFor(parts) { p in
             let lo = p == 0 ? 0 : (n * p / parts) & ~15, hi = p == parts - 1 ? n : (n * (p + 1) / parts) & ~15
-            guard let tile = ponder_q_scratch(1, t * k * 4)?.assumingMemoryBound(to: Float.self) else {
-                // No memory for a tile: the fused kernel needs none.
+            withTile(rows: tileRows) { tile, t in
                 each(from: lo, to: hi) { s, a, b in
-                    ponder_q_matmul_f32(s.type, s.data, s.rowBytes, Int32(k), Int32(a), Int32(b), x, k, Int32(m),
-                                        y + s.first, n, accumulate ? 1 : 0)
-                }
-                return
-            }
-            each(from: lo, to: hi) { s, a, b in
-                var j = a
-                while j < b {
-                    let e = min(b, j + t)
-                    ponder_q_dequantize_rows(s.type, s.data, s.rowBytes, Int32(k), Int32(j), Int32(e), tile, k)
-                    sgemmBlock(transA: false, transB: true, m: m, n: e - j, k: k, alpha: 1, a: x, lda: k, b: tile, ldb: k,
-                               beta: accumulate ? 1 : 0, c: y + s.first + j, ldc: n)
-                    j = e
+                    var j = a
+                    while j < b {
+                        let e = min(b, j + t)
+                        ponder_q_dequantize_rows(s.type, s.data, s.rowBytes, Int32(k), Int32(j), Int32(e), tile, k)
+                        sgemmBlock(transA: false, transB: true, m: m, n: e - j, k: k, alpha: 1, a: x, lda: k, b: tile, ldb: k,
+                                   beta: accumulate ? 1 : 0, c: y + s.first + j, ldc: n)
+                        j = e
+                    }
                 }
             }
         }
@@ -137,18 +127,17 @@ public struct QuantizedMatrix: @unchecked Sendable {
     /// a share of the m rows.
     public func backwardInput(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, rows m: Int) {
         if m == 0 { return }
-        let n = outDim, k = inDim, t = tileRows
+        let n = outDim, k = inDim
         let parts = m * n * k >= 1 << 20 ? min(workerThreads, max(1, m / 16)) : 1
         parallelFor(parts) { p in
             let r0 = m * p / parts, r1 = m * (p + 1) / parts
             if r1 <= r0 { return }
-            let tileRows = ponder_q_scratch(1, t * k * 4) == nil ? 1 : t
-            withTile(rows: tileRows) { tile in
+            withTile(rows: tileRows) { tile, t in
                 var started = false
                 each(from: 0, to: n) { s, a, b in
                     var j = a
                     while j < b {
-                        let e = min(b, j + tileRows)
+                        let e = min(b, j + t)
                         ponder_q_dequantize_rows(s.type, s.data, s.rowBytes, Int32(k), Int32(j), Int32(e), tile, k)
                         sgemmBlock(transA: false, transB: false, m: r1 - r0, n: k, k: e - j, alpha: 1,
                                    a: dy + r0 * n + s.first + j, lda: n, b: tile, ldb: k,
@@ -161,12 +150,13 @@ public struct QuantizedMatrix: @unchecked Sendable {
         }
     }
 
-    /// The thread's tile buffer, or one row on the stack where it could not be allocated.
-    func withTile(rows: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) {
-        if rows > 1, let p = ponder_q_scratch(1, rows * inDim * 4) {
-            body(p.assumingMemoryBound(to: Float.self))
+    /// The thread's buffer for `rows` expanded weight rows, or one row on the stack where it
+    /// cannot be allocated (slow, still exact); body gets the buffer and the rows it holds.
+    func withTile(rows: Int, _ body: (UnsafeMutablePointer<Float>, Int) -> Void) {
+        if let p = ponder_q_scratch(1, rows * inDim * 4) {
+            body(p.assumingMemoryBound(to: Float.self), rows)
         } else {
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: inDim) { body($0.baseAddress!) }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: inDim) { body($0.baseAddress!, 1) }
         }
     }
 

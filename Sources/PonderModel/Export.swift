@@ -40,14 +40,9 @@ public struct ExportOptions: Sendable {
 extension LlamaModel {
     /// Writes the model (with attached LoRA adapters merged into a copy of the weights).
     public func export(_ o: ExportOptions) throws {
-        // Block weights are written expanded (o.dtype then chooses f32, f16 or Q8_0 again).
-        var target = try materialized()
+        var target = self
         if let ad = adapters {
-            if target === self {
-                let copy = try Arena(count: weights.count)
-                copy.pointer.update(from: weights.pointer, count: weights.count)
-                target = try LlamaModel(config: config, layout: layout, weights: copy, tokenizer: tokenizer)
-            }
+            target = try expandedCopy()
             ad.merge(into: target)
         }
         switch o.format {

@@ -142,7 +142,11 @@ extension LlamaModel {
     /// The same weights all in fp32 (self when none is in blocks), without adapters: for writing
     /// files, merging LoRA into, and full fine-tuning.
     public func materialized() throws -> LlamaModel {
-        if blocks.isEmpty { return self }
+        blocks.isEmpty ? self : try expandedCopy()
+    }
+
+    /// A new model owning an fp32 copy of every weight (blocks expanded), without adapters.
+    func expandedCopy() throws -> LlamaModel {
         let arena = try Arena(count: layout.count)
         for e in layout.entries {
             let dst = arena.pointer + e.offset

@@ -147,22 +147,19 @@ extension LlamaModel {
 /// the other layout; the loader and the GGUF writer both go through here.
 func convertRoPERows(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int,
                      cols: Int, toGGUF: Bool) {
-    for h in 0..<heads {
-        for half in 0..<2 {
-            for i in 0..<(d / 2) {
-                let hf = (h * d + half * d / 2 + i) * cols, gguf = (h * d + 2 * i + half) * cols
-                (dst + (toGGUF ? gguf : hf)).update(from: src + (toGGUF ? hf : gguf), count: cols)
-            }
-        }
-    }
+    convertRoPERows(bytesFrom: UnsafeRawPointer(src), to: UnsafeMutableRawPointer(dst), heads: heads, headDim: d,
+                    rowBytes: 4 * cols, toGGUF: toGGUF)
 }
 
-/// convertRoPERows(toGGUF: false) for rows of rowBytes bytes in a block format.
-func convertRoPERows(bytesFrom src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, heads: Int, headDim d: Int, rowBytes: Int) {
+/// The same permutation over rows of rowBytes bytes: fp32 rows, or a block format's (blocks
+/// never straddle rows, so whole rows move).
+func convertRoPERows(bytesFrom src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, heads: Int, headDim d: Int,
+                     rowBytes: Int, toGGUF: Bool = false) {
     for h in 0..<heads {
         for half in 0..<2 {
             for i in 0..<(d / 2) {
-                (dst + (h * d + half * d / 2 + i) * rowBytes).copyMemory(from: src + (h * d + 2 * i + half) * rowBytes, byteCount: rowBytes)
+                let hf = (h * d + half * d / 2 + i) * rowBytes, gguf = (h * d + 2 * i + half) * rowBytes
+                (dst + (toGGUF ? gguf : hf)).copyMemory(from: src + (toGGUF ? hf : gguf), byteCount: rowBytes)
             }
         }
     }

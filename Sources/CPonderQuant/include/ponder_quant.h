@@ -11,17 +11,11 @@
  * lo ≤ j < hi, so callers split the weight rows across threads. Types are ggml's numbers:
  * F16 1, Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, BF16 30.
  *
- * Two paths:
- *  - ponder_q_matmul_q8: the activations are first quantized to 8 bits per 32 values
- *    (ponder_q_quantize_rows), and the products are integer dot products of the weight codes
- *    with those (AVX2 vpmaddubsw, or AVX-512 VNNI vpdpbusd), scaled per block — llama.cpp's
- *    scheme, for inference where weight bandwidth is everything. Types with
- *    ponder_q_has_q8_kernel(type) only.
- *  - ponder_q_matmul_f32: each block is expanded in registers and multiplied with the fp32
- *    activations: the exact product of the dequantized weights, needing no buffer. Training and
- *    GRPO rollouts (where sampling and scoring must see one distribution) expand tiles of rows
- *    with ponder_q_dequantize_rows into a per-thread buffer instead, and fall back to this where
- *    no buffer can be had. Every type.
+ * ponder_q_matmul_q8 quantizes nothing itself: the activations are first quantized to 8 bits
+ * per 32 values (ponder_q_quantize_rows), and the products are integer dot products of the
+ * weight codes with those (AVX2 vpmaddubsw, or AVX-512 VNNI vpdpbusd), scaled per block —
+ * llama.cpp's scheme, for inference, where weight bandwidth is everything. Exact fp32 products
+ * (training, GRPO rollouts) expand rows with ponder_q_dequantize_rows and use fp32 kernels.
  */
 
 /* Bytes of one quantized activation row of k values (k a multiple of 32). */
@@ -33,14 +27,11 @@ void ponder_q_quantize_rows(const float *x, size_t ldx, int m, int k, void *xq);
 /* 1 when type has an integer kernel for ponder_q_matmul_q8. */
 int ponder_q_has_q8_kernel(int type);
 
-/* 1 when type is one the kernels read (all types above). */
+/* 1 when type is one the kernels read (all types above but Q3_K). */
 int ponder_q_supported(int type);
 
 void ponder_q_matmul_q8(int type, const void *w, size_t row_bytes, int k, int lo, int hi,
                         const void *xq, int m, float *y, size_t ldy, int accumulate);
-
-void ponder_q_matmul_f32(int type, const void *w, size_t row_bytes, int k, int lo, int hi,
-                         const float *x, size_t ldx, int m, float *y, size_t ldy, int accumulate);
 
 /* Expands weight rows lo..<hi into dst (row stride ldd floats). */
 void ponder_q_dequantize_rows(int type, const void *w, size_t row_bytes, int k, int lo, int hi,
